@@ -1,0 +1,80 @@
+"""azauth: Microsoft Entra tokens for Azure Pipelines jobs.
+
+``from agent import AzurePipelinesCredential`` is a drop-in for
+``azure.identity.aio.AzurePipelinesCredential``. Names are imported lazily so that importing
+``agent`` (which the ``azauth`` command does) costs nothing until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.clock import Clock, SystemClock
+    from agent.clouds import AzureAuthorityHosts
+    from agent.credential import AzurePipelinesCredential, OidcToken
+    from agent.exceptions import (
+        AuthenticationError,
+        AzauthError,
+        ConfigError,
+        CredentialUnavailableError,
+        EntraError,
+        ExitCode,
+        OidcRequestError,
+        OutputError,
+        TransportError,
+        UsageError,
+    )
+    from agent.retry import RetryPolicy
+
+__all__ = [
+    "AuthenticationError",
+    "AzauthError",
+    "AzureAuthorityHosts",
+    "AzurePipelinesCredential",
+    "Clock",
+    "ConfigError",
+    "CredentialUnavailableError",
+    "EntraError",
+    "ExitCode",
+    "OidcRequestError",
+    "OidcToken",
+    "OutputError",
+    "RetryPolicy",
+    "SystemClock",
+    "TransportError",
+    "UsageError",
+]
+
+_LOCATIONS: dict[str, str] = {
+    "AuthenticationError": "agent.exceptions",
+    "AzauthError": "agent.exceptions",
+    "AzureAuthorityHosts": "agent.clouds",
+    "AzurePipelinesCredential": "agent.credential",
+    "Clock": "agent.clock",
+    "ConfigError": "agent.exceptions",
+    "CredentialUnavailableError": "agent.exceptions",
+    "EntraError": "agent.exceptions",
+    "ExitCode": "agent.exceptions",
+    "OidcRequestError": "agent.exceptions",
+    "OidcToken": "agent.credential",
+    "OutputError": "agent.exceptions",
+    "RetryPolicy": "agent.retry",
+    "SystemClock": "agent.clock",
+    "TransportError": "agent.exceptions",
+    "UsageError": "agent.exceptions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,457 @@
+"""``AzurePipelinesCredential``: the Azure SDK's class, rebuilt on aiohttp, faster and safer.
+
+Same constructor, methods, exceptions and wire format as
+``azure.identity.aio.AzurePipelinesCredential``. What differs, on purpose:
+
+- **single-flight**: concurrent callers for the same (tenant, scopes, claims, CAE) share one
+  exchange, and concurrent exchanges share one in-flight OIDC request;
+- **OIDC reuse**: the Azure DevOps token is reused across scopes and retries while its own ``exp``
+  leaves ``oidc_min_validity`` seconds (a fresh one is fetched, once, if Entra still calls it
+  expired: AADSTS700024);
+- **exact cache keys**: scope *sets* must be equal; CAE and non-CAE tokens are separate; tokens
+  obtained with ``claims`` are never cached, so they are never served to callers without claims;
+- **per-key refresh backoff**: a failed proactive refresh keeps serving the valid token and is
+  retried no sooner than ``refresh_retry_delay`` seconds later, for that key only;
+- nothing blocks the event loop; redirects are never followed; per-call tenants are validated;
+  errors name the cause and never a secret; reprs hide tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from agent import _secrets
+from agent._http import HttpClient
+from agent.clock import Clock, SystemClock
+from agent.exceptions import (
+    AuthenticationError,
+    EntraError,
+    OidcRequestError,
+    credential_unavailable,
+)
+from agent.jwt import unverified_claims
+from agent.protocol import (
+    MISSING_OIDC_URI,
+    Token,
+    TokenInfo,
+    build_oidc_request,
+    build_token_request,
+    merge_claims,
+    normalize_authority,
+    parse_oidc_response,
+    parse_token_response,
+    resolve_tenant,
+    validate_tenant_id,
+)
+from agent.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import aiohttp
+    from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+
+__all__ = ["AzurePipelinesCredential", "OidcToken"]
+
+_log = logging.getLogger("agent.credential")
+
+DEFAULT_AUTHORITY = "login.microsoftonline.com"
+DEFAULT_REFRESH_OFFSET = 300
+DEFAULT_REFRESH_RETRY_DELAY = 30
+DEFAULT_OIDC_MIN_VALIDITY = 60
+_AADSTS_ASSERTION_EXPIRED = 700024
+
+
+def _user_agent() -> str:
+    try:
+        from importlib.metadata import version  # noqa: PLC0415 - only read once per credential
+
+        return f"azauth/{version('azauth')}"
+    except Exception:  # noqa: BLE001 - metadata may be missing in odd installs; not fatal
+        return "azauth"
+
+
+@dataclass(frozen=True)
+class OidcToken:
+    """An Azure DevOps OIDC token (the client assertion), with what its claims say.
+
+    ``expires_on`` is the JWT's ``exp`` (``None`` when unreadable, in which case the token is
+    never reused). ``subject``, ``issuer`` and ``audience`` are for diagnostics: they are what an
+    Entra federated credential must match.
+    """
+
+    token: str = field(repr=False)
+    expires_on: int | None
+    subject: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+
+    @classmethod
+    def from_jwt(cls, token: str) -> OidcToken:
+        """Read the non-secret claims of ``token`` (without verifying it)."""
+        claims = unverified_claims(token)
+        exp = claims.get("exp")
+        aud = claims.get("aud")
+        return cls(
+            token=token,
+            expires_on=int(exp) if isinstance(exp, int | float) else None,
+            subject=claims.get("sub") if isinstance(claims.get("sub"), str) else None,
+            issuer=claims.get("iss") if isinstance(claims.get("iss"), str) else None,
+            audience=aud if isinstance(aud, str) else None,
+        )
+
+
+@dataclass
+class _Entry:
+    info: TokenInfo
+    last_attempt: float
+
+
+_CacheKey = tuple[str, frozenset[str], bool]
+_T = TypeVar("_T")
+
+
+class AzurePipelinesCredential:
+    """Authenticates with Microsoft Entra workload identity federation in Azure Pipelines.
+
+    Args:
+        tenant_id: the service connection's tenant id.
+        client_id: the service connection's app (client) id.
+        service_connection_id: the service connection's ``resourceId``.
+        system_access_token: the job's ``System.AccessToken``.
+        authority: Entra authority host or URL (default ``AZURE_AUTHORITY_HOST``, else
+            ``login.microsoftonline.com``); see :class:`agent.AzureAuthorityHosts`. https only,
+            except plain http to loopback addresses (an emulator or a local proxy).
+        additionally_allowed_tenants: tenants besides ``tenant_id`` a per-call ``tenant_id`` may
+            name; ``"*"`` allows any.
+        session: a caller-owned ``aiohttp.ClientSession`` to send requests with.
+        timeout: seconds one HTTP attempt may take.
+        retry: retry policy for each HTTP exchange (attempts, backoff, deadline).
+        clock: time source (tests inject a fake one).
+        oidc_request_uri: the OIDC endpoint; default: ``SYSTEM_OIDCREQUESTURI``, read per call.
+        refresh_offset: seconds before expiry at which a cached token is refreshed proactively.
+        refresh_retry_delay: minimum seconds between proactive refresh attempts of one token.
+        oidc_min_validity: an OIDC token is reused while it has at least this many seconds left.
+        env: environment mapping to read variables from (default ``os.environ``).
+
+    Raises:
+        ValueError: a required argument is empty, the tenant id or authority is invalid.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        client_id: str,
+        service_connection_id: str,
+        system_access_token: str,
+        authority: str | None = None,
+        additionally_allowed_tenants: list[str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        oidc_request_uri: str | None = None,
+        refresh_offset: int = DEFAULT_REFRESH_OFFSET,
+        refresh_retry_delay: int = DEFAULT_REFRESH_RETRY_DELAY,
+        oidc_min_validity: int = DEFAULT_OIDC_MIN_VALIDITY,
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not (tenant_id and client_id and service_connection_id and system_access_token):
+            raise ValueError(
+                "'tenant_id', 'client_id', 'service_connection_id', and 'system_access_token' "
+                "must be passed in as keyword arguments. Please refer to the troubleshooting guide "
+                "at https://aka.ms/azsdk/python/identity/azurepipelinescredential/troubleshoot."
+            )
+        validate_tenant_id(tenant_id)
+        self._env = env
+        environment = self._environ()
+        self._tenant_id = tenant_id
+        self._client_id = client_id
+        self._service_connection_id = service_connection_id
+        self._system_access_token = system_access_token
+        self._authority = normalize_authority(
+            authority or environment.get("AZURE_AUTHORITY_HOST") or DEFAULT_AUTHORITY
+        )
+        self._allowed_tenants = list(additionally_allowed_tenants or [])
+        self._oidc_request_uri = oidc_request_uri
+        self._clock = clock or SystemClock()
+        self._http = HttpClient(
+            session=session, timeout=timeout, retry=retry, clock=self._clock, env=env
+        )
+        self._refresh_offset = refresh_offset
+        self._refresh_retry_delay = refresh_retry_delay
+        self._oidc_min_validity = oidc_min_validity
+        self._user_agent = _user_agent()
+        self._cache: dict[_CacheKey, _Entry] = {}
+        self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._oidc: OidcToken | None = None
+        if kwargs:
+            # azure-identity accepts azure-core pipeline options (transport, policies, ...); they
+            # have no meaning on aiohttp, so they are accepted for drop-in use and ignored.
+            _log.debug("ignoring azure-core options: %s", ", ".join(sorted(kwargs)))
+        _secrets.register_secret(system_access_token)
+
+    # ----------------------------------------------------------------------------------------
+    # Public API
+
+    @property
+    def tenant_id(self) -> str:
+        """The default tenant."""
+        return self._tenant_id
+
+    @property
+    def client_id(self) -> str:
+        """The app (client) id."""
+        return self._client_id
+
+    @property
+    def service_connection_id(self) -> str:
+        """The service connection's resourceId."""
+        return self._service_connection_id
+
+    @property
+    def authority(self) -> str:
+        """The normalised authority URL (``https://host``)."""
+        return self._authority
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(tenant_id={self._tenant_id!r}, client_id={self._client_id!r}, "
+            f"service_connection_id={self._service_connection_id!r}, authority={self._authority!r})"
+        )
+
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,  # noqa: ARG002 - accepted for API parity
+    ) -> AccessToken:
+        """Request an access token for ``scopes`` (at least one).
+
+        Raises:
+            CredentialUnavailableError: ``SYSTEM_OIDCREQUESTURI`` is not set.
+            ClientAuthenticationError: authentication failed (an :class:`AuthenticationError`
+                subclass with ``status_code`` set when there was an HTTP answer).
+            ValueError: no scope, an invalid per-call tenant id, or invalid CAE claims.
+        """
+        info = await self._get(
+            "get_token", scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae
+        )
+        return Token(info.token, info.expires_on)
+
+    async def get_token_info(
+        self, *scopes: str, options: TokenRequestOptions | None = None
+    ) -> AccessTokenInfo:
+        """Request an access token with its type and refresh time; unknown options are ignored."""
+        opts: Mapping[str, Any] = options or {}
+        return await self._get(
+            "get_token_info",
+            scopes,
+            claims=opts.get("claims"),
+            tenant_id=opts.get("tenant_id"),
+            enable_cae=bool(opts.get("enable_cae", False)),
+        )
+
+    async def get_oidc_token(self, *, min_validity: int | None = None) -> OidcToken:
+        """Return an Azure DevOps OIDC token with at least ``min_validity`` seconds left.
+
+        A cached token is returned when it qualifies; otherwise one request is made and shared
+        by every concurrent caller.
+        """
+        self._require_oidc_uri()
+        margin = self._oidc_min_validity if min_validity is None else min_validity
+        cached = self._oidc
+        if (
+            cached is not None
+            and cached.expires_on is not None
+            and cached.expires_on - self._clock.time() > margin
+        ):
+            return cached
+        return await self._single_flight(("oidc",), self._fetch_oidc)
+
+    async def close(self) -> None:
+        """Close the HTTP session this credential created. Cached tokens stay usable."""
+        await self._http.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------------------------------
+    # Cache and refresh
+
+    def _environ(self) -> Mapping[str, str]:
+        return self._env if self._env is not None else os.environ
+
+    def _require_oidc_uri(self) -> str:
+        if self._oidc_request_uri is not None:
+            return self._oidc_request_uri
+        uri = self._environ().get("SYSTEM_OIDCREQUESTURI")
+        if uri is None:
+            raise credential_unavailable(MISSING_OIDC_URI)
+        return uri
+
+    async def _get(
+        self,
+        method: str,
+        scopes: tuple[str, ...],
+        *,
+        claims: str | None,
+        tenant_id: str | None,
+        enable_cae: bool,
+    ) -> TokenInfo:
+        # Same order of checks as the Azure SDK: the environment first, then the scopes.
+        self._require_oidc_uri()
+        if not scopes:
+            raise ValueError(f'"{method}" requires at least one scope')
+        tenant = resolve_tenant(
+            self._tenant_id,
+            tenant_id,
+            self._allowed_tenants,
+            multitenant_disabled=bool(
+                self._environ().get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH")
+            ),
+        )
+        form_claims = merge_claims(claims, enable_cae=enable_cae)
+        key: _CacheKey = (tenant, frozenset(scopes), enable_cae)
+        if claims:
+            # A claims challenge must reach Entra, and its answer must not be handed to callers
+            # that did not ask for those claims: no cache read, no cache write.
+            return await self._single_flight(
+                (*key, claims),
+                lambda: self._exchange(tenant, scopes, form_claims, None),
+            )
+
+        now = self._clock.time()
+        entry = self._cache.get(key)
+        if entry is None or now >= entry.info.expires_on:
+            return await self._single_flight(
+                key, lambda: self._exchange(tenant, scopes, form_claims, key)
+            )
+        if now - entry.last_attempt < self._refresh_retry_delay or not self._wants_refresh(
+            entry.info, now
+        ):
+            return entry.info
+        entry.last_attempt = now
+        try:
+            return await self._single_flight(
+                key, lambda: self._exchange(tenant, scopes, form_claims, key)
+            )
+        except AuthenticationError as exc:
+            # Stale-while-refresh: the token still works; try again after the retry delay.
+            _log.warning(
+                "proactive token refresh failed; using the cached token until %d: %s",
+                entry.info.expires_on,
+                exc,
+            )
+            return entry.info
+
+    def _wants_refresh(self, info: TokenInfo, now: float) -> bool:
+        if info.refresh_on is not None and now >= info.refresh_on:
+            return True
+        return info.expires_on - now <= self._refresh_offset
+
+    async def _single_flight(
+        self, key: Hashable, start: Callable[[], Coroutine[Any, Any, _T]]
+    ) -> _T:
+        """Run ``start()`` once for all concurrent callers of ``key`` and share its outcome.
+
+        Callers await a shield, so one cancelled caller does not cancel the others' request.
+        """
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(start())
+            self._inflight[key] = future
+
+            def _done(done: asyncio.Future[Any]) -> None:
+                if self._inflight.get(key) is done:
+                    del self._inflight[key]
+                if not done.cancelled():
+                    done.exception()  # mark retrieved even if every caller went away
+
+            future.add_done_callback(_done)
+        result: _T = await asyncio.shield(future)
+        return result
+
+    # ----------------------------------------------------------------------------------------
+    # The two network steps
+
+    async def _fetch_oidc(self) -> OidcToken:
+        uri = self._require_oidc_uri()
+        try:
+            request = build_oidc_request(
+                uri,
+                self._service_connection_id,
+                self._system_access_token,
+                user_agent=self._user_agent,
+            )
+        except ValueError as exc:
+            raise OidcRequestError(
+                str(exc), service_connection_id=self._service_connection_id
+            ) from None
+        response = await self._http.send(request)
+        token = parse_oidc_response(response, self._service_connection_id)
+        _secrets.register_secret(token)
+        oidc = OidcToken.from_jwt(token)
+        if oidc.expires_on is not None:
+            self._oidc = oidc
+        _log.debug(
+            "OIDC token acquired for service connection %s (expires %s)",
+            self._service_connection_id,
+            oidc.expires_on,
+        )
+        return oidc
+
+    async def _exchange(
+        self,
+        tenant: str,
+        scopes: tuple[str, ...],
+        claims: str | None,
+        cache_key: _CacheKey | None,
+    ) -> TokenInfo:
+        oidc = await self.get_oidc_token()
+        try:
+            info = await self._post_assertion(tenant, scopes, claims, oidc.token)
+        except EntraError as exc:
+            if _AADSTS_ASSERTION_EXPIRED not in exc.error_codes:
+                raise
+            # Entra judged the reused assertion expired (clock skew): one retry with a new one.
+            if self._oidc is oidc:
+                self._oidc = None
+            oidc = await self.get_oidc_token()
+            info = await self._post_assertion(tenant, scopes, claims, oidc.token)
+        _secrets.register_secret(info.token)
+        if cache_key is not None:
+            self._cache[cache_key] = _Entry(info, last_attempt=self._clock.time())
+        _log.info(
+            "access token acquired for %s (tenant %s, expires %d)",
+            " ".join(scopes),
+            tenant,
+            info.expires_on,
+        )
+        return info
+
+    async def _post_assertion(
+        self, tenant: str, scopes: tuple[str, ...], claims: str | None, assertion: str
+    ) -> TokenInfo:
+        request = build_token_request(
+            authority=self._authority,
+            tenant_id=tenant,
+            client_id=self._client_id,
+            assertion=assertion,
+            scopes=scopes,
+            claims=claims,
+            user_agent=self._user_agent,
+        )
+        request_time = int(self._clock.time())
+        response = await self._http.send(request)
+        return parse_token_response(response, request_time=request_time)

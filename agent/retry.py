@@ -1,0 +1,94 @@
+"""Which answers are worth retrying, and how long to wait: pure policy, no I/O.
+
+The Azure SDK retries 408, 429, 500, 502, 503, 504 and every status of 506 and above, plus any
+status of 400 and above that carries ``Retry-After``; we retry the same set (Azure DevOps and Entra
+are known to fail transiently) but add jitter, a cap, and a total deadline so a job never hangs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_retry_after"]
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Return the delay in seconds a ``Retry-After`` value asks for, or ``None`` if unusable.
+
+    Accepts delta-seconds (``"3"``, ``"1.5"``) and HTTP dates; negative delays become 0.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry rules for one HTTP exchange (one OIDC request or one Entra request).
+
+    Attributes:
+        max_attempts: attempts in total, the first included (the Azure SDK makes 4).
+        backoff_initial: delay before the second attempt, in seconds.
+        backoff_max: cap of one delay.
+        retry_after_max: cap of a server's ``Retry-After`` request; longer asks are not honoured
+            and end the retries (a job should not sleep ten minutes on one token).
+        deadline: total seconds one exchange may take, all attempts and delays included.
+        rng: source of jitter (injected so tests are deterministic).
+    """
+
+    max_attempts: int = 4
+    backoff_initial: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 60.0
+    deadline: float = 60.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def is_retryable_status(self, status: int, headers: Mapping[str, str]) -> bool:
+        """Tell whether an HTTP answer with ``status`` should be tried again."""
+        if status in RETRYABLE_STATUSES or status >= 506:
+            return True
+        return status >= 400 and _header(headers, "retry-after") is not None
+
+    def backoff(self, retry_number: int) -> float:
+        """Delay before retry number ``retry_number`` (1 for the first retry), with jitter.
+
+        Exponential (initial x 2^(n-1)), capped, then scaled by a random factor in [0.5, 1.0] so
+        that many jobs failing together do not retry in lockstep.
+        """
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, retry_number - 1))
+        return base * (0.5 + 0.5 * self.rng.random())
+
+    def delay(
+        self, retry_number: int, headers: Mapping[str, str] | None, *, now: float
+    ) -> float | None:
+        """Delay before the next attempt, or ``None`` when the server asks for too long a wait."""
+        retry_after = parse_retry_after(_header(headers or {}, "retry-after"), now=now)
+        if retry_after is None:
+            return self.backoff(retry_number)
+        if retry_after > self.retry_after_max:
+            return None
+        return retry_after
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, val in headers.items():
+        if key.lower() == name:
+            return val
+    return None
