@@ -2,8 +2,8 @@
 
 Contracts:
 - redirects are never followed, so a bearer token never reaches a host it was not meant for;
-- ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (either case) choose a proxy per request;
-  loopback hosts never go through a proxy; ``~/.netrc`` is never read;
+- ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` (either case, lower case
+  winning) choose a proxy per request, as curl and requests do; ``~/.netrc`` is never read;
 - ``SSL_CERT_FILE`` or ``REQUESTS_CA_BUNDLE`` (and ``SSL_CERT_DIR``) replace the system trust store;
 - network failures and timeouts are retried by :class:`agent.retry.RetryPolicy`, then raised as
   :class:`agent.exceptions.TransportError` whose message names the host, not the request.
@@ -24,7 +24,7 @@ import aiohttp
 from agent._secrets import redact_text
 from agent.clock import Clock, SystemClock
 from agent.exceptions import TransportError
-from agent.protocol import HttpRequest, HttpResponse, is_loopback_host
+from agent.protocol import HttpRequest, HttpResponse
 from agent.retry import RetryPolicy
 
 __all__ = ["HttpClient", "proxy_for", "ssl_context_from_env"]
@@ -43,8 +43,6 @@ def proxy_for(url: str, env: Mapping[str, str]) -> str | None:
     """Return the proxy URL for ``url`` under the ``*_PROXY`` / ``NO_PROXY`` variables, or None."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if is_loopback_host(host):
-        return None
     proxies: dict[str, str] = {}
     # Lower-case names win over upper-case ones, as in curl and urllib.
     for name, value in env.items():

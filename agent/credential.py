@@ -259,22 +259,43 @@ class AzurePipelinesCredential:
             enable_cae=bool(opts.get("enable_cae", False)),
         )
 
-    async def get_oidc_token(self, *, min_validity: int | None = None) -> OidcToken:
+    async def get_oidc_token(
+        self, *, min_validity: int | None = None, force: bool = False
+    ) -> OidcToken:
         """Return an Azure DevOps OIDC token with at least ``min_validity`` seconds left.
 
-        A cached token is returned when it qualifies; otherwise one request is made and shared
-        by every concurrent caller.
+        A cached token is returned when it qualifies (never with ``force``); otherwise one
+        request is made and shared by every concurrent caller.
         """
         self._require_oidc_uri()
         margin = self._oidc_min_validity if min_validity is None else min_validity
         cached = self._oidc
         if (
-            cached is not None
+            not force
+            and cached is not None
             and cached.expires_on is not None
             and cached.expires_on - self._clock.time() > margin
         ):
             return cached
         return await self._single_flight(("oidc",), self._fetch_oidc)
+
+    async def request_token(
+        self, *scopes: str, tenant_id: str | None = None, enable_cae: bool = False
+    ) -> AccessTokenInfo:
+        """Ask Entra for a new token now, update the cache, and raise on failure.
+
+        Unlike :meth:`get_token_info`, a failure is never hidden behind a still-valid cached
+        token: this is what a scheduler that refreshes on its own timetable needs.
+        """
+        self._require_oidc_uri()
+        if not scopes:
+            raise ValueError('"request_token" requires at least one scope')
+        tenant = self._resolve_tenant(tenant_id)
+        form_claims = merge_claims(None, enable_cae=enable_cae)
+        key: _CacheKey = (tenant, frozenset(scopes), enable_cae)
+        return await self._single_flight(
+            key, lambda: self._exchange(tenant, scopes, form_claims, key)
+        )
 
     async def close(self) -> None:
         """Close the HTTP session this credential created. Cached tokens stay usable."""
@@ -313,14 +334,7 @@ class AzurePipelinesCredential:
         self._require_oidc_uri()
         if not scopes:
             raise ValueError(f'"{method}" requires at least one scope')
-        tenant = resolve_tenant(
-            self._tenant_id,
-            tenant_id,
-            self._allowed_tenants,
-            multitenant_disabled=bool(
-                self._environ().get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH")
-            ),
-        )
+        tenant = self._resolve_tenant(tenant_id)
         form_claims = merge_claims(claims, enable_cae=enable_cae)
         key: _CacheKey = (tenant, frozenset(scopes), enable_cae)
         if claims:
@@ -354,6 +368,12 @@ class AzurePipelinesCredential:
                 exc,
             )
             return entry.info
+
+    def _resolve_tenant(self, requested: str | None) -> str:
+        disabled = bool(self._environ().get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH"))
+        return resolve_tenant(
+            self._tenant_id, requested, self._allowed_tenants, multitenant_disabled=disabled
+        )
 
     def _wants_refresh(self, info: TokenInfo, now: float) -> bool:
         if info.refresh_on is not None and now >= info.refresh_on:

@@ -1,0 +1,44 @@
+"""Test helpers shipped with azauth (like ``structlog.testing``): the emulator and fakes.
+
+``Emulator`` serves Azure DevOps' ``oidctoken`` endpoint and Microsoft Entra's token endpoint on
+loopback, so code that uses azauth (or any Azure SDK credential) can be tested without a network.
+It needs the ``emulator`` extra (``pip install 'azauth[emulator]'``, for ``cryptography``).
+Names are imported lazily: importing ``agent.testing`` costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.testing.emulator import (
+        Emulator,
+        IssuedToken,
+        RecordedRequest,
+        ServiceConnection,
+    )
+    from agent.testing.fakes import FakeClock
+
+__all__ = ["Emulator", "FakeClock", "IssuedToken", "RecordedRequest", "ServiceConnection"]
+
+_LOCATIONS: dict[str, str] = {
+    "Emulator": "agent.testing.emulator",
+    "FakeClock": "agent.testing.fakes",
+    "IssuedToken": "agent.testing.emulator",
+    "RecordedRequest": "agent.testing.emulator",
+    "ServiceConnection": "agent.testing.emulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
