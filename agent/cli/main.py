@@ -18,7 +18,7 @@ from agent.exceptions import AzauthError, ExitCode
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Order is the order of `azauth --help`.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("run", "validate", "schema", "init", "profiles", "emulator")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,236 @@
+"""``azauth run``: deliver a profile's tokens once, or keep them fresh until stopped.
+
+Signals in watch mode: SIGTERM and SIGINT stop cleanly (exit 0, outputs left in place unless
+``remove_on_exit``); SIGHUP reloads the profile file and re-delivers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, Literal
+
+from agent.cli.validate import add_config_argument
+from agent.exceptions import ExitCode
+
+if TYPE_CHECKING:
+    from agent.config import LoadedConfig, ResolvedProfile
+    from agent.runner import RunReport
+    from agent.testing.emulator import Emulator
+
+__all__ = ["add_logging_arguments", "configure_logging_from_args", "register", "run"]
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--log-format``, ``-v`` and ``-q``."""
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        help="log format on stderr (default: settings.log_format; auto = console on a terminal)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logs (-v info, -vv debug)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only, no summary")
+
+
+def configure_logging_from_args(args: argparse.Namespace, settings: Any = None) -> None:
+    """Configure logging from flags, falling back to the profile file's settings."""
+    from agent.logs import configure_logging  # noqa: PLC0415 - keep --help fast
+
+    level = getattr(settings, "log_level", "info") if settings is not None else "warning"
+    if args.verbose >= 2:
+        level = "debug"
+    elif args.verbose == 1:
+        level = "info"
+    if args.quiet:
+        level = "error"
+    chosen = args.log_format or (getattr(settings, "log_format", "auto") if settings else "auto")
+    fmt: Literal["auto", "console", "json"] = "auto"
+    if chosen in ("console", "json"):
+        fmt = "console" if chosen == "console" else "json"
+    configure_logging(fmt=fmt, level=level)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``run`` command."""
+    parser = subparsers.add_parser(
+        "run",
+        help="acquire every token of a profile and write its outputs",
+        description=(
+            "Acquire every token of the profile concurrently and write every output. --once "
+            "(the default) exits when done; --watch keeps the outputs fresh until SIGTERM or "
+            "SIGINT, and reloads the profile file on SIGHUP."
+        ),
+    )
+    add_config_argument(parser)
+    parser.add_argument("--profile", metavar="NAME", help="the profile (default: AZAUTH_PROFILE)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="deliver once and exit (default)")
+    mode.add_argument("--watch", action="store_true", help="keep outputs fresh until stopped")
+    parser.add_argument(
+        "--emulate",
+        action="store_true",
+        help="run against the built-in emulator of Azure DevOps and Entra (needs azauth[emulator])",
+    )
+    parser.add_argument(
+        "--fail-fast", action="store_true", default=None, help="stop at the first failure"
+    )
+    parser.add_argument(
+        "--remove-on-exit",
+        action="store_true",
+        default=None,
+        help="watch mode: delete the written outputs when stopped",
+    )
+    parser.add_argument("--concurrency", type=int, metavar="N", help="token requests in flight")
+    parser.add_argument(
+        "--refresh-margin", type=float, metavar="SECONDS", help="renew this long before expiry"
+    )
+    add_logging_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    found = {
+        "fail_fast": args.fail_fast,
+        "remove_on_exit": args.remove_on_exit,
+        "concurrency": args.concurrency,
+        "refresh_margin": args.refresh_margin,
+        "log_format": args.log_format,
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def _load(args: argparse.Namespace) -> tuple[LoadedConfig, ResolvedProfile]:
+    from agent.config import load_config  # noqa: PLC0415 - keep --help fast
+
+    loaded = load_config(args.config, settings_overrides=_overrides(args))
+    return loaded, loaded.profile(args.profile)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the profile; return the exit code of the run (see the README's exit-code table)."""
+    loaded, profile = _load(args)
+    configure_logging_from_args(args, profile.settings)
+    return asyncio.run(_main(args, loaded, profile))
+
+
+async def start_emulator(profile: ResolvedProfile, env: dict[str, str]) -> Emulator:
+    """Start the built-in emulator, trust the profile's connections, point ``env`` at it."""
+    from agent.exceptions import UsageError  # noqa: PLC0415
+
+    try:
+        from agent.testing.emulator import Emulator  # noqa: PLC0415 - needs the emulator extra
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise UsageError(
+            f"--emulate needs the emulator extra ({exc}): pip install 'azauth[emulator]'"
+        ) from None
+    emulator = Emulator()
+    await emulator.start()
+    for connection in profile.connections.values():
+        emulator.add_connection(
+            connection.service_connection_id, connection.tenant_id, connection.client_id
+        )
+        for tenant in connection.additionally_allowed_tenants:
+            if tenant != "*":
+                emulator.add_connection(
+                    connection.service_connection_id, tenant, connection.client_id
+                )
+        env[connection.system_access_token_env] = emulator.system_access_token
+    env["SYSTEM_OIDCREQUESTURI"] = emulator.oidc_request_uri
+    env["AZURE_AUTHORITY_HOST"] = emulator.authority
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        env.pop(name, None)  # the emulator is on loopback: never through a proxy
+    return emulator
+
+
+def _install_signals(stop: asyncio.Event, reload: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        if hasattr(signal, "SIGHUP"):
+
+            def on_hup() -> None:
+                reload.set()
+                stop.set()
+
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows event loops
+        signal.signal(signal.SIGINT, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+
+async def _main(args: argparse.Namespace, loaded: LoadedConfig, profile: ResolvedProfile) -> int:
+    from agent.logs import get_logger  # noqa: PLC0415
+    from agent.runner import Runner  # noqa: PLC0415 - imports aiohttp
+
+    log = get_logger("agent.cli.run")
+    env: dict[str, str] = dict(os.environ)
+    emulator = await start_emulator(profile, env) if args.emulate else None
+    if emulator is not None:
+        log.info("emulator_started", url=emulator.url)
+    try:
+        if not args.watch:
+            async with Runner(profile, env=env) as runner:
+                report = await runner.run_once()
+            _print_summary(args, report)
+            return int(report.exit_code)
+        stop, reload = asyncio.Event(), asyncio.Event()
+        _install_signals(stop, reload)
+        while True:
+            async with Runner(profile, env=env) as runner:
+                report = await runner.watch(stop)
+                if not stop.is_set():  # fail_fast ended the watch
+                    _print_summary(args, report)
+                    return int(report.exit_code)
+                if not reload.is_set():
+                    if profile.settings.remove_on_exit:
+                        removed = runner.remove_outputs()
+                        log.info("outputs_removed", count=len(removed))
+                    log.info("stopped")
+                    return int(ExitCode.OK)
+            stop.clear()
+            reload.clear()
+            loaded, profile = _reload(args, loaded, profile, log)
+            if emulator is not None:
+                await emulator.close()
+                emulator = await start_emulator(profile, env)
+    finally:
+        if emulator is not None:
+            await emulator.close()
+
+
+def _reload(
+    args: argparse.Namespace, loaded: LoadedConfig, profile: ResolvedProfile, log: Any
+) -> tuple[LoadedConfig, ResolvedProfile]:
+    """Reload the file on SIGHUP; a broken file keeps the running profile."""
+    from agent.exceptions import ConfigError  # noqa: PLC0415
+
+    try:
+        new_loaded, new_profile = _load(args)
+    except ConfigError as exc:
+        log.error("reload_failed", error=str(exc))  # noqa: TRY400 - the message is the story
+        return loaded, profile
+    log.info("reloaded", profile=new_profile.name, source=str(new_loaded.source))
+    return new_loaded, new_profile
+
+
+def _print_summary(args: argparse.Namespace, report: RunReport) -> None:
+    if args.quiet:
+        return
+    import time  # noqa: PLC0415
+
+    from agent.runner import render_summary  # noqa: PLC0415
+
+    sys.stderr.write(render_summary(report, time.time()))
+    sys.stderr.flush()
