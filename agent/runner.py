@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self, TextIO
 
 from agent.clock import Clock, SystemClock
+from agent.connections import credential_for
 from agent.credential import AzurePipelinesCredential, OidcToken
 from agent.exceptions import AuthenticationError, AzauthError, ConfigError, ExitCode, OutputError
 from agent.logs import get_logger
@@ -372,22 +373,17 @@ class Runner:
     def _credential(self, plan: ConnectionPlan) -> AzurePipelinesCredential:
         credential = self._credentials.get(plan.name)
         if credential is None:
-            connection = plan.connection
             if self._session is None:
                 import aiohttp  # noqa: PLC0415 - created once, inside the running loop
 
                 self._session = aiohttp.ClientSession(trust_env=False)
-            credential = AzurePipelinesCredential(
-                tenant_id=connection.tenant_id,
-                client_id=connection.client_id,
-                service_connection_id=connection.service_connection_id,
-                system_access_token=connection.system_access_token(self._env),
-                authority=connection.authority_url(self._env),
-                additionally_allowed_tenants=list(connection.additionally_allowed_tenants),
+            credential = credential_for(
+                plan.name,
+                plan.connection,
+                self._env,
                 session=self._session,
                 retry=self._retry,
                 clock=self._clock,
-                env=self._env,
                 refresh_offset=int(self.profile.settings.refresh_margin),
             )
             self._credentials[plan.name] = credential
@@ -402,10 +398,7 @@ class Runner:
         force: bool = False,
     ) -> None:
         """Acquire ``scopes`` (and the OIDC token) of one connection concurrently."""
-        try:
-            credential = self._credential(plan)
-        except ValueError as exc:
-            raise ConfigError(str(exc), key_path=f"connections.{plan.name}") from None
+        credential = self._credential(plan)
         report = self.reports[plan.name]
 
         async def one_scope(scope: str) -> None:

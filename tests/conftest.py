@@ -38,11 +38,18 @@ _NAMES = frozenset(
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove azauth, Azure Pipelines, Azure SDK, proxy and CA variables for every test."""
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Remove azauth, Azure Pipelines, Azure SDK, proxy and CA variables for every test.
+
+    The user's config and cache directories are replaced by empty ones, so a developer's own
+    ~/.config/azauth or ~/.cache/azauth never leaks into a test.
+    """
     for name in list(os.environ):
         if name.upper().startswith(_PREFIXES) or name.upper() in _NAMES:
             monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
 
 
 @pytest.fixture

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 
 __all__ = ["FakeClock"]
 
 
 class FakeClock:
-    """A :class:`agent.clock.Clock` that only moves when told to, or when slept on.
+    """A :class:`agent.clock.Clock` whose time moves only when told to or slept on.
 
-    ``sleep()`` advances time instantly (and yields to the loop once), so refresh and backoff
-    schedules run in microseconds and deterministically.
+    Sleepers are woken in order of their deadlines, and time jumps straight to the earliest
+    deadline, so hours of refresh schedule run in milliseconds while concurrent sleepers still
+    observe a consistent timeline (two tasks sleeping 150 s each wake together at +150 s, not
+    at +300 s). Between wake-ups a real millisecond passes, so work on loopback sockets (the
+    emulator) completes before time moves on.
     """
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self._now = start
         self._mono = 0.0
         self.slept: list[float] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
 
     def time(self) -> float:
         """Current fake wall-clock time."""
@@ -28,13 +36,31 @@ class FakeClock:
         return self._mono
 
     def advance(self, seconds: float) -> None:
-        """Move both clocks forward by ``seconds``."""
+        """Move both clocks forward by ``seconds`` and wake the sleepers that are due."""
         self._now += seconds
         self._mono += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._mono:
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)
 
     async def sleep(self, seconds: float) -> None:
-        """Record the sleep, advance the clocks, and let other tasks run."""
+        """Wait until fake time reaches now + ``seconds`` (recorded in :attr:`slept`)."""
         seconds = max(0.0, seconds)
         self.slept.append(seconds)
-        self.advance(seconds)
-        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._order), future))
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(self._drive())
+        await future
+
+    async def _drive(self) -> None:
+        while self._sleepers:
+            await asyncio.sleep(0.001)
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)  # a cancelled sleeper
+            if not self._sleepers:
+                return
+            target = self._sleepers[0][0]
+            self.advance(max(0.0, target - self._mono))

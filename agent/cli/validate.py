@@ -1,0 +1,74 @@
+"""``azauth validate``: load and check a profile file without acquiring any token."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from agent.exceptions import ExitCode
+
+if TYPE_CHECKING:
+    from agent.config import LoadedConfig
+
+__all__ = ["add_config_argument", "register", "run", "summarize"]
+
+CONFIG_HELP = (
+    "the profile file (default: $AZAUTH_CONFIG, else ./azauth.toml, ./azauth.yaml, ./azauth.yml, "
+    "then $XDG_CONFIG_HOME/azauth/ or ~/.config/azauth/; without a file, the AZURESUBSCRIPTION_* "
+    "variables)"
+)
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE`` (the shared meaning: see :mod:`agent.config.discovery`)."""
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``validate`` command."""
+    parser = subparsers.add_parser(
+        "validate",
+        help="check a profile file and exit",
+        description=(
+            "Load and validate the profile file (syntax, types, references, extends, duplicate "
+            "output paths, literal tokens). Exit status 0 when valid, 3 when not."
+        ),
+    )
+    add_config_argument(parser)
+    parser.add_argument(
+        "--profile", metavar="NAME", help="also check that NAME can be selected (or AZAUTH_PROFILE)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, print a one-line summary on stderr, return 0 (errors raise ConfigError)."""
+    from agent.config import PROFILE_ENV, load_config  # noqa: PLC0415 - keep --help fast
+
+    loaded = load_config(args.config)
+    line = summarize(loaded)
+    if args.profile or os.environ.get(PROFILE_ENV):
+        profile = loaded.profile(args.profile)
+        line += (
+            f"; profile {profile.name!r}: {_count(len(profile.connections), 'connection')}, "
+            f"{_count(len(profile.outputs), 'output')}"
+        )
+    print(f"azauth: OK: {line}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def summarize(loaded: LoadedConfig) -> str:
+    """Return ``<source>: N profiles, N connections, N outputs`` for ``loaded``."""
+    config = loaded.config
+    source = str(loaded.source) if loaded.source is not None else "AZURESUBSCRIPTION_* (no file)"
+    outputs = sum(len(profile.outputs) for profile in config.profiles.values())
+    return (
+        f"{source}: {_count(len(config.profiles), 'profile')}, "
+        f"{_count(len(config.connections), 'connection')}, {_count(outputs, 'output')}"
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

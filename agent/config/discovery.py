@@ -1,0 +1,138 @@
+"""Where the configuration comes from: which profile file, or the pipeline environment.
+
+Order, first match wins:
+
+1. the path given (``--config``), which must exist;
+2. ``AZAUTH_CONFIG``, which must exist;
+3. ``./azauth.toml``, ``./azauth.yaml``, ``./azauth.yml``;
+4. the user config directory: ``$XDG_CONFIG_HOME/azauth/`` (default ``~/.config/azauth/``),
+   the same three names;
+5. no file: an implicit configuration built from the ``AZURESUBSCRIPTION_*`` variables that
+   Azure Pipelines tasks such as AzureCLI@2 export for a service connection.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from agent.exceptions import ConfigError
+
+__all__ = [
+    "CONFIG_ENV",
+    "FILE_NAMES",
+    "IMPLICIT_NAME",
+    "IMPLICIT_VARIABLES",
+    "SUFFIXES",
+    "candidate_paths",
+    "find_config_file",
+    "implicit_config_data",
+    "syntax_of",
+]
+
+CONFIG_ENV = "AZAUTH_CONFIG"
+FILE_NAMES = ("azauth.toml", "azauth.yaml", "azauth.yml")
+SUFFIXES = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
+IMPLICIT_NAME = "default"
+"""Name of the connection and of the profile of the implicit configuration."""
+
+# Connection key -> variable; the first three are required.
+IMPLICIT_VARIABLES = {
+    "tenant_id": "AZURESUBSCRIPTION_TENANT_ID",
+    "client_id": "AZURESUBSCRIPTION_CLIENT_ID",
+    "service_connection_id": "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+    "subscription_id": "AZURESUBSCRIPTION_SUBSCRIPTION_ID",
+}
+_REQUIRED = ("tenant_id", "client_id", "service_connection_id")
+
+
+def syntax_of(path: Path) -> str | None:
+    """Return ``"toml"`` or ``"yaml"`` from ``path``'s suffix (``.example`` is looked through)."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".example":
+        suffixes.pop()
+    return SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def candidate_paths(env: Mapping[str, str], cwd: Path) -> list[Path]:
+    """Return the paths searched when neither ``--config`` nor ``AZAUTH_CONFIG`` is set."""
+    config_home = env.get("XDG_CONFIG_HOME")
+    if config_home:
+        user_dir = Path(config_home) / "azauth"
+    else:
+        home = env.get("HOME") or env.get("USERPROFILE")
+        user_dir = (Path(home) if home else Path.home()) / ".config" / "azauth"
+    return [cwd / name for name in FILE_NAMES] + [user_dir / name for name in FILE_NAMES]
+
+
+def find_config_file(
+    path: str | os.PathLike[str] | None, env: Mapping[str, str], cwd: Path | None = None
+) -> Path | None:
+    """Return the profile file to load, or ``None`` when there is none.
+
+    Raises:
+        ConfigError: the path given (or ``AZAUTH_CONFIG``) does not exist, is not a file, or has
+            a suffix other than ``.toml``, ``.yaml`` or ``.yml``.
+    """
+    if path is not None:
+        return _explicit(Path(path), "--config")
+    from_env = env.get(CONFIG_ENV)
+    if from_env:
+        return _explicit(Path(from_env), f"environment variable {CONFIG_ENV}")
+    for candidate in candidate_paths(env, Path.cwd() if cwd is None else cwd):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _explicit(path: Path, origin: str) -> Path:
+    if not path.exists():
+        raise ConfigError(
+            f"no such file (named by {origin})",
+            file=str(path),
+            expected="an existing profile file (azauth init writes one)",
+        )
+    if not path.is_file():
+        raise ConfigError(f"not a file (named by {origin})", file=str(path), expected="a file")
+    if syntax_of(path) is None:
+        raise ConfigError(
+            f"unsupported file type {path.suffix or '(no suffix)'!r}",
+            file=str(path),
+            expected="a .toml, .yaml or .yml file (optionally followed by .example)",
+        )
+    return path
+
+
+def implicit_config_data(env: Mapping[str, str], searched: list[Path]) -> dict[str, object]:
+    """Return the configuration implied by the ``AZURESUBSCRIPTION_*`` variables.
+
+    One connection and one profile, both named ``default``; the profile has no outputs (commands
+    such as ``azauth token`` print what they acquire).
+
+    Raises:
+        ConfigError: there is no profile file and the required variables are not all set.
+    """
+    values = {key: env.get(variable) for key, variable in IMPLICIT_VARIABLES.items()}
+    missing = [IMPLICIT_VARIABLES[key] for key in _REQUIRED if not values[key]]
+    if missing:
+        looked = ", ".join(str(candidate) for candidate in searched)
+        raise ConfigError(
+            f"no profile file found (looked for {looked}) and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set",
+            expected=(
+                "a profile file (write one with `azauth init`, choose one with --config or "
+                f"{CONFIG_ENV}), or a step where the AZURESUBSCRIPTION_* variables of a service "
+                "connection are set (AzureCLI@2 exports them)"
+            ),
+        )
+    connection = {key: value for key, value in values.items() if value}
+    return {
+        "connections": {IMPLICIT_NAME: connection},
+        "profiles": {
+            IMPLICIT_NAME: {
+                "description": "implicit: the service connection in AZURESUBSCRIPTION_*",
+                "connections": [IMPLICIT_NAME],
+            }
+        },
+    }

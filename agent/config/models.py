@@ -1,0 +1,568 @@
+"""The profile file as pydantic models: strict types, frozen, unknown keys rejected everywhere.
+
+The class docstrings and field descriptions below are user-facing: they become the descriptions of
+``schemas/azauth.schema.json`` and the "expected ..." part of error messages. No model holds a
+secret: the system access token is read from the environment when it is used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_args
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+
+from agent.clouds import CLOUDS, Cloud, cloud_for_authority
+from agent.config.errors import Problem, invalid
+from agent.config.resolution import check_config
+from agent.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_settings import PydanticBaseSettingsSource
+
+__all__ = [
+    "FIELD_NAMES",
+    "LOAD_PLAN_KEY",
+    "PATTERN_MEANINGS",
+    "PRESETS",
+    "SECRET_FIELDS",
+    "AzauthConfig",
+    "Connection",
+    "EnvFileOutput",
+    "FederatedTokenFileOutput",
+    "FieldName",
+    "Output",
+    "PipelineVariablesOutput",
+    "Profile",
+    "Settings",
+    "SourcePlan",
+    "TokenFileOutput",
+    "normalize_authority",
+]
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+TENANT_PATTERN = r"^[A-Za-z0-9.-]+$"
+TENANT_OR_ANY_PATTERN = r"^(\*|[A-Za-z0-9.-]+)$"
+ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SCOPE_PATTERN = r"^\S+/\.default$"
+# Any path that names a file: not empty, no NUL byte, not ending in a directory separator.
+PATH_PATTERN = r"^[^\x00]*[^\x00/\\]$"
+
+FieldName = Literal[
+    "access_token",
+    "token_type",
+    "expires_on",
+    "expires_at",
+    "scope",
+    "tenant_id",
+    "client_id",
+    "subscription_id",
+    "service_connection_id",
+    "authority",
+    "authority_host",
+    "cloud",
+    "oidc_token",
+    "federated_token_file",
+]
+FIELD_NAMES: tuple[str, ...] = get_args(FieldName)
+"""The values an env_file or pipeline_variables mapping may name, in documentation order."""
+
+SECRET_FIELDS: frozenset[str] = frozenset({"access_token", "oidc_token"})
+"""Fields whose values are secrets (pipeline variables default to ``issecret=true`` for them)."""
+
+Preset = Literal["terraform", "pulumi", "azure-identity"]
+PRESETS: tuple[str, ...] = get_args(Preset)
+Dialect = Literal["dotenv", "docker", "systemd", "sh", "pwsh"]
+CloudName = Literal["public", "usgovernment", "china"]
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+TenantOrAny = Annotated[str, StringConstraints(pattern=TENANT_OR_ANY_PATTERN)]
+Scope = Annotated[str, StringConstraints(pattern=SCOPE_PATTERN)]
+FilePath = Annotated[str, StringConstraints(pattern=PATH_PATTERN)]
+
+PATTERN_MEANINGS: dict[str, str] = {
+    NAME_PATTERN: "a name made of letters, digits, '_', '.' and '-'",
+    TENANT_PATTERN: "a tenant id: a GUID or a domain name (letters, digits, '.' and '-')",
+    TENANT_OR_ANY_PATTERN: 'a tenant id (a GUID or a domain name) or "*"',
+    ID_PATTERN: "an id made of letters, digits, '.', '_' and '-' (usually a GUID)",
+    ENV_NAME_PATTERN: "a variable name: letters, digits and '_', not starting with a digit",
+    SCOPE_PATTERN: "a scope ending in /.default, such as https://management.azure.com/.default",
+    PATH_PATTERN: "a file path, not empty and not ending in a slash",
+}
+"""Each pattern above in words, for error messages."""
+
+_LOOPBACK_NAMES = frozenset({"localhost"})
+AUTHORITY_EXPECTED = (
+    "an https URL such as https://login.microsoftonline.com (http only for loopback hosts: "
+    "127.0.0.1, localhost, [::1])"
+)
+LOAD_PLAN_KEY = "__azauth_load_plan__"
+"""Init keyword through which ``load_config`` hands its sources to the settings hook."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Settings(_Model):
+    """Run-time behaviour shared by every profile."""
+
+    concurrency: int = Field(
+        default=8, ge=1, le=256, description="The most token requests in flight at once (1 to 256)."
+    )
+    refresh_margin: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds before expiry at which watch mode acquires a fresh token (>= 0).",
+    )
+    retry_deadline: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds: the total time budget for the retries of one acquisition (> 0).",
+    )
+    fail_fast: bool = Field(
+        default=False,
+        description="Stop at the first connection that fails instead of delivering the others.",
+    )
+    remove_on_exit: bool = Field(
+        default=False,
+        description="Watch mode: delete the written outputs when stopped by SIGTERM or SIGINT.",
+    )
+    log_format: Literal["auto", "console", "json"] = Field(
+        default="auto",
+        description="The format of log lines on stderr: auto (console on a terminal, else json).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="The least severe log level written: debug, info, warning or error.",
+    )
+
+
+class Connection(_Model):
+    """An Azure DevOps service connection that uses workload identity federation."""
+
+    tenant_id: TenantId = Field(
+        description="The Microsoft Entra tenant (directory) id: a GUID or a domain name."
+    )
+    client_id: Identifier = Field(
+        description="The application (client) id the service connection signs in as."
+    )
+    service_connection_id: Identifier = Field(
+        description="The id (a GUID) of the Azure DevOps service connection."
+    )
+    subscription_id: Identifier | None = Field(
+        default=None,
+        description="The Azure subscription id, exported by presets as ARM_SUBSCRIPTION_ID.",
+    )
+    cloud: CloudName = Field(
+        default="public",
+        description=(
+            "The Azure cloud: public, usgovernment or china. When authority is set, the cloud "
+            "is inferred from its host (public for other hosts)."
+        ),
+    )
+    authority: str | None = Field(
+        default=None,
+        description=(
+            "The Microsoft Entra authority URL, overriding cloud: https only, http only for "
+            "loopback hosts (127.0.0.1, localhost, [::1]). AZURE_AUTHORITY_HOST overrides it."
+        ),
+    )
+    additionally_allowed_tenants: list[TenantOrAny] = Field(
+        default_factory=list,
+        description='Other tenant ids tokens may be requested for, or "*" for any tenant.',
+    )
+    system_access_token_env: EnvName = Field(
+        default="SYSTEM_ACCESSTOKEN",
+        description="The environment variable that holds the job's System.AccessToken.",
+    )
+    scope: Scope | None = Field(
+        default=None,
+        description=(
+            "The default scope of this connection's access tokens, ending in /.default "
+            "(default: the cloud's Azure Resource Manager scope)."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_cloud(cls, data: Any) -> Any:
+        """Refuse cloud with authority; otherwise infer cloud from the authority's host."""
+        if not isinstance(data, Mapping) or data.get("authority") is None:
+            return data
+        if "cloud" in data:
+            raise invalid(
+                Problem(
+                    ("authority",),
+                    "cannot be combined with cloud",
+                    "either cloud (public, usgovernment, china) or authority, not both",
+                )
+            )
+        authority = data["authority"]
+        found = cloud_for_authority(authority) if isinstance(authority, str) else None
+        return {**data, "cloud": found.name if found else "public"}
+
+    @field_validator("authority")
+    @classmethod
+    def _check_authority(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_authority(value)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "authority_invalid",
+                "{reason}",
+                {"reason": str(exc), "expected": AUTHORITY_EXPECTED},
+            ) from None
+
+    @property
+    def cloud_info(self) -> Cloud:
+        """The :class:`agent.clouds.Cloud` this connection belongs to."""
+        return CLOUDS[self.cloud]
+
+    @property
+    def default_scope(self) -> str:
+        """``scope`` when set, else the cloud's Azure Resource Manager ``.default`` scope."""
+        return self.scope or f"{self.cloud_info.arm_endpoint}.default"
+
+    def authority_url(self, env: Mapping[str, str] | None = None) -> str:
+        """Return the authority to send token requests to, as ``https://host[/path]``.
+
+        ``AZURE_AUTHORITY_HOST`` (from ``env``, default ``os.environ``) wins over ``authority``,
+        which wins over the cloud's authority host.
+
+        Raises:
+            ConfigError: ``AZURE_AUTHORITY_HOST`` is not an acceptable URL.
+        """
+        environ = os.environ if env is None else env
+        override = environ.get("AZURE_AUTHORITY_HOST")
+        if override:
+            try:
+                return normalize_authority(override)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"environment variable AZURE_AUTHORITY_HOST={override!r}: {exc}",
+                    expected=AUTHORITY_EXPECTED,
+                ) from None
+        if self.authority is not None:
+            return self.authority
+        return f"https://{self.cloud_info.authority_host}"
+
+    def system_access_token(self, env: Mapping[str, str] | None = None) -> str:
+        """Return the job's System.AccessToken from ``env[system_access_token_env]``.
+
+        Raises:
+            ConfigError: the variable is missing or empty (it is not mapped into the step).
+        """
+        environ = os.environ if env is None else env
+        name = self.system_access_token_env
+        value = environ.get(name)
+        if not value:
+            state = "is empty" if value is not None else "is not set"
+            raise ConfigError(
+                f"environment variable {name} {state}: Azure Pipelines passes System.AccessToken "
+                f"to a script only when the step maps it",
+                expected=f"`env: {name}: $(System.AccessToken)` on the step that runs azauth",
+            )
+        return value
+
+
+ConnectionRef = Annotated[
+    Name | None,
+    Field(
+        description=(
+            "The connection whose tokens this output writes; optional when the profile uses "
+            "exactly one connection."
+        )
+    ),
+]
+OutputScope = Annotated[
+    Scope | None,
+    Field(
+        description=(
+            "The scope of the access token, ending in /.default (default: the connection's scope)."
+        )
+    ),
+]
+Variables = Annotated[
+    dict[Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)], FieldName],
+    Field(
+        description=(
+            "Explicit NAME = field mappings, added to (and overriding) the preset's variables. "
+            "Fields: " + ", ".join(FIELD_NAMES) + "."
+        )
+    ),
+]
+
+
+class TokenFileOutput(_Model):
+    """An access token written to a file (mode 0600), kept fresh in watch mode."""
+
+    kind: Literal["token_file"]
+    connection: ConnectionRef = None
+    path: FilePath = Field(description="The file to write, relative to the working directory.")
+    scope: OutputScope = None
+    format: Literal["raw", "json"] = Field(
+        default="raw",
+        description="raw: the token alone; json: token, token_type, expires_on and expires_at.",
+    )
+
+
+class FederatedTokenFileOutput(_Model):
+    """The Azure DevOps OIDC token (a JWT) written to a file, kept fresh in watch mode."""
+
+    kind: Literal["federated_token_file"]
+    connection: ConnectionRef = None
+    path: FilePath = Field(description="The file to write, relative to the working directory.")
+
+
+class EnvFileOutput(_Model):
+    """Environment variables written to a file in a shell or tool dialect."""
+
+    kind: Literal["env_file"]
+    connection: ConnectionRef = None
+    path: FilePath = Field(description="The file to write, relative to the working directory.")
+    dialect: Dialect = Field(
+        default="dotenv", description="The file syntax: dotenv, docker, systemd, sh or pwsh."
+    )
+    preset: Preset | None = Field(
+        default=None,
+        description=(
+            "A ready-made set of variables: terraform, pulumi (ARM_*) or azure-identity (AZURE_*)."
+        ),
+    )
+    federated_token_path: FilePath | None = Field(
+        default=None,
+        description=(
+            "Where the federated token file used by the preset is kept fresh (default: next to "
+            "path, named <path stem>.federated-token)."
+        ),
+    )
+    scope: OutputScope = None
+    variables: Variables = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_variables(self) -> EnvFileOutput:
+        _require_variables(self.kind, self.preset, self.variables)
+        return self
+
+    @property
+    def needs_federated_token_file(self) -> bool:
+        """Whether this output refers to a federated token file (every preset does)."""
+        return self.preset is not None or "federated_token_file" in self.variables.values()
+
+    @property
+    def effective_federated_token_path(self) -> str | None:
+        """The federated token file this output keeps fresh, or ``None`` when it needs none."""
+        if not self.needs_federated_token_file:
+            return None
+        if self.federated_token_path is not None:
+            return self.federated_token_path
+        path = PurePath(self.path)
+        return str(path.with_name(f"{path.stem}.federated-token"))
+
+
+class PipelineVariablesOutput(_Model):
+    """Azure Pipelines variables set with ##vso[task.setvariable] lines on stdout."""
+
+    kind: Literal["pipeline_variables"]
+    connection: ConnectionRef = None
+    preset: Preset | None = Field(
+        default=None,
+        description=(
+            "A ready-made set of variables: terraform, pulumi (ARM_*) or azure-identity (AZURE_*)."
+        ),
+    )
+    scope: OutputScope = None
+    variables: Variables = Field(default_factory=dict)
+    secret: bool | None = Field(
+        default=None,
+        description=(
+            "Mark every variable secret (true) or none (false); default: secret exactly for the "
+            "secret fields (access_token, oidc_token)."
+        ),
+    )
+    is_output: bool = Field(
+        default=False, description="Make the variables output variables (isoutput=true)."
+    )
+
+    @model_validator(mode="after")
+    def _check_variables(self) -> PipelineVariablesOutput:
+        _require_variables(self.kind, self.preset, self.variables)
+        return self
+
+    def is_secret(self, field: str) -> bool:
+        """Whether the variable holding ``field`` is set with ``issecret=true``."""
+        return self.secret if self.secret is not None else field in SECRET_FIELDS
+
+
+def _require_variables(kind: str, preset: str | None, variables: Mapping[str, str]) -> None:
+    if preset is None and not variables:
+        raise invalid(
+            Problem(
+                ("variables",),
+                f"this {kind} output has no preset and no variable",
+                f"preset ({', '.join(PRESETS)}) or at least one NAME = field entry",
+            )
+        )
+
+
+Output = Annotated[
+    TokenFileOutput | FederatedTokenFileOutput | EnvFileOutput | PipelineVariablesOutput,
+    Field(discriminator="kind"),
+]
+
+
+class Profile(_Model):
+    """A named set of connections and the outputs azauth writes for them."""
+
+    description: str | None = Field(default=None, description="What this profile is for.")
+    extends: Name | None = Field(
+        default=None,
+        description=(
+            "A profile whose connections and outputs this one inherits; its own entries are "
+            "appended."
+        ),
+    )
+    connections: list[Name] = Field(
+        default_factory=list,
+        description="The names of the connections (from [connections]) this profile uses.",
+    )
+    outputs: list[Output] = Field(
+        default_factory=list, description="Where the tokens go; each entry has a kind."
+    )
+
+
+class SourcePlan(Protocol):
+    """What ``load_config`` passes to :meth:`AzauthConfig.settings_customise_sources`."""
+
+    def sources(
+        self, settings_cls: type[BaseSettings], init_settings: InitSettingsSource
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Return the sources of one load, highest precedence first."""
+        ...
+
+
+class AzauthConfig(BaseSettings):
+    """An azauth profile file: connections, profiles and settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AZAUTH_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        title="azauth profile file",
+    )
+
+    version: Literal[1] = Field(
+        default=1, description="The version of this file format; only 1 exists."
+    )
+    default_profile: Name | None = Field(
+        default=None,
+        description="The profile used when neither --profile nor AZAUTH_PROFILE names one.",
+    )
+    settings: Settings = Field(default=Settings(), description="Run-time behaviour.")
+    connections: dict[Name, Connection] = Field(
+        default_factory=dict, description="Service connections, by name."
+    )
+    profiles: dict[Name, Profile] = Field(default_factory=dict, description="Profiles, by name.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _refuse_boolean_version(cls, value: object) -> object:
+        # True == 1 in Python, and `version = true` is a mistake worth naming.
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                "version_invalid", "invalid value: a boolean is not a version", {"expected": "1"}
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_references(self) -> AzauthConfig:
+        problems = check_config(self)
+        if problems:
+            raise invalid(*problems)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env support
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no secrets dir
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence, highest first: init keywords > ``AZAUTH_*`` environment > profile file.
+
+        ``load_config`` passes its per-call sources (the file, the environment mapping) through
+        the init keyword ``LOAD_PLAN_KEY``, which is removed here before validation. Without it,
+        only init keywords and ``os.environ`` are read.
+        """
+        if isinstance(init_settings, InitSettingsSource):
+            plan: SourcePlan | None = init_settings.init_kwargs.pop(LOAD_PLAN_KEY, None)
+            if plan is not None:
+                return plan.sources(settings_cls, init_settings)
+        return (init_settings, env_settings)
+
+
+def normalize_authority(value: str) -> str:
+    """Return ``value`` as ``scheme://host[:port][/path]`` without a trailing slash.
+
+    A bare host gets ``https://``. Plain ``http`` is accepted only for loopback hosts (a local
+    emulator); credentials, queries and fragments are refused.
+
+    Raises:
+        ValueError: with the reason, when ``value`` is not an acceptable authority.
+    """
+    text = value.strip()
+    if "://" not in text:
+        text = f"https://{text}"
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in {"https", "http"}:
+        raise ValueError(f"scheme {scheme!r} is not supported")
+    if not host:
+        raise ValueError("the URL has no host")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("an authority has no user name, password, query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port is not a number between 0 and 65535") from None
+    if scheme == "http" and not _is_loopback(host):
+        raise ValueError("plain http is only allowed for loopback hosts")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

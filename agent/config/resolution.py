@@ -1,0 +1,294 @@
+"""Profile inheritance (``extends``) and the checks that span several parts of a profile file.
+
+A profile that ``extends`` another inherits its connections and outputs; its own entries are
+appended. Chains are allowed, cycles are not. :func:`check_config` finds every cross-reference
+problem of a parsed file; :func:`resolve_profile` flattens one profile of a valid file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from agent.config.errors import KeyPath, Problem, did_you_mean, format_key_path
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from agent.config.models import AzauthConfig, Connection, Output, Profile, Settings
+
+__all__ = ["ResolvedProfile", "check_config", "profile_lineage", "resolve_profile"]
+
+_SHARED_FILE_RULE = (
+    "a different path for each output (outputs may share a file only when both keep the same "
+    "connection's federated token there)"
+)
+
+
+@dataclass(frozen=True)
+class ResolvedProfile:
+    """One profile with ``extends`` applied and every output's ``connection`` filled in.
+
+    Attributes:
+        name: the profile's name.
+        description: its own description (not inherited).
+        connections: the connections it uses, by name, inherited ones first.
+        outputs: inherited outputs first, then its own; ``connection`` is never ``None``.
+        settings: the file's settings after environment and command-line overrides.
+    """
+
+    name: str
+    description: str | None
+    connections: dict[str, Connection]
+    outputs: list[Output]
+    settings: Settings
+
+    def scope_for(self, output: Output) -> str | None:
+        """The scope of the access token ``output`` uses; ``None`` for federated token files."""
+        if output.kind == "federated_token_file":
+            return None
+        assert output.connection is not None
+        return output.scope or self.connections[output.connection].default_scope
+
+    def federated_token_file_for(self, connection: str) -> str | None:
+        """A file this profile keeps ``connection``'s federated token in, if it has one."""
+        for output in self.outputs:
+            if output.connection != connection:
+                continue
+            if output.kind == "federated_token_file":
+                return output.path
+            if output.kind == "env_file" and output.effective_federated_token_path is not None:
+                return output.effective_federated_token_path
+        return None
+
+
+def profile_lineage(profiles: Mapping[str, Profile], name: str) -> list[str]:
+    """Return ``name`` and its ancestors, the root first; stops at an unknown name or a cycle."""
+    chain: list[str] = []
+    current: str | None = name
+    while current is not None and current in profiles and current not in chain:
+        chain.append(current)
+        current = profiles[current].extends
+    return chain[::-1]
+
+
+def resolve_profile(config: AzauthConfig, name: str) -> ResolvedProfile:
+    """Flatten profile ``name`` of a validated ``config`` (``check_config`` found no problem).
+
+    An output without ``connection`` belongs to the only connection of the profile that
+    defines it: a profile that extends it and adds connections does not change its meaning.
+    """
+    lineage = profile_lineage(config.profiles, name)
+    connections = {c: config.connections[c] for c in _connection_names(config, lineage)}
+    filled: list[Output] = []
+    for depth, ancestor in enumerate(lineage):
+        owner_connections = _connection_names(config, lineage[: depth + 1])
+        for output in config.profiles[ancestor].outputs:
+            if output.connection is None:
+                output = output.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
+            filled.append(output)
+    description = config.profiles[name].description
+    return ResolvedProfile(name, description, connections, filled, config.settings)
+
+
+def _connection_names(config: AzauthConfig, lineage: list[str]) -> list[str]:
+    """The defined connections the profiles of ``lineage`` list, once each, in order."""
+    listed = (c for ancestor in lineage for c in config.profiles[ancestor].connections)
+    return list(dict.fromkeys(c for c in listed if c in config.connections))
+
+
+def check_config(config: AzauthConfig) -> list[Problem]:
+    """Return every cross-reference problem of ``config``, each at its own key path."""
+    problems: dict[KeyPath, Problem] = {}
+
+    def add(problem: Problem) -> None:
+        problems.setdefault(problem.path, problem)
+
+    names = list(config.profiles)
+    if not names:
+        add(Problem(("profiles",), "no profile is defined", "at least one [profiles.NAME] table"))
+    if config.default_profile is not None and config.default_profile not in config.profiles:
+        add(_unknown("default_profile", config.default_profile, names, "profile"))
+    for problem in _reference_problems(config):
+        add(problem)
+    # Profiles whose extends chain is broken are not resolved: fixing the chain comes first.
+    broken = {
+        name
+        for name, profile in config.profiles.items()
+        if profile.extends is not None and profile.extends not in config.profiles
+    }
+    for problem in _lineage_problems(config.profiles):
+        add(problem)
+        broken.add(str(problem.path[1]))
+    for name in names:
+        lineage = profile_lineage(config.profiles, name)
+        if any(ancestor in broken for ancestor in lineage):
+            continue
+        for problem in _resolved_problems(config, name, lineage):
+            add(problem)
+    return list(problems.values())
+
+
+def _unknown(key: str, value: str, choices: list[str], what: str) -> Problem:
+    expected = f"one of: {', '.join(choices)}" if choices else f"a {what} defined in the file"
+    return Problem((key,), f"unknown {what} {value!r}{did_you_mean(value, choices)}", expected)
+
+
+def _reference_problems(config: AzauthConfig) -> Iterator[Problem]:
+    """Profiles naming connections or parent profiles that do not exist."""
+    defined = list(config.connections)
+    for name, profile in config.profiles.items():
+        for index, connection in enumerate(profile.connections):
+            where = ("profiles", name, "connections", index)
+            if connection not in config.connections:
+                expected = (
+                    f"a connection defined under [connections]: {', '.join(defined)}"
+                    if defined
+                    else "a connection defined under [connections.NAME]"
+                )
+                message = f"unknown connection {connection!r}{did_you_mean(connection, defined)}"
+                yield Problem(where, message, expected)
+            elif connection in profile.connections[:index]:
+                yield Problem(where, f"connection {connection!r} is listed twice", "each once")
+        if profile.extends is not None and profile.extends not in config.profiles:
+            others = [other for other in config.profiles if other != name]
+            unknown = _unknown("extends", profile.extends, others, "profile")
+            yield Problem(("profiles", name, "extends"), unknown.message, unknown.expected)
+
+
+def _lineage_problems(profiles: Mapping[str, Profile]) -> Iterator[Problem]:
+    """``extends`` cycles (each reported once, at its first member in file order)."""
+    reported: set[str] = set()
+    for name in profiles:
+        path = [name]
+        current = profiles[name].extends
+        while current is not None and current in profiles and current not in path:
+            path.append(current)
+            current = profiles[current].extends
+        if current is None or current not in profiles:
+            continue
+        cycle = path[path.index(current) :]
+        if reported.intersection(cycle):
+            continue
+        reported.update(cycle)
+        first = next(member for member in profiles if member in cycle)
+        start = cycle.index(first)
+        ordered = cycle[start:] + cycle[:start] + [first]
+        yield Problem(
+            ("profiles", first, "extends"),
+            f"extends cycle: {' -> '.join(ordered)}",
+            "a chain of extends that ends at a profile without extends",
+        )
+
+
+def _resolved_problems(config: AzauthConfig, name: str, lineage: list[str]) -> Iterator[Problem]:
+    """Problems that show only once ``extends`` is applied: connections, outputs, paths.
+
+    Outputs are checked against the profile that defines them; the files they write are
+    checked in every profile that inherits them.
+    """
+    connections = _connection_names(config, lineage)
+    if not connections:
+        if not any(config.profiles[ancestor].connections for ancestor in lineage):
+            yield Problem(
+                ("profiles", name, "connections"),
+                f"profile {name!r} uses no connection",
+                "at least one connection name from [connections]",
+            )
+        return  # otherwise only unknown names, each already reported
+    for index, output in enumerate(config.profiles[name].outputs):
+        yield from _output_problems(config, name, ("profiles", name, "outputs", index), output)
+    yield from _path_problems(config, lineage, connections)
+
+
+def _path_problems(
+    config: AzauthConfig, lineage: list[str], connections: list[str]
+) -> Iterator[Problem]:
+    """Two outputs of one resolved profile writing the same file."""
+    writers: dict[str, tuple[tuple[object, ...], KeyPath]] = {}
+    for depth, owner in enumerate(lineage):
+        owner_connections = _connection_names(config, lineage[: depth + 1])
+        for index, output in enumerate(config.profiles[owner].outputs):
+            where: KeyPath = ("profiles", owner, "outputs", index)
+            connection = output.connection
+            if connection is None and len(owner_connections) == 1:
+                connection = owner_connections[0]
+            if connection is None or connection not in connections:
+                continue  # reported with the output's own profile
+            for key, target, identity in _written_files(output, connection, where):
+                # Not Path.resolve(): symlinks are the writer's business; equal spellings ours.
+                normalized = os.path.normcase(os.path.abspath(target))  # noqa: PTH100
+                first = writers.get(normalized)
+                if first is None:
+                    writers[normalized] = (identity, (*where, key))
+                elif first[0] != identity or identity[0] != "federated":
+                    yield Problem(
+                        (*where, key),
+                        f"{target!r} is also written by {format_key_path(first[1])}",
+                        _SHARED_FILE_RULE,
+                    )
+
+
+def _output_problems(
+    config: AzauthConfig, name: str, where: KeyPath, output: Output
+) -> Iterator[Problem]:
+    """A missing, ambiguous or foreign ``connection``, and variables it cannot fill."""
+    connections = _connection_names(config, profile_lineage(config.profiles, name))
+    connection = output.connection
+    if connection is None:
+        if len(connections) > 1:
+            yield Problem(
+                (*where, "connection"),
+                f"missing required key: profile {name!r} uses several connections",
+                f"one of: {', '.join(connections)}",
+            )
+            return
+        connection = connections[0]
+    elif connection not in connections:
+        yield Problem(
+            (*where, "connection"),
+            f"connection {connection!r} is not used by profile {name!r}"
+            f"{did_you_mean(connection, connections)}",
+            f"one of: {', '.join(connections)} (or add it to profiles.{name}.connections)",
+        )
+        return
+    yield from _variable_problems(config, where, output, connection)
+
+
+def _written_files(
+    output: Output, connection: str, where: KeyPath
+) -> Iterator[tuple[str, str, tuple[object, ...]]]:
+    """Yield ``(key, path, identity)`` for each file ``output`` writes.
+
+    Two writers may share a file only when their identities are equal ``("federated", c)``:
+    both keep connection ``c``'s federated token there, so their content is the same.
+    """
+    if output.kind == "federated_token_file":
+        yield "path", output.path, ("federated", connection)
+        return
+    if output.kind == "pipeline_variables":
+        return
+    yield "path", output.path, ("output", *where)
+    if output.kind == "env_file" and output.effective_federated_token_path is not None:
+        shared = ("federated", connection)
+        yield "federated_token_path", output.effective_federated_token_path, shared
+
+
+def _variable_problems(
+    config: AzauthConfig, where: KeyPath, output: Output, connection: str
+) -> Iterator[Problem]:
+    """Variables mapped to a value the connection does not have."""
+    if output.kind == "env_file" or output.kind == "pipeline_variables":  # noqa: PLR1714 - narrows
+        variables = output.variables
+    else:
+        return
+    if config.connections[connection].subscription_id is not None:
+        return
+    for variable, field in variables.items():
+        if field == "subscription_id":
+            yield Problem(
+                (*where, "variables", variable),
+                f"connection {connection!r} has no subscription_id",
+                f"subscription_id set in [connections.{connection}], or no variable mapped to it",
+            )
