@@ -10,23 +10,27 @@ Typical use::
 
 from __future__ import annotations
 
-from agent.config.loading import PROFILE_ENV, LoadedConfig, load_config
-from agent.config.models import (
-    FIELD_NAMES,
-    PRESETS,
-    SECRET_FIELDS,
-    AzauthConfig,
-    Connection,
-    EnvFileOutput,
-    FederatedTokenFileOutput,
-    FieldName,
-    Output,
-    PipelineVariablesOutput,
-    Profile,
-    Settings,
-    TokenFileOutput,
-)
-from agent.config.resolution import ResolvedProfile
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.config.loading import PROFILE_ENV, LoadedConfig, load_config
+    from agent.config.models import (
+        FIELD_NAMES,
+        PRESETS,
+        SECRET_FIELDS,
+        AzauthConfig,
+        Connection,
+        EnvFileOutput,
+        FederatedTokenFileOutput,
+        FieldName,
+        Output,
+        PipelineVariablesOutput,
+        Profile,
+        Settings,
+        TokenFileOutput,
+    )
+    from agent.config.resolution import ResolvedProfile
 
 __all__ = [
     "FIELD_NAMES",
@@ -47,3 +51,20 @@ __all__ = [
     "TokenFileOutput",
     "load_config",
 ]
+
+# Lazy, so that importing a submodule (``agent.config.discovery``, used by the ``azauth token``
+# fast path) does not load pydantic.
+_LOCATIONS = {
+    "PROFILE_ENV": "agent.config.loading",
+    "LoadedConfig": "agent.config.loading",
+    "load_config": "agent.config.loading",
+    "ResolvedProfile": "agent.config.resolution",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'agent.config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LOCATIONS.get(name, "agent.config.models")), name)
+    globals()[name] = value
+    return value

@@ -9,6 +9,9 @@ Order, first match wins:
    the same three names;
 5. no file: an implicit configuration built from the ``AZURESUBSCRIPTION_*`` variables that
    Azure Pipelines tasks such as AzureCLI@2 export for a service connection.
+
+Stdlib only at import time: the ``azauth token`` fast path finds the profile file with this
+module without loading pydantic or azure-core (the error class is imported when raised).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.exceptions import ConfigError
+if TYPE_CHECKING:
+    from agent.exceptions import ConfigError
 
 __all__ = [
     "CONFIG_ENV",
@@ -45,6 +50,12 @@ IMPLICIT_VARIABLES = {
     "subscription_id": "AZURESUBSCRIPTION_SUBSCRIPTION_ID",
 }
 _REQUIRED = ("tenant_id", "client_id", "service_connection_id")
+
+
+def _config_error(message: str, **kwargs: str) -> ConfigError:
+    from agent.exceptions import ConfigError  # noqa: PLC0415 - keeps this module import-light
+
+    return ConfigError(message, **kwargs)
 
 
 def syntax_of(path: Path) -> str | None:
@@ -88,15 +99,15 @@ def find_config_file(
 
 def _explicit(path: Path, origin: str) -> Path:
     if not path.exists():
-        raise ConfigError(
+        raise _config_error(
             f"no such file (named by {origin})",
             file=str(path),
             expected="an existing profile file (azauth init writes one)",
         )
     if not path.is_file():
-        raise ConfigError(f"not a file (named by {origin})", file=str(path), expected="a file")
+        raise _config_error(f"not a file (named by {origin})", file=str(path), expected="a file")
     if syntax_of(path) is None:
-        raise ConfigError(
+        raise _config_error(
             f"unsupported file type {path.suffix or '(no suffix)'!r}",
             file=str(path),
             expected="a .toml, .yaml or .yml file (optionally followed by .example)",
@@ -117,7 +128,7 @@ def implicit_config_data(env: Mapping[str, str], searched: list[Path]) -> dict[s
     missing = [IMPLICIT_VARIABLES[key] for key in _REQUIRED if not values[key]]
     if missing:
         looked = ", ".join(str(candidate) for candidate in searched)
-        raise ConfigError(
+        raise _config_error(
             f"no profile file found (looked for {looked}) and {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not set",
             expected=(
