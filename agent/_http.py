@@ -12,6 +12,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import ssl
@@ -33,9 +34,18 @@ _log = logging.getLogger("agent.http")
 
 
 def ssl_context_from_env(env: Mapping[str, str]) -> ssl.SSLContext:
-    """Build the TLS context: the CA bundle named by the environment, else the system store."""
+    """The TLS context: the CA bundle named by the environment, else the system store.
+
+    Contexts are shared per (file, directory): loading a trust store costs milliseconds, and a
+    profile with twenty connections would otherwise load it twenty times.
+    """
     cafile = env.get("SSL_CERT_FILE") or env.get("REQUESTS_CA_BUNDLE") or None
     capath = env.get("SSL_CERT_DIR") or None
+    return _ssl_context(cafile, capath)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile, capath=capath)
 
 

@@ -240,7 +240,7 @@ class Runner:
         report = self.reports[plan.name]
         try:
             await self._acquire(plan, scopes=plan.scopes, oidc=plan.needs_oidc)
-            self._write_outputs(plan, plan.outputs)
+            await self._write_outputs(plan, plan.outputs)
             await self._print_pipeline_variables(plan, plan.outputs)
         except AzauthError as exc:
             report.error = exc
@@ -327,7 +327,7 @@ class Runner:
             try:
                 await self._acquire(plan, scopes=scopes, oidc=oidc, force=True)
                 affected = [o for o in plan.outputs if _uses(o, scopes, oidc, self.profile)]
-                self._write_outputs(plan, affected)
+                await self._write_outputs(plan, affected)
                 await self._print_pipeline_variables(plan, affected)
             except AzauthError as exc:
                 failures += 1
@@ -469,49 +469,71 @@ class Runner:
             federated_token_file=_absolute(federated) if federated else None,
         )
 
-    def _write(self, path: str, data: bytes) -> None:
-        atomic_write(path, data)
-        self._written[path] = None
-
-    def _write_outputs(
+    async def _write_outputs(
         self, plan: ConnectionPlan, outputs: list[Output] | tuple[Output, ...]
     ) -> None:
-        """Write every file output in ``outputs``; raise the first failure after trying all."""
+        """Write every file output in ``outputs``; raise the first failure after trying all.
+
+        Rendering is done here; the writes (each with two fsyncs) run in worker threads, so
+        they overlap one another and never stall the event loop other connections use.
+        """
+        jobs: list[tuple[Output, str, list[tuple[str, bytes]]]] = []
         first_error: AzauthError | None = None
         for output in outputs:
             if output.kind == "pipeline_variables":
                 continue
             try:
-                self._write_one(plan, output)
+                jobs.append((output, output.path, self._render_files(plan, output)))
             except AzauthError as exc:
                 first_error = first_error or exc
                 _log.error("output_failed", connection=plan.name, path=output.path, error=str(exc))
+        results = await asyncio.gather(
+            *(asyncio.to_thread(_write_files, files) for _, _, files in jobs),
+            return_exceptions=True,
+        )
+        for (output, label, files), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, AzauthError):
+                    raise result
+                first_error = first_error or result
+                _log.error("output_failed", connection=plan.name, path=label, error=str(result))
                 continue
-            self._record(plan, output, output.path)
+            for path, _ in files:
+                self._written[path] = None
+            self._record(plan, output, label)
+            _log.debug("output_written", connection=plan.name, path=label)
         if first_error is not None:
             raise first_error
 
-    def _write_one(self, plan: ConnectionPlan, output: Output) -> None:
+    def _render_files(self, plan: ConnectionPlan, output: Output) -> list[tuple[str, bytes]]:
+        """The files one output consists of, in the order they must be written.
+
+        Raises:
+            OutputError: a value the output cannot hold (named, never shown).
+        """
+        assert output.kind != "pipeline_variables"
+        try:
+            return self._render(plan, output)
+        except ValueError as exc:
+            raise OutputError(str(exc), path=output.path) from None
+
+    def _render(self, plan: ConnectionPlan, output: Output) -> list[tuple[str, bytes]]:
         report = self.reports[plan.name]
         if output.kind == "federated_token_file":
             assert report.oidc is not None
-            self._write(output.path, render_federated_token_file(report.oidc.token))
-            return
+            return [(output.path, render_federated_token_file(report.oidc.token))]
         fields = self._fields(plan, output)
         if output.kind == "token_file":
-            self._write(output.path, render_token_file(fields, output.format))
-            return
+            return [(output.path, render_token_file(fields, output.format))]
         assert output.kind == "env_file"
+        files = []
         federated = output.effective_federated_token_path
         if federated is not None and report.oidc is not None:
-            self._write(federated, render_federated_token_file(report.oidc.token))
-        try:
-            values = resolve_variables(output.preset, output.variables, fields)
-            text = render_env_file(values, output.dialect)
-        except ValueError as exc:
-            raise OutputError(str(exc), path=output.path) from None
-        self._write(output.path, text.encode("utf-8"))
-        _log.debug("output_written", connection=plan.name, path=output.path)
+            # The token file first: the env file points at it.
+            files.append((federated, render_federated_token_file(report.oidc.token)))
+        values = resolve_variables(output.preset, output.variables, fields)
+        files.append((output.path, render_env_file(values, output.dialect).encode("utf-8")))
+        return files
 
     async def _print_pipeline_variables(
         self, plan: ConnectionPlan, outputs: list[Output] | tuple[Output, ...]
@@ -553,6 +575,11 @@ class Runner:
             labels = report.delivered.setdefault(key, [])
             if label not in labels:
                 labels.append(label)
+
+
+def _write_files(files: list[tuple[str, bytes]]) -> None:
+    for path, data in files:
+        atomic_write(path, data)
 
 
 def _uses(output: Output, scopes: tuple[str, ...], oidc: bool, profile: ResolvedProfile) -> bool:

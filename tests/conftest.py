@@ -7,7 +7,7 @@ can copy them (pytest's importlib mode does not make this module importable by n
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -73,3 +73,18 @@ def connected_emulator(emulator: Emulator) -> Emulator:
     """The ``emulator`` with service connection ``SC`` of app ``CLIENT`` in ``TENANT``."""
     emulator.add_connection(SC, TENANT, CLIENT)
     return emulator
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """Undo configure_logging() after each test, so later tests start from the defaults."""
+    yield
+    import logging  # noqa: PLC0415
+
+    import structlog  # noqa: PLC0415
+
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler).__name__ == "_StdlibBridge":
+            root.removeHandler(handler)

@@ -70,11 +70,20 @@ class TestConstructorParity:
 
     def test_missing_argument_is_a_type_error(self):
         with pytest.raises(TypeError, match="client_id"):
-            AzurePipelinesCredential(tenant_id=TENANT, service_connection_id=SC, system_access_token="t")  # type: ignore[call-arg]
+            AzurePipelinesCredential(
+                tenant_id=TENANT, service_connection_id=SC, system_access_token="t"
+            )  # type: ignore[call-arg]
 
-    @pytest.mark.parametrize("field", ["tenant_id", "client_id", "service_connection_id", "system_access_token"])
+    @pytest.mark.parametrize(
+        "field", ["tenant_id", "client_id", "service_connection_id", "system_access_token"]
+    )
     def test_empty_argument_is_a_value_error(self, field):
-        args = {"tenant_id": TENANT, "client_id": CLIENT, "service_connection_id": SC, "system_access_token": "t"}
+        args = {
+            "tenant_id": TENANT,
+            "client_id": CLIENT,
+            "service_connection_id": SC,
+            "system_access_token": "t",
+        }
         args[field] = ""
 
         with pytest.raises(ValueError, match="must be passed in as keyword arguments"):
@@ -82,22 +91,32 @@ class TestConstructorParity:
 
     def test_invalid_tenant(self):
         with pytest.raises(ValueError, match="Invalid tenant ID"):
-            AzurePipelinesCredential(tenant_id="a/b", client_id=CLIENT, service_connection_id=SC, system_access_token="t")
+            AzurePipelinesCredential(
+                tenant_id="a/b", client_id=CLIENT, service_connection_id=SC, system_access_token="t"
+            )
 
     def test_authority_defaults(self, monkeypatch):
-        args = {"tenant_id": TENANT, "client_id": CLIENT, "service_connection_id": SC, "system_access_token": "t"}
+        args = {
+            "tenant_id": TENANT,
+            "client_id": CLIENT,
+            "service_connection_id": SC,
+            "system_access_token": "t",
+        }
         assert AzurePipelinesCredential(**args).authority == "https://login.microsoftonline.com"
         monkeypatch.setenv("AZURE_AUTHORITY_HOST", AzureAuthorityHosts.AZURE_CHINA)
         assert AzurePipelinesCredential(**args).authority == "https://login.chinacloudapi.cn"
-        assert AzurePipelinesCredential(**args, authority=AzureAuthorityHosts.AZURE_GOVERNMENT).authority == (
-            "https://login.microsoftonline.us"
-        )
+        assert AzurePipelinesCredential(
+            **args, authority=AzureAuthorityHosts.AZURE_GOVERNMENT
+        ).authority == ("https://login.microsoftonline.us")
         with pytest.raises(ValueError, match="TLS protected"):
             AzurePipelinesCredential(**args, authority="http://login.microsoftonline.com")
 
     def test_repr_holds_no_secret(self):
         cred = AzurePipelinesCredential(
-            tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC, system_access_token="very-secret-token"
+            tenant_id=TENANT,
+            client_id=CLIENT,
+            service_connection_id=SC,
+            system_access_token="very-secret-token",
         )
 
         assert "very-secret-token" not in repr(cred)
@@ -106,12 +125,16 @@ class TestConstructorParity:
 
 class TestUnavailable:
     async def test_missing_oidc_uri_raises_unavailable_before_scope_check(self):
-        cred = AzurePipelinesCredential(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC, system_access_token="t")
+        cred = AzurePipelinesCredential(
+            tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC, system_access_token="t"
+        )
 
         for call in (cred.get_token(), cred.get_token_info()):
             with pytest.raises(CredentialUnavailableError) as info:
                 await call
-            assert str(info.value).startswith("Missing value for the SYSTEM_OIDCREQUESTURI environment variable.")
+            assert str(info.value).startswith(
+                "Missing value for the SYSTEM_OIDCREQUESTURI environment variable."
+            )
             assert isinstance(info.value, ClientAuthenticationError)
 
     async def test_at_least_one_scope(self, emu):
@@ -140,7 +163,13 @@ class TestWireFormat:
         assert headers["x-tfs-fedauthredirect"] == "Suppress"
         assert entra.endpoint == "token"
         assert urlsplit(entra.path).path == f"/{TENANT}/oauth2/v2.0/token"
-        assert list(entra.form) == ["client_assertion", "client_assertion_type", "client_id", "grant_type", "scope"]
+        assert list(entra.form) == [
+            "client_assertion",
+            "client_assertion_type",
+            "client_id",
+            "grant_type",
+            "scope",
+        ]
         assert entra.form["client_id"] == CLIENT
         assert entra.form["scope"] == ARM
 
@@ -175,7 +204,12 @@ class TestSingleFlight:
 
     async def test_scopes_share_one_oidc_request(self, emu):
         emu.latency = 0.05
-        scopes = [ARM, VAULT, "https://graph.microsoft.com/.default", "https://storage.azure.com/.default"]
+        scopes = [
+            ARM,
+            VAULT,
+            "https://graph.microsoft.com/.default",
+            "https://storage.azure.com/.default",
+        ]
         async with make(emu) as cred:
             await asyncio.gather(*(cred.get_token(s) for s in scopes for _ in range(5)))
 
@@ -240,7 +274,9 @@ class TestCacheKeys:
     async def test_claims_bypass_the_cache_and_are_never_served_to_others(self, emu):
         async with make(emu) as cred:
             plain = await cred.get_token(ARM)
-            challenged = await cred.get_token(ARM, claims='{"access_token":{"acrs":{"essential":true,"value":"c1"}}}')
+            challenged = await cred.get_token(
+                ARM, claims='{"access_token":{"acrs":{"essential":true,"value":"c1"}}}'
+            )
             after = await cred.get_token(ARM)
 
         assert challenged.token != plain.token
@@ -279,7 +315,9 @@ class TestCacheKeys:
 
     async def test_disallowed_tenant_fails_before_any_request(self, emu):
         async with make(emu) as cred:
-            with pytest.raises(ClientAuthenticationError, match="not configured to acquire tokens for tenant"):
+            with pytest.raises(
+                ClientAuthenticationError, match="not configured to acquire tokens for tenant"
+            ):
                 await cred.get_token(ARM, tenant_id="other-tenant")
 
         assert emu.counts == {"oidc": 0, "token": 0}
@@ -485,7 +523,11 @@ class TestErrors:
         assert info.value.__context__ is None or info.value.__suppress_context__
 
     async def test_subject_mismatch_names_the_aadsts_code(self, emu):
-        emu.register_app(TENANT, CLIENT, [("https://wrong-issuer.example", "sc://x/y/z", "api://AzureADTokenExchange")])
+        emu.register_app(
+            TENANT,
+            CLIENT,
+            [("https://wrong-issuer.example", "sc://x/y/z", "api://AzureADTokenExchange")],
+        )
         async with make(emu) as cred:
             with pytest.raises(EntraError) as info:
                 await cred.get_token(ARM)
@@ -608,7 +650,9 @@ class TestTransportSafety:
             emu.add_connection(SC, TENANT, CLIENT)
             port = urlsplit(emu.url).port
             monkeypatch.setenv("SSL_CERT_FILE", emu.ca_file)
-            monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri.replace("127.0.0.1", "localhost"))
+            monkeypatch.setenv(
+                "SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri.replace("127.0.0.1", "localhost")
+            )
             monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}")
             async with make(emu, authority=f"https://localhost:{port}") as cred:
                 assert (await cred.get_token(ARM)).token
@@ -649,7 +693,10 @@ class TestInterop:
                 policy = AsyncBearerTokenCredentialPolicy(cred, ARM)
                 async with AsyncPipeline(AioHttpTransport(), policies=[policy]) as pipeline:
                     for _ in range(3):
-                        result = await pipeline.run(HttpRequest("GET", f"http://127.0.0.1:{port}/resource"), enforce_https=False)
+                        result = await pipeline.run(
+                            HttpRequest("GET", f"http://127.0.0.1:{port}/resource"),
+                            enforce_https=False,
+                        )
                         assert result.http_response.status_code == 200
         finally:
             await runner.cleanup()
@@ -674,7 +721,9 @@ class TestInterop:
             async def close(self):
                 pass
 
-        ours = AzurePipelinesCredential(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC, system_access_token="t")
+        ours = AzurePipelinesCredential(
+            tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC, system_access_token="t"
+        )
         chain = ChainedTokenCredential(ours, Fallback())
 
         token = await chain.get_token(ARM)
@@ -714,4 +763,3 @@ async def test_session_owned_by_the_caller_is_used_and_left_open(emu):
         async with make(emu, session=session) as cred:
             await cred.get_token(ARM)
         assert not session.closed
-

@@ -30,7 +30,10 @@ class TestBuildOidcRequest:
         )
 
         assert req.method == "POST"
-        assert req.url == "https://dev.azure.com/org/p/_apis/x/oidctoken?api-version=7.1&serviceConnectionId=sc-1"
+        assert (
+            req.url
+            == "https://dev.azure.com/org/p/_apis/x/oidctoken?api-version=7.1&serviceConnectionId=sc-1"
+        )
         assert req.headers["Authorization"] == f"Bearer {SECRET}"
         assert req.headers["Content-Type"] == "application/json"
         assert req.headers["X-TFS-FedAuthRedirect"] == "Suppress"
@@ -48,15 +51,21 @@ class TestBuildOidcRequest:
 
         assert req.url == "https://h/x?a=b&api-version=7.1&serviceConnectionId=sc"
 
-    @pytest.mark.parametrize("uri", ["http://dev.azure.com/x", "ftp://h/x", "", "h/x", "http://10.0.0.1/x"])
+    @pytest.mark.parametrize(
+        "uri", ["http://dev.azure.com/x", "ftp://h/x", "", "h/x", "http://10.0.0.1/x"]
+    )
     def test_plain_http_to_another_host_is_refused(self, uri):
         """The system access token never travels in clear text off the machine."""
         with pytest.raises(ValueError, match="https"):
             protocol.build_oidc_request(uri, "sc", SECRET, user_agent=UA)
 
-    @pytest.mark.parametrize("uri", ["http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:1/x"])
+    @pytest.mark.parametrize(
+        "uri", ["http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:1/x"]
+    )
     def test_plain_http_to_loopback_is_allowed(self, uri):
-        assert protocol.build_oidc_request(uri, "sc", SECRET, user_agent=UA).url.startswith("http://")
+        assert protocol.build_oidc_request(uri, "sc", SECRET, user_agent=UA).url.startswith(
+            "http://"
+        )
 
     def test_repr_hides_the_token(self):
         req = protocol.build_oidc_request("https://h/x", "sc", SECRET, user_agent=UA)
@@ -95,7 +104,10 @@ class TestParseOidcResponse:
         assert isinstance(info.value, ClientAuthenticationError)
 
     def test_unreferenced_connection_gets_its_hint(self):
-        body = {"count": 1, "value": "There is no explicit reference to service connection sc from current stage"}
+        body = {
+            "count": 1,
+            "value": "There is no explicit reference to service connection sc from current stage",
+        }
 
         with pytest.raises(OidcRequestError, match="reference the connection"):
             protocol.parse_oidc_response(response(400, body), "sc")
@@ -119,7 +131,9 @@ class TestParseOidcResponse:
         with pytest.raises(OidcRequestError, match="OIDC token not found"):
             protocol.parse_oidc_response(response(200, body), "sc")
 
-    @pytest.mark.parametrize(("status", "retryable"), [(500, True), (503, True), (429, True), (400, False), (404, False)])
+    @pytest.mark.parametrize(
+        ("status", "retryable"), [(500, True), (503, True), (429, True), (400, False), (404, False)]
+    )
     def test_retryable_flag_follows_status(self, status, retryable):
         with pytest.raises(OidcRequestError) as info:
             protocol.parse_oidc_response(response(status, {}), "sc")
@@ -152,7 +166,13 @@ class TestBuildTokenRequest:
 
     def test_claims_are_appended_when_present(self):
         req = protocol.build_token_request(
-            authority="https://a", tenant_id="t", client_id="c", assertion="j", scopes=["s"], claims='{"x":1}', user_agent=UA
+            authority="https://a",
+            tenant_id="t",
+            client_id="c",
+            assertion="j",
+            scopes=["s"],
+            claims='{"x":1}',
+            user_agent=UA,
         )
 
         assert parse_qsl(req.body.decode())[-1] == ("claims", '{"x":1}')
@@ -165,17 +185,30 @@ class TestMergeClaims:
         assert protocol.merge_claims("", enable_cae=False) is None
 
     def test_cae_without_claims(self):
-        assert protocol.merge_claims(None, enable_cae=True) == '{"access_token": {"xms_cc": {"values": ["CP1"]}}}'
+        assert (
+            protocol.merge_claims(None, enable_cae=True)
+            == '{"access_token": {"xms_cc": {"values": ["CP1"]}}}'
+        )
 
     def test_cae_merges_and_keeps_order(self):
-        merged = protocol.merge_claims('{"access_token":{"nbf":{"essential":true,"value":"1"}}}', enable_cae=True)
+        merged = protocol.merge_claims(
+            '{"access_token":{"nbf":{"essential":true,"value":"1"}}}', enable_cae=True
+        )
 
-        assert merged == '{"access_token": {"nbf": {"essential": true, "value": "1"}, "xms_cc": {"values": ["CP1"]}}}'
+        assert (
+            merged
+            == '{"access_token": {"nbf": {"essential": true, "value": "1"}, "xms_cc": {"values": ["CP1"]}}}'
+        )
 
     def test_cae_overwrites_existing_xms_cc_and_keeps_id_token(self):
-        merged = protocol.merge_claims('{"id_token":{"a":1},"access_token":{"xms_cc":{"values":["X"]}}}', enable_cae=True)
+        merged = protocol.merge_claims(
+            '{"id_token":{"a":1},"access_token":{"xms_cc":{"values":["X"]}}}', enable_cae=True
+        )
 
-        assert json.loads(merged) == {"id_token": {"a": 1}, "access_token": {"xms_cc": {"values": ["CP1"]}}}
+        assert json.loads(merged) == {
+            "id_token": {"a": 1},
+            "access_token": {"xms_cc": {"values": ["CP1"]}},
+        }
 
     @pytest.mark.parametrize("claims", ["{broken", "[1]", '{"access_token": 5}'])
     def test_invalid_claims_with_cae_raise_before_any_request(self, claims):
@@ -186,35 +219,46 @@ class TestMergeClaims:
 class TestParseTokenResponse:
     def test_expires_in_is_relative_to_request_time(self):
         info = protocol.parse_token_response(
-            response(200, {"token_type": "Bearer", "expires_in": 3599, "access_token": "at"}), request_time=1000
+            response(200, {"token_type": "Bearer", "expires_in": 3599, "access_token": "at"}),
+            request_time=1000,
         )
 
-        assert (info.token, info.expires_on, info.token_type, info.refresh_on) == ("at", 4599, "Bearer", None)
+        assert (info.token, info.expires_on, info.token_type, info.refresh_on) == (
+            "at",
+            4599,
+            "Bearer",
+            None,
+        )
         assert isinstance(info, AccessTokenInfo)
         assert "at" not in repr(info).replace("AccessTokenInfo", "")
 
     def test_expires_on_wins_and_strings_are_accepted(self):
         info = protocol.parse_token_response(
-            response(200, {"expires_on": "5000", "expires_in": "10", "access_token": "at"}), request_time=1000
+            response(200, {"expires_on": "5000", "expires_in": "10", "access_token": "at"}),
+            request_time=1000,
         )
 
         assert info.expires_on == 5000
 
     def test_long_tokens_refresh_at_half_life(self):
-        info = protocol.parse_token_response(response(200, {"expires_in": 7200, "access_token": "at"}), request_time=1000)
+        info = protocol.parse_token_response(
+            response(200, {"expires_in": 7200, "access_token": "at"}), request_time=1000
+        )
 
         assert info.refresh_on == 1000 + 3600
 
     def test_server_refresh_in_is_honoured(self):
         info = protocol.parse_token_response(
-            response(200, {"expires_in": 7200, "refresh_in": 1000, "access_token": "at"}), request_time=1000
+            response(200, {"expires_in": 7200, "refresh_in": 1000, "access_token": "at"}),
+            request_time=1000,
         )
 
         assert info.refresh_on == 2000
 
     def test_token_type_is_kept(self):
         info = protocol.parse_token_response(
-            response(200, {"expires_in": 60, "access_token": "at", "token_type": "pop"}), request_time=0
+            response(200, {"expires_in": 60, "access_token": "at", "token_type": "pop"}),
+            request_time=0,
         )
 
         assert info.token_type == "pop"
@@ -249,7 +293,11 @@ class TestParseTokenResponse:
         "code", [700016, 700024, 700211, 700212, 700213, 90002, 900023, 1002012]
     )
     def test_every_common_code_has_a_hint(self, code):
-        body = {"error": "invalid_request", "error_description": f"AADSTS{code}: x", "error_codes": [code]}
+        body = {
+            "error": "invalid_request",
+            "error_description": f"AADSTS{code}: x",
+            "error_codes": [code],
+        }
 
         with pytest.raises(EntraError, match="Hint: "):
             protocol.parse_token_response(response(400, body), request_time=0)
@@ -273,7 +321,11 @@ class TestParseTokenResponse:
         assert info.value.__context__ is None or info.value.__suppress_context__
 
     def test_error_text_never_contains_an_access_token(self):
-        body = {"error": "x", "error_description": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig leaked", "access_token": "secret-at"}
+        body = {
+            "error": "x",
+            "error_description": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig leaked",
+            "access_token": "secret-at",
+        }
 
         with pytest.raises(EntraError) as info:
             protocol.parse_token_response(response(400, body), request_time=0)
@@ -283,11 +335,21 @@ class TestParseTokenResponse:
 
 
 class TestTenantAndAuthority:
-    @pytest.mark.parametrize("tenant", ["72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso.onmicrosoft.com", "organizations", "adfs"])
+    @pytest.mark.parametrize(
+        "tenant",
+        [
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "contoso.onmicrosoft.com",
+            "organizations",
+            "adfs",
+        ],
+    )
     def test_valid_tenants(self, tenant):
         protocol.validate_tenant_id(tenant)
 
-    @pytest.mark.parametrize("tenant", ["", "tenant_with_underscore", "a b", "t/evil", "t/evil?x", "é"])
+    @pytest.mark.parametrize(
+        "tenant", ["", "tenant_with_underscore", "a b", "t/evil", "t/evil?x", "é"]
+    )
     def test_invalid_tenants(self, tenant):
         with pytest.raises(ValueError, match="Invalid tenant ID"):
             protocol.validate_tenant_id(tenant)
@@ -306,7 +368,9 @@ class TestTenantAndAuthority:
     def test_authority_normalisation(self, value, expected):
         assert protocol.normalize_authority(value) == expected
 
-    @pytest.mark.parametrize("value", ["http://login.microsoftonline.com", "ftp://x", "http://192.168.1.1"])
+    @pytest.mark.parametrize(
+        "value", ["http://login.microsoftonline.com", "ftp://x", "http://192.168.1.1"]
+    )
     def test_authority_must_be_tls_off_loopback(self, value):
         with pytest.raises(ValueError, match="TLS protected"):
             protocol.normalize_authority(value)
@@ -320,7 +384,9 @@ class TestTenantAndAuthority:
         assert resolve("organizations", "t2", [], multitenant_disabled=False) == "t2"
         assert resolve("t1", "t2", [], multitenant_disabled=True) == "t1"
         assert resolve("adfs", "t2", [], multitenant_disabled=False) == "adfs"
-        with pytest.raises(ClientAuthenticationError, match="not configured to acquire tokens for tenant t2"):
+        with pytest.raises(
+            ClientAuthenticationError, match="not configured to acquire tokens for tenant t2"
+        ):
             resolve("t1", "t2", ["t3"], multitenant_disabled=False)
 
     def test_requested_tenant_cannot_inject_a_path(self):

@@ -32,12 +32,18 @@ def test_pipeline_example_profile_runs_against_the_emulator(tmp_path):
     profile = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
     pipeline = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
     steps = yaml.safe_load(pipeline)["jobs"][0]["steps"]
-    assert any(step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)" for step in steps)
+    assert any(
+        step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)" for step in steps
+    )
     (tmp_path / "azauth.toml").write_text(profile)
 
     result = subprocess.run(
         [sys.executable, "-m", "agent", "run", "--emulate"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
     assert result.returncode == 0, result.stderr

@@ -96,7 +96,10 @@ class TestPlan:
         prod = plan_connection(prof, "prod")
         shared = plan_connection(prof, "shared")
 
-        assert prod.scopes == ("https://management.azure.com/.default", "https://vault.azure.net/.default")
+        assert prod.scopes == (
+            "https://management.azure.com/.default",
+            "https://vault.azure.net/.default",
+        )
         assert prod.needs_oidc
         assert shared.scopes == ("https://management.azure.com/.default",)  # access_token variable
         assert shared.needs_oidc  # the terraform preset points at a federated token file
@@ -124,7 +127,10 @@ class TestRunOnce:
         assert f"ARM_OIDC_TOKEN_FILE_PATH={federated}" in env_text
         assert federated.read_text().count(".") == 2
         lines = out.getvalue().splitlines()
-        assert any(line.startswith("##vso[task.setvariable variable=SHARED_TOKEN;issecret=true]") for line in lines)
+        assert any(
+            line.startswith("##vso[task.setvariable variable=SHARED_TOKEN;issecret=true]")
+            for line in lines
+        )
         assert f"##vso[task.setvariable variable=SHARED_TENANT]{TENANT}" in lines
         assert lines[0].startswith("##vso[task.setsecret]")  # masked before it is set
         for path in (workdir / "out").iterdir():
@@ -150,7 +156,11 @@ class TestRunOnce:
         assert not (workdir / "out").exists()
 
     async def test_one_failing_connection_does_not_stop_the_others(self, workdir, emu):
-        bad = load_config().config.connections["shared"].model_copy(update={"service_connection_id": "99999999-0000-0000-0000-000000000000"})
+        bad = (
+            load_config()
+            .config.connections["shared"]
+            .model_copy(update={"service_connection_id": "99999999-0000-0000-0000-000000000000"})
+        )
         prof = profile()
         prof.connections["shared"] = bad
         async with Runner(prof, env=dict(os.environ), stdout=io.StringIO()) as runner:
@@ -166,7 +176,9 @@ class TestRunOnce:
     async def test_fail_fast_stops_at_the_first_failure(self, workdir, emu):
         emu.latency = 0.2
         prof = profile(fail_fast=True)
-        prof.connections["shared"] = prof.connections["shared"].model_copy(update={"system_access_token_env": "NOT_SET_ANYWHERE"})
+        prof.connections["shared"] = prof.connections["shared"].model_copy(
+            update={"system_access_token_env": "NOT_SET_ANYWHERE"}
+        )
         async with Runner(prof, env=dict(os.environ), stdout=io.StringIO()) as runner:
             report = await runner.run_once()
 
@@ -188,7 +200,9 @@ class TestWatch:
         clock = FakeClock()
         emu.clock = clock
         stop = asyncio.Event()
-        async with Runner(profile(), env=dict(os.environ), clock=clock, stdout=io.StringIO()) as runner:
+        async with Runner(
+            profile(), env=dict(os.environ), clock=clock, stdout=io.StringIO()
+        ) as runner:
             await runner.run_once()
             before = {p.name: p.read_bytes() for p in (workdir / "out").iterdir()}
             emu.fail_next("oidc", 500, count=10_000)
@@ -198,18 +212,26 @@ class TestWatch:
                 await asyncio.sleep(0.01)
             stop.set()
             await task
-            after = {p.name: p.read_bytes() for p in (workdir / "out").iterdir() if ".azauth-" not in p.name}
+            after = {
+                p.name: p.read_bytes()
+                for p in (workdir / "out").iterdir()
+                if ".azauth-" not in p.name
+            }
 
         assert emu.counts["oidc"] > 4
         assert after == before
 
-    async def test_schedule_renews_the_oidc_token_at_half_life_and_access_tokens_before_expiry(self, workdir, emu):
+    async def test_schedule_renews_the_oidc_token_at_half_life_and_access_tokens_before_expiry(
+        self, workdir, emu
+    ):
         clock = FakeClock()
         emu.clock = clock
         emu.oidc_lifetime = 300
         emu.token_lifetime = 3600
         stop = asyncio.Event()
-        async with Runner(profile(), env=dict(os.environ), clock=clock, stdout=io.StringIO()) as runner:
+        async with Runner(
+            profile(), env=dict(os.environ), clock=clock, stdout=io.StringIO()
+        ) as runner:
             task = asyncio.create_task(runner.watch(stop))
             start = clock.time()
             while clock.time() < start + 3400:
@@ -219,9 +241,19 @@ class TestWatch:
             reports = runner.reports
 
         # OIDC tokens are renewed every ~150 s; access tokens only once, 300 s before expiry.
-        oidc_fetches = emu.counts["oidc"]
-        assert 3400 / 150 - 2 <= oidc_fetches / 2 <= 3400 / 150 + 3
-        arm_requests = [r for r in emu.requests if r.endpoint == "token" and r.form["scope"] == "https://vault.azure.net/.default"]
+        prod = [
+            r.time
+            for r in emu.requests
+            if r.endpoint == "oidc" and r.query["serviceConnectionId"] == SC
+        ]
+        gaps = [b - a for a, b in zip(prod, prod[1:], strict=False)]
+        assert len(prod) >= 15
+        assert all(140 <= gap <= 200 for gap in gaps), gaps
+        arm_requests = [
+            r
+            for r in emu.requests
+            if r.endpoint == "token" and r.form["scope"] == "https://vault.azure.net/.default"
+        ]
         assert len(arm_requests) == 2
         assert arm_requests[1].time - arm_requests[0].time == pytest.approx(3300, abs=5)
         assert all(r.ok for r in reports.values())

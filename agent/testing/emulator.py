@@ -473,13 +473,13 @@ class Emulator:
 
     async def _serve(self, endpoint: Endpoint, request: web.Request) -> web.StreamResponse:
         """Record, wait, then answer with a queued failure or the endpoint's real decision."""
+        arrived = asyncio.get_running_loop().time()
         record = await self._record(endpoint, request)
         # Taken on arrival, so "the next N requests" means the next N received, latency or not.
         queue = self._failures[endpoint]
         failure = queue.popleft() if queue else None
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
         if failure is not None and failure.body == "drop":
+            await self._wait_latency(arrived)
             if request.transport is not None:
                 request.transport.abort()
             self._notify(record)
@@ -490,9 +490,18 @@ class Emulator:
             response = self._answer_oidc(request)
         else:
             response = self._answer_token(request, record.form or {})
+        # The answer is computed first and the rest of the latency waited after, so `latency`
+        # is the time from arrival to answer, as with a real service that works on many
+        # requests at once; signing tokens one after another here must not add to it.
+        await self._wait_latency(arrived)
         record.status = response.status
         self._notify(record)
         return response
+
+    async def _wait_latency(self, arrived: float) -> None:
+        remaining = self.latency - (asyncio.get_running_loop().time() - arrived)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
 
     async def _record(self, endpoint: Endpoint, request: web.Request) -> RecordedRequest:
         body = await request.read()

@@ -15,9 +15,11 @@ class FakeClock:
     Sleepers are woken in order of their deadlines, and time jumps straight to the earliest
     deadline, so hours of refresh schedule run in milliseconds while concurrent sleepers still
     observe a consistent timeline (two tasks sleeping 150 s each wake together at +150 s, not
-    at +300 s). Between wake-ups a real millisecond passes, so work on loopback sockets (the
-    emulator) completes before time moves on.
+    at +300 s). Time moves on only after the sleepers have been left alone for a few real
+    milliseconds, so work on loopback sockets (the emulator) completes before it does.
     """
+
+    quiet_period = 0.01  # real seconds without a new sleeper before fake time jumps
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self._now = start
@@ -57,7 +59,10 @@ class FakeClock:
 
     async def _drive(self) -> None:
         while self._sleepers:
-            await asyncio.sleep(0.001)
+            seen = -1
+            while seen != len(self.slept):  # quiet: nobody went to sleep during the pause
+                seen = len(self.slept)
+                await asyncio.sleep(self.quiet_period)
             while self._sleepers and self._sleepers[0][2].done():
                 heapq.heappop(self._sleepers)  # a cancelled sleeper
             if not self._sleepers:

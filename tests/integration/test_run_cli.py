@@ -76,7 +76,9 @@ preset = "azure-identity"
 """
 
 
-def azauth(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def azauth(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
         cwd=cwd,
@@ -91,8 +93,13 @@ def azauth(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: fl
 async def run_async(*args: str, cwd: Path, timeout: float = 60) -> tuple[int, str, str]:
     """Run azauth without blocking the loop (the emulator lives in this process)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *args, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "agent",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -149,8 +156,14 @@ class TestOnce:
         assert unverified_claims((out_dir / "prod.jwt").read_text())["sub"].startswith("sc://")
         # bash sources the sh dialect and sees the azure-identity variables.
         shown = subprocess.run(
-            ["bash", "-c", f'set -a; . "{out_dir / "identity.sh"}"; printf "%s\\n" "$AZURE_CLIENT_ID" "$AZURE_TENANT_ID" "$AZURE_FEDERATED_TOKEN_FILE" "$AZURE_AUTHORITY_HOST"'],
-            capture_output=True, text=True, check=True,
+            [
+                "bash",
+                "-c",
+                f'set -a; . "{out_dir / "identity.sh"}"; printf "%s\\n" "$AZURE_CLIENT_ID" "$AZURE_TENANT_ID" "$AZURE_FEDERATED_TOKEN_FILE" "$AZURE_AUTHORITY_HOST"',
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.splitlines()
         assert shown == [CLIENT, TENANT, str(out_dir / "identity.federated-token"), emu.authority]
         assert (out_dir / "identity.federated-token").read_text().count(".") == 2
@@ -240,8 +253,15 @@ class TestEmulate:
 class TestWatch:
     async def test_sigterm_stops_cleanly_and_remove_on_exit_deletes(self, workdir, emu):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "run", "--watch", "--remove-on-exit", cwd=workdir,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--watch",
+            "--remove-on-exit",
+            cwd=workdir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         target = workdir / "out/arm.token"
         for _ in range(300):
@@ -258,8 +278,14 @@ class TestWatch:
 
     async def test_sighup_reloads_the_profile(self, workdir, emu):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "run", "--watch", cwd=workdir,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--watch",
+            cwd=workdir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             for _ in range(300):
@@ -267,7 +293,9 @@ class TestWatch:
                     break
                 await asyncio.sleep(0.05)
             with (workdir / "azauth.toml").open("a") as fh:
-                fh.write('\n[[profiles.ci.outputs]]\nkind = "token_file"\nconnection = "other"\npath = "out/added.token"\n')
+                fh.write(
+                    '\n[[profiles.ci.outputs]]\nkind = "token_file"\nconnection = "other"\npath = "out/added.token"\n'
+                )
             proc.send_signal(signal.SIGHUP)
             for _ in range(300):
                 if (workdir / "out/added.token").exists():
@@ -285,8 +313,14 @@ class TestWatch:
         emu.oidc_lifetime = 20
         emu.token_lifetime = 20
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "run", "--watch", cwd=workdir,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--watch",
+            cwd=workdir,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         out = workdir / "out"
         try:
@@ -304,7 +338,11 @@ class TestWatch:
                 assert claims["exp"] > now
                 seen_tokens.add(token)
                 assert json.loads((out / "arm.json").read_text())["expires_on"] > now
-                for jwt_file in ("prod.jwt", "identity.federated-token", "terraform.federated-token"):
+                for jwt_file in (
+                    "prod.jwt",
+                    "identity.federated-token",
+                    "terraform.federated-token",
+                ):
                     assert unverified_claims((out / jwt_file).read_text())["exp"] > now
                 assert dotenv_values(out / "terraform.env")["ARM_CLIENT_ID"] == CLIENT
                 samples += 1
@@ -325,8 +363,13 @@ class TestCrashSafety:
         completes = 0
         for _ in range(25):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent", "run", cwd=workdir,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                sys.executable,
+                "-m",
+                "agent",
+                "run",
+                cwd=workdir,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )
             await asyncio.sleep(rng.uniform(0.2, 0.9))
             if proc.returncode is None:

@@ -1,0 +1,346 @@
+"""Logging: structlog to stderr (console or JSON lines), with secrets redacted before anything else.
+
+``configure_logging`` is called once by the CLI; library modules use ``get_logger(__name__)``
+(structlog's lazy proxies make a module-level logger safe before configuration).
+
+Redaction (:func:`redact_secrets`, always the first processor) replaces with ``***``:
+
+* the value of every key that names a credential, at any depth of nested dicts and lists:
+  keys ending in ``token``, ``assertion``, ``authorization``, ``password``, ``secret`` or
+  ``credential`` (or their plurals) after lower-casing and turning ``-`` into ``_``
+  (``access_token``, ``oidcToken``, ``client_assertion``, ``Authorization``,
+  ``SYSTEM_ACCESSTOKEN``, ...), while ``token_type`` or ``token_endpoint`` stay readable;
+* every JWT-looking substring (``eyJ...`` ``.`` ``eyJ...`` ``.``) of any string in the event;
+* every occurrence of a value passed to :func:`register_secret` (or to
+  ``agent._secrets.register_secret``), inside any string;
+* the same in a rendered exception: ``exc_info`` is formatted to text here and redacted.
+
+Other objects are rendered with ``repr`` before redaction, so nothing reaches a renderer
+unredacted. Records of the standard ``logging`` module (aiohttp, azure-core, azure-identity)
+are routed through the same chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from agent import _secrets
+
+__all__ = [
+    "MASK",
+    "MIN_SECRET_LENGTH",
+    "add_logger_name",
+    "configure_logging",
+    "forget_secrets",
+    "get_logger",
+    "merge_contextvars_redacted",
+    "redact_secrets",
+    "redact_text",
+    "register_secret",
+]
+
+MASK = "***"
+
+MIN_SECRET_LENGTH = 8
+"""Shorter values are not registered: they would mask ordinary words, and no credential azauth
+handles (job tokens, JWTs) is that short."""
+
+_SECRET_KEY_SUFFIXES = tuple(
+    f"{word}{plural}"
+    for word in ("token", "assertion", "authorization", "password", "secret", "credential")
+    for plural in ("", "s")
+)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
+# Keys structlog's stdlib bridge and renderers rely on; never rewritten.
+_META_KEYS = frozenset({"_record", "_from_structlog"})
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+_registry_lock = threading.Lock()
+# Registered secrets indexed by their first MIN_SECRET_LENGTH characters, each entry longest
+# first. A scan costs one dict lookup per character of the text, however many secrets a long
+# run has registered (one regex alternation of all of them grows too slow to compile and match).
+_registered: dict[str, tuple[str, ...]] = {}
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` wherever it appears in a log event from now on (also inside longer text).
+
+    The credential code calls this with every job access token, OIDC token and access token it
+    handles. Values shorter than :data:`MIN_SECRET_LENGTH` are ignored. The value is also
+    registered with :mod:`agent._secrets`, which error formatting uses.
+    """
+    if len(value) < MIN_SECRET_LENGTH:
+        return
+    _secrets.register_secret(value)
+    key = value[:MIN_SECRET_LENGTH]
+    with _registry_lock:
+        known = _registered.get(key, ())
+        if value in known:
+            return
+        # Longest first, so a secret that starts like a shorter one is masked whole.
+        _registered[key] = tuple(sorted((*known, value), key=len, reverse=True))
+
+
+def forget_secrets() -> None:
+    """Empty this module's registry (for tests; :mod:`agent._secrets` keeps its own copy)."""
+    with _registry_lock:
+        _registered.clear()
+
+
+def _mask_registered(text: str) -> str:
+    if not _registered or len(text) < MIN_SECRET_LENGTH:
+        return text
+    parts: list[str] = []
+    start = index = 0
+    last = len(text) - MIN_SECRET_LENGTH
+    while index <= last:
+        candidates = _registered.get(text[index : index + MIN_SECRET_LENGTH])
+        match = (
+            next((c for c in candidates if text.startswith(c, index)), None) if candidates else None
+        )
+        if match is None:
+            index += 1
+            continue
+        parts.append(text[start:index])
+        parts.append(MASK)
+        index += len(match)
+        start = index
+    if not parts:
+        return text
+    parts.append(text[start:])
+    return "".join(parts)
+
+
+def redact_text(text: str) -> str:
+    """Return ``text`` with registered secrets and JWT-looking substrings replaced by ``***``.
+
+    Secrets registered directly with :mod:`agent._secrets` (as the credential does) are masked
+    too.
+    """
+    return _secrets.redact_text(_JWT.sub(MASK, _mask_registered(text)))
+
+
+def _is_secret_key(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    normalized = key.lower().replace("-", "_")
+    return normalized.endswith(_SECRET_KEY_SUFFIXES)
+
+
+def _redact_value(value: Any) -> Any:
+    """Return a redacted copy of ``value`` (containers are copied, never modified)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _redact_item(key, item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(item) for item in value]
+    return redact_text(_as_text(value))
+
+
+def _as_text(value: object) -> str:
+    """Render a leaf value the way a log line would show it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, os.PathLike):
+        return str(os.fspath(value))
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    return repr(value)
+
+
+def _redact_item(key: object, value: Any) -> Any:
+    if _is_secret_key(key) and value is not None and value != "":
+        return MASK
+    return _redact_value(value)
+
+
+def _exc_info_tuple(exc_info: Any) -> ExcInfo | None:
+    if isinstance(exc_info, BaseException):
+        return (type(exc_info), exc_info, exc_info.__traceback__)
+    if exc_info is True:
+        current = sys.exc_info()
+        return None if current[1] is None else current
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
+        return exc_info
+    return None
+
+
+def redact_secrets(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
+    """Mask credentials in ``event_dict`` (see the module docstring).
+
+    ``exc_info`` is replaced by ``exception``, the formatted traceback with secrets masked.
+    """
+    redacted: EventDict = {}
+    exc_info = event_dict.get("exc_info")
+    for key, value in event_dict.items():
+        if key == "exc_info" or key in _META_KEYS:
+            continue
+        redacted[key] = _redact_item(key, value)
+    if exc_info is not None:
+        info = _exc_info_tuple(exc_info)
+        if info is not None:
+            text = "".join(traceback.format_exception(*info)).rstrip("\n")
+            redacted["exception"] = redact_text(text)
+    for key in _META_KEYS & event_dict.keys():
+        redacted[key] = event_dict[key]
+    return redacted
+
+
+def merge_contextvars_redacted(
+    _logger: WrappedLogger, _method_name: str, event_dict: EventDict
+) -> EventDict:
+    """Add the bound context variables, redacted like the event itself.
+
+    Stands in for ``structlog.contextvars.merge_contextvars``, which would add them after
+    :func:`redact_secrets` has run.
+    """
+    for key, value in structlog.contextvars.get_contextvars().items():
+        event_dict.setdefault(key, _redact_item(key, value))
+    return event_dict
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    """A WriteLogger that remembers the name it was requested under (``get_logger(name)``)."""
+
+    def __init__(self, file: TextIO, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedWriteLoggerFactory:
+    """Logger factory: ``get_logger(name)`` hands ``name`` to the factory as its first argument."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedWriteLogger:
+        name = args[0] if args and isinstance(args[0], str) else None
+        return _NamedWriteLogger(self._file, name)
+
+
+def add_logger_name(logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``logger``: the name given to :func:`get_logger`, when there was one."""
+    name = getattr(logger, "name", None)
+    if name is not None:
+        event_dict.setdefault("logger", name)
+    return event_dict
+
+
+class _StdlibBridge(logging.Handler):
+    """Send records of the standard ``logging`` module through azauth's structlog chain."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string in a library must not crash us
+            message = str(record.msg)
+        get_logger(record.name).log(record.levelno, message, exc_info=record.exc_info)
+
+
+def _resolve_level(level: str) -> int:
+    number = _LEVELS.get(level.lower())
+    if number is None:
+        raise ValueError(f"unknown log level {level!r} (expected debug, info, warning or error)")
+    return number
+
+
+def configure_logging(
+    *,
+    fmt: Literal["auto", "console", "json"] = "auto",
+    level: str = "info",
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog (and the standard ``logging`` module) for azauth.
+
+    Args:
+        fmt: ``console`` (human-readable, colours on a terminal), ``json`` (one JSON object per
+            line) or ``auto``: console when ``stream`` is a terminal, JSON otherwise.
+        level: ``debug``, ``info``, ``warning`` or ``error``. Records of other libraries are
+            shown from ``warning`` up (``debug`` shows theirs too).
+        stream: where to write; standard error by default. Never standard output, which carries
+            data and helper protocols.
+
+    Raises:
+        ValueError: unknown ``fmt`` or ``level``.
+    """
+    target = stream if stream is not None else sys.stderr
+    number = _resolve_level(level)
+    is_tty = _isatty(target)
+    if fmt == "auto":
+        fmt = "console" if is_tty else "json"
+    renderer: Processor
+    if fmt == "console":
+        colors = is_tty and "NO_COLOR" not in os.environ
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    elif fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        raise ValueError(f"unknown log format {fmt!r} (expected auto, console or json)")
+    structlog.configure(
+        processors=[
+            redact_secrets,
+            merge_contextvars_redacted,
+            add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=_NamedWriteLoggerFactory(target),
+        # Not cached: a reconfiguration (another stream or level) must reach every logger.
+        cache_logger_on_first_use=False,
+    )
+    _install_stdlib_bridge(number)
+
+
+def _install_stdlib_bridge(level: int) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StdlibBridge):
+            root.removeHandler(handler)
+    # Libraries log every HTTP request at INFO (azure-core); keep them quiet unless debugging.
+    bridge_level = level if level == logging.DEBUG else max(level, logging.WARNING)
+    bridge = _StdlibBridge(level=bridge_level)
+    root.addHandler(bridge)
+    root.setLevel(bridge_level)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def get_logger(name: str | None = None) -> Any:
+    """Return a (lazy) structlog logger; ``name`` (usually ``__name__``) is logged as ``logger``.
+
+    Safe at module level before :func:`configure_logging` runs: the configuration is looked up
+    when the logger is used.
+    """
+    if name is None:
+        return structlog.get_logger()
+    return structlog.get_logger(name)

@@ -1,0 +1,264 @@
+"""The one way azauth writes a file: private, atomic, durable, never through a symbolic link.
+
+Guarantees of :func:`atomic_write`:
+
+* Readers see either the previous content or the complete new content, never a mix or a
+  truncated file: the data goes to a temporary file in the target's directory, is flushed and
+  fsynced, then renamed over the target (``os.replace``, atomic within one filesystem), and the
+  directory is fsynced so the rename survives a crash.
+* The file is created with its final mode (``0600`` by default) from the first byte on; it is
+  never readable by others, not even briefly. Missing parent directories are created ``0700``
+  (directories that already exist are left alone).
+* A symbolic link at the target (dangling or not) or any non-regular file is refused with
+  :class:`~agent.exceptions.OutputError`. ``rename(2)`` replaces a link rather than following it,
+  so a link swapped in after the check cannot redirect the write either.
+* On failure the temporary file is removed, the target keeps its previous content and the error
+  names the path (never the data).
+
+Temporary files are named ``.<target name>.azauth-<16 hex digits>.tmp``. A process killed
+between creating and renaming one (SIGKILL, power loss) leaves it behind; the next write to the
+same target removes such leftovers once they are older than :data:`STALE_TEMP_SECONDS`.
+"""
+
+# pathlib's resolve() follows symbolic links, which this module must never do; it works on the
+# raw os calls (lstat, O_NOFOLLOW, O_EXCL) on purpose.
+# ruff: noqa: PTH100, PTH101, PTH102, PTH105, PTH108, PTH112, PTH114, PTH118, PTH120, PTH208
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+import time
+
+from agent.exceptions import OutputError
+
+__all__ = ["STALE_TEMP_SECONDS", "atomic_write", "remove_output", "temp_name_pattern"]
+
+STALE_TEMP_SECONDS = 60.0
+"""Age after which a leftover temporary file is removed.
+
+A write takes milliseconds; a minute leaves ample room for another azauth process that is
+writing the same target right now, whose temporary file must not be pulled from under it.
+"""
+
+_DIR_MODE = 0o700
+_TEMP_SUFFIX = ".tmp"
+_TEMP_MARK = ".azauth-"
+_TEMP_RANDOM_HEX = 16
+
+# O_NOFOLLOW and O_DIRECTORY do not exist on Windows; there the checks below still refuse links.
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", None)
+
+
+def temp_name_pattern(target_name: str) -> re.Pattern[str]:
+    """Return the pattern matching the temporary file names used for ``target_name``."""
+    return re.compile(
+        re.escape(f".{target_name}{_TEMP_MARK}")
+        + f"[0-9a-f]{{{_TEMP_RANDOM_HEX}}}"
+        + re.escape(_TEMP_SUFFIX)
+    )
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
+    """Replace the content of ``path`` with ``data`` atomically (see the module docstring).
+
+    Args:
+        path: the file to write; relative paths are relative to the working directory.
+        data: the complete new content.
+        mode: permission bits of the file, applied exactly (the umask cannot widen or narrow it).
+
+    Raises:
+        OutputError: the file could not be written; its previous content is untouched.
+    """
+    target = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(target)
+    _make_parents(directory, target)
+    _check_target(target)
+    _remove_stale_temps(directory, name)
+    temp = os.path.join(directory, f".{name}{_TEMP_MARK}{secrets.token_hex(8)}{_TEMP_SUFFIX}")
+    try:
+        fd = os.open(
+            temp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY,
+            mode & 0o777,
+        )
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create a file in {directory}: {_reason(exc)}", path=target
+        ) from None
+    try:
+        try:
+            # The umask may have removed bits at creation; it can never have added any, so the
+            # file was at most as open as ``mode`` all along.
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode & 0o7777)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise OutputError(f"cannot write: {_reason(exc)}", path=target) from None
+    _fsync_directory(directory)
+
+
+def remove_output(path: str | os.PathLike[str]) -> bool:
+    """Remove a file azauth wrote, without following symbolic links.
+
+    Also removes stale temporary files of the same target.
+
+    Returns:
+        ``True`` if the file was removed, ``False`` if it did not exist.
+
+    Raises:
+        OutputError: ``path`` is a symbolic link, a directory or another non-regular file (not
+            something azauth wrote), or it could not be removed.
+    """
+    target = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(target)
+    _remove_stale_temps(directory, name)
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise OutputError(f"cannot remove: {_reason(exc)}", path=target) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputError(f"not removed: {_describe(info.st_mode)}", path=target)
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise OutputError(f"cannot remove: {_reason(exc)}", path=target) from None
+    _fsync_directory(directory)
+    return True
+
+
+def _make_parents(directory: str, target: str) -> None:
+    """Create the missing directories of ``directory``, each with mode 0700 exactly."""
+    missing: list[str] = []
+    current = directory
+    while not os.path.isdir(current):
+        if os.path.lexists(current) and not os.path.islink(current):
+            if os.path.isdir(current):
+                break  # created concurrently since the loop test (another writer)
+            raise OutputError(f"{current} exists and is not a directory", path=target)
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, _DIR_MODE)
+        except FileExistsError:
+            # Someone else created it concurrently; it is theirs, leave its mode alone.
+            if not os.path.isdir(created):
+                raise OutputError(f"{created} exists and is not a directory", path=target) from None
+            continue
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create directory {created}: {_reason(exc)}", path=target
+            ) from None
+        try:
+            # mkdir honours the umask, which could have taken away bits we need; set exactly 0700.
+            os.chmod(created, _DIR_MODE)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot set the mode of {created}: {_reason(exc)}", path=target
+            ) from None
+
+
+def _check_target(target: str) -> None:
+    """Refuse a symbolic link or a non-regular file at ``target``."""
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot inspect: {_reason(exc)}", path=target) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputError("refusing to write through a symbolic link", path=target)
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputError(f"refusing to replace {_describe(info.st_mode)}", path=target)
+
+
+def _remove_stale_temps(directory: str, name: str) -> None:
+    """Remove our leftover temporary files for ``name`` older than STALE_TEMP_SECONDS.
+
+    Best effort: a leftover we cannot remove does no harm, so errors are ignored. Only regular
+    files owned by the current user are touched.
+    """
+    pattern = temp_name_pattern(name)
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    deadline = time.time() - STALE_TEMP_SECONDS
+    euid = os.geteuid() if hasattr(os, "geteuid") else None
+    for entry in entries:
+        if not pattern.fullmatch(entry):
+            continue
+        candidate = os.path.join(directory, entry)
+        try:
+            info = os.lstat(candidate)
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime > deadline:
+                continue
+            if euid is not None and info.st_uid != euid:
+                continue
+            os.unlink(candidate)
+        except OSError:
+            continue
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable.
+
+    Best effort: the new content is already in place when this runs, so a failure here (some
+    filesystems refuse to fsync a directory) must not be reported as a failed write.
+    """
+    if _O_DIRECTORY is None:
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(st_mode: int) -> str:
+    if stat.S_ISLNK(st_mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(st_mode):
+        return "a directory"
+    return "a special file (not a regular file)"
+
+
+def _reason(exc: OSError) -> str:
+    """Return the OS's explanation of ``exc`` without the paths it may embed."""
+    if exc.strerror:
+        return exc.strerror
+    if exc.errno is not None:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return type(exc).__name__

@@ -1,0 +1,130 @@
+"""Presets: the environment variables a known consumer reads, filled from a token's fields.
+
+Names are exactly those the consumers read:
+
+``terraform`` (azurerm/azuread providers and the azurerm backend)
+    ``ARM_USE_OIDC=true``, ``ARM_CLIENT_ID``, ``ARM_TENANT_ID``, ``ARM_SUBSCRIPTION_ID`` (only
+    when known), ``ARM_OIDC_TOKEN_FILE_PATH`` (the federated token file), and ``ARM_ENVIRONMENT``
+    for sovereign clouds only (``usgovernment``, ``china``). ``ARM_USE_AZUREAD`` is not set: it
+    switches the backend's blob access from account keys to Entra data-plane roles, a decision
+    about the storage account's permissions rather than about how to authenticate.
+``pulumi`` (pulumi-azure-native)
+    The same ``ARM_*`` names, which azure-native reads for ``useOidc``, ``clientId``,
+    ``tenantId``, ``subscriptionId``, ``oidcTokenFilePath`` and ``environment``.
+``azure-identity`` (``WorkloadIdentityCredential`` and ``DefaultAzureCredential``)
+    ``AZURE_CLIENT_ID``, ``AZURE_TENANT_ID``, ``AZURE_FEDERATED_TOKEN_FILE`` and
+    ``AZURE_AUTHORITY_HOST`` (the authority URL; always set, because some SDKs enable workload
+    identity only when all of these are present).
+
+Caveat for ``terraform`` and ``pulumi``: both read the token file once, when the provider is
+configured, and an Azure DevOps OIDC token is valid for 10 minutes. Long runs should use the
+providers' own Azure DevOps flow (azurerm 4.18+: ``ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID``,
+which an explicit mapping to ``service_connection_id`` can provide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from agent.clouds import CLOUDS
+from agent.outputs.fields import FIELD_NAMES, TokenFields
+
+__all__ = ["PRESETS", "preset_variables", "resolve_variables"]
+
+PRESETS: tuple[str, ...] = ("terraform", "pulumi", "azure-identity")
+
+_PUBLIC_CLOUD = "public"
+
+
+def preset_variables(preset: str, fields: TokenFields) -> dict[str, str]:
+    """Return the variables of ``preset`` (one of :data:`PRESETS`) for ``fields``.
+
+    Raises:
+        ValueError: the preset is unknown, or ``fields`` lacks the federated token file the
+            preset points to.
+    """
+    build = _BUILDERS.get(preset)
+    if build is None:
+        raise ValueError(f"unknown preset {preset!r} (expected one of {', '.join(PRESETS)})")
+    return build(fields)
+
+
+def resolve_variables(
+    preset: str | None, mapping: Mapping[str, str], fields: TokenFields
+) -> dict[str, str]:
+    """Return the preset's variables updated with the explicit ``NAME -> field`` ``mapping``.
+
+    An explicit mapping wins over a preset variable of the same name.
+
+    Raises:
+        ValueError: unknown preset or field, or a mapped field whose value is unknown (the
+            message names the variable and the field).
+    """
+    variables = preset_variables(preset, fields) if preset is not None else {}
+    for name, field in mapping.items():
+        if field not in FIELD_NAMES:
+            expected = ", ".join(FIELD_NAMES)
+            raise ValueError(
+                f"variable {name}: unknown field {field!r} (expected one of {expected})"
+            )
+        value = fields.value(field)
+        if value is None:
+            raise ValueError(f"variable {name}: the field {field!r} has no value for this token")
+        variables[name] = value
+    return variables
+
+
+def _token_file(preset: str, fields: TokenFields) -> str:
+    if not fields.federated_token_file:
+        raise ValueError(f"preset {preset!r} needs a federated token file, and none is configured")
+    return fields.federated_token_file
+
+
+def _sovereign_environment(fields: TokenFields, attribute: str) -> str | None:
+    """Return the consumer's name of a sovereign cloud, or None for public/unknown clouds."""
+    if fields.cloud is None or fields.cloud == _PUBLIC_CLOUD:
+        return None
+    cloud = CLOUDS.get(fields.cloud)
+    if cloud is None:
+        return None
+    name: str = getattr(cloud, attribute)
+    return name
+
+
+def _arm_variables(preset: str, fields: TokenFields, environment_attribute: str) -> dict[str, str]:
+    variables = {
+        "ARM_USE_OIDC": "true",
+        "ARM_CLIENT_ID": fields.client_id,
+        "ARM_TENANT_ID": fields.tenant_id,
+    }
+    if fields.subscription_id:
+        variables["ARM_SUBSCRIPTION_ID"] = fields.subscription_id
+    variables["ARM_OIDC_TOKEN_FILE_PATH"] = _token_file(preset, fields)
+    environment = _sovereign_environment(fields, environment_attribute)
+    if environment is not None:
+        variables["ARM_ENVIRONMENT"] = environment
+    return variables
+
+
+def _terraform(fields: TokenFields) -> dict[str, str]:
+    return _arm_variables("terraform", fields, "terraform_environment")
+
+
+def _pulumi(fields: TokenFields) -> dict[str, str]:
+    return _arm_variables("pulumi", fields, "pulumi_environment")
+
+
+def _azure_identity(fields: TokenFields) -> dict[str, str]:
+    return {
+        "AZURE_CLIENT_ID": fields.client_id,
+        "AZURE_TENANT_ID": fields.tenant_id,
+        "AZURE_FEDERATED_TOKEN_FILE": _token_file("azure-identity", fields),
+        "AZURE_AUTHORITY_HOST": fields.authority,
+    }
+
+
+_BUILDERS: dict[str, Callable[[TokenFields], dict[str, str]]] = {
+    "terraform": _terraform,
+    "pulumi": _pulumi,
+    "azure-identity": _azure_identity,
+}

@@ -1,0 +1,202 @@
+"""Benchmark `azauth run`: 20 connections x 3 scopes at 50 ms emulator latency.
+
+Measures, in one run on this machine:
+- process start-up (interpreter + azauth's imports for `run`), median of several runs;
+- `azauth run --once` wall time (median), with the default concurrency and with enough
+  concurrency for every request to be in flight at once, against the target
+  "<= 1.5 x two round trips + start-up";
+- `azauth run --watch`: resident memory with 20 connections once everything is delivered
+  (target <= 80 MB), and CPU time used while idle over a 10 s window (it sleeps until the next
+  refresh: no polling), plus wake-ups seen as voluntary context switches.
+
+Usage: .venv/bin/python bench/bench_run.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agent.testing.emulator import Emulator
+
+CONNECTIONS = 20
+SCOPES = (
+    "https://management.azure.com/.default",
+    "https://vault.azure.net/.default",
+    "https://storage.azure.com/.default",
+)
+LATENCY = 0.05
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+def profile_text() -> str:
+    names = ", ".join(f'"c{i}"' for i in range(CONNECTIONS))
+    lines = ["[profiles.bench]", f"connections = [{names}]", ""]
+    for i in range(CONNECTIONS):
+        for j, scope in enumerate(SCOPES):
+            lines += [
+                "[[profiles.bench.outputs]]",
+                'kind = "token_file"',
+                f'connection = "c{i}"',
+                f'scope = "{scope}"',
+                f'path = "out/c{i}-{j}.token"',
+                "",
+            ]
+    for i in range(CONNECTIONS):
+        lines += [
+            f"[connections.c{i}]",
+            f'tenant_id = "{TENANT}"',
+            f'client_id = "{i:08d}-1111-2222-3333-444444444444"',
+            f'service_connection_id = "{i:08d}-aaaa-bbbb-cccc-000000000000"',
+            "",
+        ]
+    return "\n".join(lines)
+
+
+async def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{args} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return elapsed
+
+
+def proc_stats(pid: int) -> tuple[float, int, int]:
+    """CPU seconds (user+system), RSS in KiB and voluntary context switches of ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = switches = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("voluntary_ctxt_switches:"):
+            switches = int(line.split()[1])
+    return cpu, rss, switches
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repetitions, shorter idle window"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    idle_window = 3.0 if args.quick else 10.0
+    python = sys.executable
+
+    async with Emulator(latency=LATENCY, trust_any_app=True) as emu:
+        work = Path(tempfile.mkdtemp(prefix="azauth-bench-run-"))
+        (work / "azauth.toml").write_text(profile_text())
+        env = dict(os.environ)
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+        )
+        startup_cmd = [
+            python,
+            "-c",
+            "import agent.cli.main, agent.cli.run, agent.runner, agent.config.loading",
+        ]
+        startup = [await timed(startup_cmd, work, env) for _ in range(repeats)]
+
+        results: dict[str, dict[str, float]] = {}
+        for label, extra in (
+            ("default concurrency (8)", []),
+            ("concurrency 64", ["--concurrency", "64"]),
+        ):
+            walls, counts = [], []
+            for _ in range(repeats):
+                emu.reset_counts()
+                walls.append(
+                    await timed([python, "-m", "agent", "run", "--once", "-q", *extra], work, env)
+                )
+                counts.append(emu.counts["oidc"] + emu.counts["token"])
+            results[label] = {
+                "wall": statistics.median(walls),
+                "requests": statistics.median(counts),
+            }
+
+        # Watch mode: memory and idle CPU.
+        proc = await asyncio.create_subprocess_exec(
+            python,
+            "-m",
+            "agent",
+            "run",
+            "--watch",
+            "-q",
+            cwd=work,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        expected = CONNECTIONS * len(SCOPES)
+        for _ in range(600):
+            out = work / "out"
+            if out.exists() and len([p for p in out.iterdir() if p.suffix == ".token"]) == expected:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3.0)  # let delivery settle: the window must hold no delivery work
+        cpu0, rss0, sw0 = proc_stats(proc.pid)
+        await asyncio.sleep(idle_window)
+        cpu1, rss1, sw1 = proc_stats(proc.pid)
+        proc.terminate()
+        await proc.wait()
+
+    ideal = 2 * LATENCY
+    start_med = statistics.median(startup)
+    print(
+        f"azauth run --once: {CONNECTIONS} connections x {len(SCOPES)} scopes, emulator latency {LATENCY * 1000:.0f} ms"
+    )
+    print(
+        f"  process start-up (imports)            {start_med * 1000:7.1f} ms  (median of {repeats})"
+    )
+    print(f"  two round trips (ideal network time)  {ideal * 1000:7.1f} ms")
+    target_wall = 1.5 * ideal + start_med
+    print(f"  target: <= 1.5 x two round trips + start-up = {target_wall * 1000:.1f} ms")
+    for label, figures in results.items():
+        verdict = "PASS" if figures["wall"] <= target_wall else "MISS"
+        print(
+            f"  {label:<24} wall {figures['wall'] * 1000:7.1f} ms  requests {figures['requests']:.0f}"
+            f"  (wall - start-up) / two RTT = {(figures['wall'] - start_med) / ideal:.2f}  {verdict}"
+        )
+    idle_cpu = cpu1 - cpu0
+    print(f"azauth run --watch with {CONNECTIONS} connections:")
+    print(
+        f"  resident memory  {rss1 / 1024:6.1f} MB   target <= 80 MB  {'PASS' if rss1 / 1024 <= 80 else 'MISS'}"
+    )
+    print(
+        f"  CPU while idle   {idle_cpu * 1000:6.1f} ms over {idle_window:.0f} s; {sw1 - sw0} wake-ups"
+    )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "startup_s": start_med,
+                    "once": results,
+                    "watch_rss_mb": rss1 / 1024,
+                    "watch_idle_cpu_s": idle_cpu,
+                    "watch_idle_window_s": idle_window,
+                    "watch_idle_wakeups": sw1 - sw0,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
