@@ -1,0 +1,488 @@
+"""``azauth serve``: a loopback token server that speaks the Azure managed-identity protocols.
+
+Programs find it through the environment alone, as they would on Azure App Service or a VM:
+``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER`` (every current Azure SDK's
+``ManagedIdentityCredential``, hence ``DefaultAzureCredential``), the legacy ``MSI_ENDPOINT`` +
+``MSI_SECRET`` (older SDKs; go-azure-sdk, that is Terraform's azurerm with ``ARM_USE_MSI``), and,
+opt-in with ``imds=True``, the IMDS shape at ``ARM_MSI_ENDPOINT``. Each request is answered from
+the profile's :class:`~agent.credential.AzurePipelinesCredential` of the chosen connection, whose
+single-flight cache makes many clients asking at once cost one exchange with Entra. No client
+ever sees the Azure DevOps OIDC token or the System.AccessToken.
+
+Security model (the wire details are in :mod:`agent.mi_protocol`):
+
+- it listens on 127.0.0.1, ::1 or localhost only; anything else is refused at start;
+- the App Service endpoint requires a random per-run secret (``secrets.token_urlsafe(32)``,
+  compared with ``hmac.compare_digest``); a request without it is refused with 401 before any
+  credential is touched;
+- the ``Host`` header must name the loopback server (DNS rebinding), and requests carrying
+  ``X-Forwarded-For`` (relayed) or ``Origin`` (sent by a web page) are refused;
+- the IMDS endpoint has no secret, as on Azure: any local process that finds the port can get a
+  token. It is off unless asked for; ``Metadata: true`` is required;
+- requests are bounded: no body, short request lines and headers, at most ``max_concurrency``
+  requests handled at once (more are answered 429 with ``Retry-After``);
+- logs name the protocol, resource, connection and status, never a token or the secret.
+
+Use :func:`serve_profile` (an async context manager) to run one around other work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import aiohttp
+from aiohttp import web
+
+from agent import _secrets
+from agent.clock import Clock, SystemClock
+from agent.connections import credential_for
+from agent.exceptions import (
+    AuthenticationError,
+    CredentialUnavailableError,
+    EntraError,
+    UsageError,
+    credential_unavailable,
+)
+from agent.logs import get_logger, redact_text, register_secret
+from agent.mi_protocol import (
+    APP_SERVICE_PATH,
+    IMDS_PATH,
+    Refusal,
+    TokenRequest,
+    WireProtocol,
+    app_service_token_body,
+    authorize,
+    check_forwarding,
+    error_body,
+    imds_token_body,
+    is_allowed_host,
+    loopback_no_proxy,
+    parse_app_service_request,
+    parse_imds_request,
+    select_connection,
+)
+from agent.protocol import MISSING_OIDC_URI
+from agent.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from agent.config import Connection, ResolvedProfile, Settings
+    from agent.credential import AzurePipelinesCredential
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "LOOPBACK_HOSTS",
+    "TokenServer",
+    "check_loopback_host",
+    "serve_profile",
+]
+
+DEFAULT_MAX_CONCURRENCY = 128
+"""Requests handled at once; waiting on one shared exchange costs little, so this is generous."""
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+"""The addresses the server may listen on."""
+
+MAX_REQUEST_BYTES = 1024
+"""``client_max_size``: token requests carry no body, so anything beyond this is refused."""
+
+_MAX_LINE = 4096  # request line (the query string) and each header line
+_MAX_HEADERS = 64
+_KEEPALIVE_SECONDS = 75.0  # idle keep-alive connections are closed after this
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_RETRY_AFTER_BUSY = 1
+
+_log = get_logger("agent.server")
+
+
+def check_loopback_host(host: str) -> str:
+    """Return the address to bind for ``host`` (``localhost`` binds 127.0.0.1).
+
+    Raises:
+        UsageError: ``host`` is not 127.0.0.1, ::1 or localhost.
+    """
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is None or str(address) not in LOOPBACK_HOSTS:
+        raise UsageError(
+            f"--host {host}: the token server listens on loopback only (127.0.0.1, ::1 or "
+            "localhost), because it hands out tokens to the processes that can reach it"
+        )
+    return str(address)
+
+
+class TokenServer:
+    """An HTTP server on loopback that mints tokens for ``connections`` on demand.
+
+    Args:
+        connections: the connections it serves, by name (a profile's ``connections``).
+        env: where credentials read ``SYSTEM_OIDCREQUESTURI``, the System.AccessToken and
+            ``AZURE_AUTHORITY_HOST`` (default ``os.environ``).
+        imds: also serve the IMDS shape (no secret: any local process can ask it).
+        default_connection: the connection used by requests that name none (default: the only
+            connection; with several, such requests are refused).
+        max_concurrency: requests handled at once; more are answered 429.
+        settings: the profile file's settings (refresh margin, retry deadline), if any.
+        clock: time source for credentials and answers.
+
+    Raises:
+        UsageError: no connection, or ``default_connection`` is not one of them.
+    """
+
+    def __init__(
+        self,
+        connections: Mapping[str, Connection],
+        *,
+        env: Mapping[str, str] | None = None,
+        imds: bool = False,
+        default_connection: str | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not connections:
+            raise UsageError("the profile has no connection to serve tokens for")
+        if default_connection is not None and default_connection not in connections:
+            raise UsageError(
+                f"--connection {default_connection!r} is not a connection of the profile "
+                f"(it has: {', '.join(connections)})"
+            )
+        if max_concurrency < 1:
+            raise UsageError("max_concurrency (--max-requests) must be at least 1")
+        self._connections = dict(connections)
+        self._env = env
+        self._imds = imds
+        self._default = default_connection
+        self._max_concurrency = max_concurrency
+        self._settings = settings
+        self._clock = clock or SystemClock()
+        # Random per run; never logged, never in an error message (the logs mask it as well).
+        self._secret = secrets.token_urlsafe(32)
+        register_secret(self._secret)
+        _secrets.register_secret(self._secret)
+        self._routes: dict[str, WireProtocol] = {APP_SERVICE_PATH: "app_service"}
+        if imds:
+            self._routes[IMDS_PATH] = "imds"
+        self._credentials: dict[str, AzurePipelinesCredential] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._url: str | None = None
+        self._port = 0
+        #: Requests answered with a token, and requests refused (any error status).
+        self.counts: dict[str, int] = {"served": 0, "refused": 0}
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
+        """Build the credentials and listen on ``host:port`` (port 0: any free port).
+
+        Raises:
+            UsageError: ``host`` is not loopback, or the port cannot be bound.
+            ConfigError: a connection's System.AccessToken variable is missing.
+            CredentialUnavailableError: ``SYSTEM_OIDCREQUESTURI`` is not set.
+        """
+        if self._runner is not None:
+            raise RuntimeError("the token server is already started")
+        bind = check_loopback_host(host)
+        environ = self._environ()
+        if not environ.get("SYSTEM_OIDCREQUESTURI"):
+            raise credential_unavailable(MISSING_OIDC_URI)
+        self._session = aiohttp.ClientSession(trust_env=False)
+        try:
+            self._credentials = self._build_credentials(environ)
+            runner = web.AppRunner(
+                self._build_app(),
+                access_log=None,
+                shutdown_timeout=1.0,
+                keepalive_timeout=_KEEPALIVE_SECONDS,
+                max_line_size=_MAX_LINE,
+                max_field_size=_MAX_LINE,
+                max_headers=_MAX_HEADERS,
+            )
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, bind, port).start()
+            except OSError as exc:
+                await runner.cleanup()
+                raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        except BaseException:
+            await self._close_credentials()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        url_host = f"[{bind}]" if ":" in bind else bind
+        self._url = f"http://{url_host}:{self._port}"
+        _log.debug(
+            "token_server_started",
+            url=self._url,
+            connections=list(self._connections),
+            imds=self._imds,
+        )
+        return self
+
+    async def close(self) -> None:
+        """Stop serving and close the credentials' HTTP session. Safe to call twice."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            _log.info("token_server_stopped", **self.counts)
+        await self._close_credentials()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _environ(self) -> Mapping[str, str]:
+        return self._env if self._env is not None else os.environ
+
+    def _build_credentials(self, environ: Mapping[str, str]) -> dict[str, AzurePipelinesCredential]:
+        options: dict[str, Any] = {"session": self._session, "clock": self._clock}
+        if self._settings is not None:
+            options["retry"] = RetryPolicy(deadline=self._settings.retry_deadline)
+            options["refresh_offset"] = int(self._settings.refresh_margin)
+        return {
+            name: credential_for(name, connection, environ, **options)
+            for name, connection in self._connections.items()
+        }
+
+    async def _close_credentials(self) -> None:
+        credentials, self._credentials = self._credentials, {}
+        for credential in credentials.values():
+            await credential.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # ----------------------------------------------------------------------------- what to export
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (or ``http://[::1]:PORT``) once started."""
+        if self._url is None:
+            raise RuntimeError("the token server is not started")
+        return self._url
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (0 before start)."""
+        return self._port
+
+    @property
+    def identity_endpoint(self) -> str:
+        """The App Service endpoint: the value of ``IDENTITY_ENDPOINT`` and ``MSI_ENDPOINT``."""
+        return self.url + APP_SERVICE_PATH
+
+    @property
+    def imds_endpoint(self) -> str | None:
+        """The IMDS token URL (``ARM_MSI_ENDPOINT``), or ``None`` when IMDS is off."""
+        return self.url + IMDS_PATH if self._imds else None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The variables that point a program at this server.
+
+        ``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``, ``MSI_ENDPOINT``, ``MSI_SECRET``; with IMDS
+        also ``ARM_USE_MSI=true`` and ``ARM_MSI_ENDPOINT``; when the environment names a proxy,
+        ``NO_PROXY``/``no_proxy`` extended with the loopback addresses. The values include the
+        secret: hand them to the child process, never to a log.
+        """
+        values = {
+            "IDENTITY_ENDPOINT": self.identity_endpoint,
+            "IDENTITY_HEADER": self._secret,
+            "MSI_ENDPOINT": self.identity_endpoint,
+            "MSI_SECRET": self._secret,
+        }
+        if self.imds_endpoint is not None:
+            values["ARM_USE_MSI"] = "true"
+            values["ARM_MSI_ENDPOINT"] = self.imds_endpoint
+        values.update(loopback_no_proxy(self._environ()))
+        return values
+
+    # ----------------------------------------------------------------------------- serving
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        # One catch-all route: every answer, 404 and 405 included, goes through the same guards
+        # and comes back as JSON in the protocol's shape.
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        protocol = self._routes.get(request.path)
+        correlation_id = str(uuid.uuid4())
+        try:
+            token_request = self._check(request, protocol)
+            name = select_connection(self._connections, token_request.selector, self._default)
+            return await self._answer(token_request, name)
+        except Refusal as refusal:
+            return self._refuse(protocol, refusal, correlation_id, request.path)
+
+    def _check(self, request: web.Request, protocol: WireProtocol | None) -> TokenRequest:
+        """Every guard, cheapest and least revealing first; nothing here touches a credential."""
+        if not is_allowed_host(request.headers.get("Host"), self._port):
+            raise Refusal(
+                403,
+                "forbidden",
+                "the Host header must name this loopback server (127.0.0.1, localhost or [::1])",
+            )
+        check_forwarding(request.headers)
+        if protocol is None:
+            paths = " and ".join(self._routes)
+            raise Refusal(404, "not_found", f"no endpoint at this path; this server serves {paths}")
+        if request.method != "GET":
+            raise Refusal(405, "method_not_allowed", "only GET is supported")
+        if request.body_exists:
+            raise Refusal(413, "invalid_request", "token requests carry no body")
+        if protocol == "app_service":
+            authorize(request.headers, self._secret)
+            return parse_app_service_request(request.query.items())
+        return parse_imds_request(request.query.items(), request.headers)
+
+    async def _answer(self, token_request: TokenRequest, name: str) -> web.Response:
+        if self._slots.locked():
+            raise Refusal(
+                429,
+                "too_many_requests",
+                f"more than {self._max_concurrency} requests at once; retry shortly",
+                retry_after=_RETRY_AFTER_BUSY,
+            )
+        async with self._slots:
+            info = await self._token(name, token_request.scope)
+        connection = self._connections[name]
+        render = (
+            app_service_token_body if token_request.protocol == "app_service" else imds_token_body
+        )
+        body = render(
+            access_token=info.token,
+            expires_on=int(info.expires_on),
+            resource=token_request.resource,
+            client_id=connection.client_id,
+            token_type=info.token_type or "Bearer",
+            now=int(self._clock.time()),
+        )
+        self.counts["served"] += 1
+        _log.debug(
+            "token_served",
+            protocol=token_request.protocol,
+            resource=token_request.resource,
+            connection=name,
+            status=200,
+        )
+        return web.json_response(body, headers=_NO_STORE)
+
+    async def _token(self, name: str, scope: str) -> Any:
+        credential = self._credentials[name]
+        try:
+            return await credential.get_token_info(scope)
+        except AuthenticationError as exc:
+            raise _upstream_refusal(exc) from None
+        except ValueError as exc:
+            raise Refusal(400, "invalid_resource", redact_text(str(exc))) from None
+        except Exception as exc:  # noqa: BLE001 - one request fails, the server keeps serving
+            # A bug of ours: answer in the protocol's shape, keep the details for the log.
+            _log.exception("token_request_crashed", connection=name, error=type(exc).__name__)
+            raise Refusal(500, "unknown", "internal error of the token server") from None
+
+    def _refuse(
+        self,
+        protocol: WireProtocol | None,
+        refusal: Refusal,
+        correlation_id: str,
+        path: str,
+    ) -> web.Response:
+        self.counts["refused"] += 1
+        log = _log.warning if refusal.status in (401, 403) else _log.info
+        log(
+            "request_refused",
+            protocol=protocol,
+            path=path,
+            status=refusal.status,
+            reason=refusal.message,
+            correlation_id=correlation_id,
+        )
+        headers = dict(_NO_STORE)
+        if refusal.retry_after is not None:
+            headers["Retry-After"] = str(refusal.retry_after)
+        if refusal.status == 405:
+            headers["Allow"] = "GET"
+        return web.json_response(
+            error_body(protocol, refusal, correlation_id), status=refusal.status, headers=headers
+        )
+
+
+def _upstream_refusal(exc: AuthenticationError) -> Refusal:
+    """Translate a failed acquisition into the answer a managed-identity endpoint would give.
+
+    Entra's verdict on the resource itself (unknown resource, invalid scope) is the client's
+    mistake: 400. A transient failure (network, 429, 5xx after retries) is 503, which clients
+    retry. Anything else (the federation is misconfigured, the job token expired) is 500.
+    """
+    message = f"the token request failed: {redact_text(str(exc))}"
+    # EntraError.error is the OAuth error code (azure-core types the attribute otherwise).
+    oauth_error: Any = getattr(exc, "error", None)
+    if isinstance(exc, EntraError) and oauth_error in ("invalid_resource", "invalid_scope"):
+        return Refusal(400, "invalid_resource", message)
+    if exc.retryable:
+        return Refusal(503, "service_unavailable", message, retry_after=_RETRY_AFTER_BUSY)
+    if isinstance(exc, CredentialUnavailableError):
+        return Refusal(500, "unavailable", message)
+    return Refusal(500, "unknown", message)
+
+
+@asynccontextmanager
+async def serve_profile(
+    profile: ResolvedProfile,
+    *,
+    env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    imds: bool = False,
+    default_connection: str | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    clock: Clock | None = None,
+) -> AsyncIterator[TokenServer]:
+    """Serve ``profile``'s connections for the duration of the ``async with`` block.
+
+    Yields the started :class:`TokenServer`; give ``server.env`` to the processes that should
+    use it (``azauth exec --serve`` does)::
+
+        async with serve_profile(profile, env=env) as server:
+            child_env = {**env, **server.env}
+            ...
+
+    Raises:
+        UsageError, ConfigError, CredentialUnavailableError: as :meth:`TokenServer.start`.
+    """
+    server = TokenServer(
+        profile.connections,
+        env=env,
+        imds=imds,
+        default_connection=default_connection,
+        max_concurrency=max_concurrency,
+        settings=profile.settings,
+        clock=clock,
+    )
+    await server.start(host, port)
+    try:
+        yield server
+    finally:
+        await server.close()
