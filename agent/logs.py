@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-import threading
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
@@ -50,18 +48,18 @@ __all__ = [
     "register_secret",
 ]
 
-MASK = "***"
-
-MIN_SECRET_LENGTH = 8
-"""Shorter values are not registered: they would mask ordinary words, and no credential azauth
-handles (job tokens, JWTs) is that short."""
+MASK = _secrets.MASK
+MIN_SECRET_LENGTH = _secrets.MIN_SECRET_LENGTH
+# The one registry lives in agent._secrets (error formatting and the credential use it too).
+register_secret = _secrets.register_secret
+forget_secrets = _secrets.forget_secrets
+redact_text = _secrets.redact_text
 
 _SECRET_KEY_SUFFIXES = tuple(
     f"{word}{plural}"
     for word in ("token", "assertion", "authorization", "password", "secret", "credential")
     for plural in ("", "s")
 )
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
 # Keys structlog's stdlib bridge and renderers rely on; never rewritten.
 _META_KEYS = frozenset({"_record", "_from_structlog"})
 _LEVELS = {
@@ -73,71 +71,7 @@ _LEVELS = {
     "critical": logging.CRITICAL,
 }
 
-_registry_lock = threading.Lock()
-# Registered secrets indexed by their first MIN_SECRET_LENGTH characters, each entry longest
-# first. A scan costs one dict lookup per character of the text, however many secrets a long
-# run has registered (one regex alternation of all of them grows too slow to compile and match).
-_registered: dict[str, tuple[str, ...]] = {}
-
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-
-
-def register_secret(value: str) -> None:
-    """Mask ``value`` wherever it appears in a log event from now on (also inside longer text).
-
-    The credential code calls this with every job access token, OIDC token and access token it
-    handles. Values shorter than :data:`MIN_SECRET_LENGTH` are ignored. The value is also
-    registered with :mod:`agent._secrets`, which error formatting uses.
-    """
-    if len(value) < MIN_SECRET_LENGTH:
-        return
-    _secrets.register_secret(value)
-    key = value[:MIN_SECRET_LENGTH]
-    with _registry_lock:
-        known = _registered.get(key, ())
-        if value in known:
-            return
-        # Longest first, so a secret that starts like a shorter one is masked whole.
-        _registered[key] = tuple(sorted((*known, value), key=len, reverse=True))
-
-
-def forget_secrets() -> None:
-    """Empty this module's registry (for tests; :mod:`agent._secrets` keeps its own copy)."""
-    with _registry_lock:
-        _registered.clear()
-
-
-def _mask_registered(text: str) -> str:
-    if not _registered or len(text) < MIN_SECRET_LENGTH:
-        return text
-    parts: list[str] = []
-    start = index = 0
-    last = len(text) - MIN_SECRET_LENGTH
-    while index <= last:
-        candidates = _registered.get(text[index : index + MIN_SECRET_LENGTH])
-        match = (
-            next((c for c in candidates if text.startswith(c, index)), None) if candidates else None
-        )
-        if match is None:
-            index += 1
-            continue
-        parts.append(text[start:index])
-        parts.append(MASK)
-        index += len(match)
-        start = index
-    if not parts:
-        return text
-    parts.append(text[start:])
-    return "".join(parts)
-
-
-def redact_text(text: str) -> str:
-    """Return ``text`` with registered secrets and JWT-looking substrings replaced by ``***``.
-
-    Secrets registered directly with :mod:`agent._secrets` (as the credential does) are masked
-    too.
-    """
-    return _secrets.redact_text(_JWT.sub(MASK, _mask_registered(text)))
 
 
 def _is_secret_key(key: object) -> bool:
