@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 from aiohttp import web
 
-from agent import _secrets
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
 from agent.exceptions import (
@@ -170,7 +169,6 @@ class TokenServer:
         # Random per run; never logged, never in an error message (the logs mask it as well).
         self._secret = secrets.token_urlsafe(32)
         register_secret(self._secret)
-        _secrets.register_secret(self._secret)
         self._routes: dict[str, WireProtocol] = {APP_SERVICE_PATH: "app_service"}
         if imds:
             self._routes[IMDS_PATH] = "imds"
