@@ -118,8 +118,14 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_main(args, loaded, profile))
 
 
-async def start_emulator(profile: ResolvedProfile, env: dict[str, str]) -> Emulator:
-    """Start the built-in emulator, trust the profile's connections, point ``env`` at it."""
+async def start_emulator(
+    profile: ResolvedProfile, env: dict[str, str], *, tls: bool = False
+) -> Emulator:
+    """Start the built-in emulator, trust the profile's connections, point ``env`` at it.
+
+    With ``tls`` it serves https and ``env`` trusts its throwaway CA (``SSL_CERT_FILE``,
+    ``REQUESTS_CA_BUNDLE``): azure-identity in a child process accepts only https authorities.
+    """
     from agent.exceptions import UsageError  # noqa: PLC0415
 
     try:
@@ -129,7 +135,10 @@ async def start_emulator(profile: ResolvedProfile, env: dict[str, str]) -> Emula
             f"--emulate needs the emulator extra ({exc}): pip install 'azauth[emulator]'"
         ) from None
     emulator = Emulator()
-    await emulator.start()
+    await emulator.start(tls=tls)
+    if tls:
+        assert emulator.ca_file is not None
+        env["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"] = emulator.ca_file
     for connection in profile.connections.values():
         emulator.add_connection(
             connection.service_connection_id, connection.tenant_id, connection.client_id

@@ -1,0 +1,191 @@
+"""``azauth exec``: run a command with a profile's credentials, kept fresh while it runs.
+
+The supervision (files, signals, exit status) is :mod:`agent.execmode`; this module turns the
+command line into an :class:`agent.execmode.ExecRequest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+from agent.cli.run import add_logging_arguments, configure_logging_from_args
+from agent.cli.validate import add_config_argument
+
+if TYPE_CHECKING:
+    from agent.config import LoadedConfig, ResolvedProfile
+    from agent.execmode import EnvProvider, ExecContext
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``exec`` command."""
+    from agent.outputs.presets import PRESETS  # noqa: PLC0415 - light, but only when registering
+
+    parser = subparsers.add_parser(
+        "exec",
+        help="run a command with a profile's credentials, kept fresh while it runs",
+        usage="azauth exec [OPTIONS] -- COMMAND [ARGS...]",
+        description=(
+            "Deliver the profile, then run COMMAND with preset variables (default: "
+            "azure-identity) pointing at a federated token file in a private temporary "
+            "directory. Every file is kept fresh while COMMAND runs; SIGINT, SIGTERM and SIGHUP "
+            "are forwarded to it; azauth exits with its exit status (128+N when it dies of "
+            "signal N, 127 when it is not found, 126 when it cannot be executed) and removes "
+            "the temporary files. The command is not started when a token cannot be delivered "
+            "(exit status 3 to 6)."
+        ),
+    )
+    add_config_argument(parser)
+    parser.add_argument("--profile", metavar="NAME", help="the profile (default: AZAUTH_PROFILE)")
+    parser.add_argument(
+        "--connection",
+        metavar="NAME",
+        help="the connection the preset variables describe (default: the profile's only one)",
+    )
+    presets = parser.add_mutually_exclusive_group()
+    presets.add_argument(
+        "--preset",
+        action="append",
+        choices=PRESETS,
+        help="variables to set for COMMAND; repeatable (default: azure-identity)",
+    )
+    presets.add_argument(
+        "--no-preset",
+        action="store_true",
+        help="set no preset variable (the profile's outputs are still delivered)",
+    )
+    parser.add_argument(
+        "--no-outputs",
+        action="store_true",
+        help="do not write the profile's own outputs, only the temporary federated token file",
+    )
+    parser.add_argument(
+        "--clear-env",
+        action="store_true",
+        help=(
+            "remove ambient Azure credential variables that would compete with the preset "
+            "(AZURE_CLIENT_SECRET, ARM_CLIENT_SECRET, ARM_USE_MSI, IDENTITY_ENDPOINT, ...)"
+        ),
+    )
+    parser.add_argument(
+        "--keep-system-token",
+        action="store_true",
+        help="pass the system access token variable to COMMAND (removed by default)",
+    )
+    parser.add_argument(
+        "--allow-nested",
+        action="store_true",
+        help="run even inside another azauth exec (AZAUTH_EXEC_PROFILE is set)",
+    )
+    parser.add_argument(
+        "--emulate",
+        action="store_true",
+        help="run against the built-in emulator of Azure DevOps and Entra (needs azauth[emulator])",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help=(
+            "also run the managed-identity token server for COMMAND's life and give it "
+            "IDENTITY_ENDPOINT, IDENTITY_HEADER, MSI_ENDPOINT and MSI_SECRET"
+        ),
+    )
+    parser.add_argument(
+        "--imds",
+        action="store_true",
+        help="with --serve: also the IMDS endpoint, as ARM_USE_MSI and ARM_MSI_ENDPOINT",
+    )
+    parser.add_argument(
+        "--remove-on-exit",
+        action="store_true",
+        default=None,
+        help="also delete the profile's outputs when COMMAND exits",
+    )
+    parser.add_argument(
+        "--refresh-margin", type=float, metavar="SECONDS", help="renew this long before expiry"
+    )
+    add_logging_arguments(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run COMMAND under supervision; return its exit status (see :func:`supervise`)."""
+    from agent.execmode import check_not_nested  # noqa: PLC0415 - keep --help fast
+
+    check_not_nested(os.environ, allow_nested=args.allow_nested)
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    loaded, profile = _load(args)
+    # The command's output is the product: azauth says only warnings unless asked (-v).
+    settings = SimpleNamespace(log_level="warning", log_format=profile.settings.log_format)
+    configure_logging_from_args(args, settings)
+    return asyncio.run(_main(args, command, loaded, profile))
+
+
+def _load(args: argparse.Namespace) -> tuple[LoadedConfig, ResolvedProfile]:
+    from agent.config import load_config  # noqa: PLC0415 - keep --help fast
+
+    overrides = {
+        "remove_on_exit": args.remove_on_exit,
+        "refresh_margin": args.refresh_margin,
+        "log_format": args.log_format,
+    }
+    loaded = load_config(args.config, settings_overrides=overrides)
+    return loaded, loaded.profile(args.profile)
+
+
+async def _main(
+    args: argparse.Namespace, command: list[str], loaded: LoadedConfig, profile: ResolvedProfile
+) -> int:
+    from agent.cli.run import start_emulator  # noqa: PLC0415
+    from agent.execmode import DEFAULT_PRESETS, ExecRequest, supervise  # noqa: PLC0415
+
+    presets: tuple[str, ...] = ()
+    if not args.no_preset:
+        presets = tuple(dict.fromkeys(args.preset or DEFAULT_PRESETS))
+    request = ExecRequest(
+        command=command,
+        connection=args.connection,
+        presets=presets,
+        outputs=not args.no_outputs,
+        clear_env=args.clear_env,
+        keep_system_token=args.keep_system_token,
+        config_file=str(loaded.source.resolve()) if loaded.source is not None else None,
+        quiet=args.quiet,
+        providers=(_token_server(profile, imds=args.imds),) if args.serve else (),
+    )
+    env: dict[str, str] = dict(os.environ)
+    emulator = await start_emulator(profile, env, tls=True) if args.emulate else None
+    try:
+        return await supervise(profile, request, env=env)
+    finally:
+        if emulator is not None:
+            await emulator.close()
+
+
+def _token_server(profile: ResolvedProfile, *, imds: bool) -> EnvProvider:
+    """An env provider running ``azauth serve`` for the command's life (``--serve``).
+
+    It serves every connection of the profile; a client that names none gets the connection
+    the command runs as.
+    """
+
+    @asynccontextmanager
+    async def provide(context: ExecContext) -> AsyncIterator[Mapping[str, str]]:
+        from agent.server import serve_profile  # noqa: PLC0415 - only with --serve
+
+        async with serve_profile(
+            profile, env=context.env, imds=imds, default_connection=context.connection
+        ) as server:
+            yield server.env
+
+    return provide
