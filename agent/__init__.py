@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# Not `from typing import TYPE_CHECKING`: importing typing costs milliseconds, and every
+# `azauth` process (the token fast path included) imports this package. Type checkers treat
+# any constant named TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.clock import Clock, SystemClock
     from agent.clouds import AzureAuthorityHosts
@@ -67,7 +70,7 @@ _LOCATIONS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LOCATIONS.get(name)
     if module is None:
         raise AttributeError(f"module 'agent' has no attribute {name!r}")

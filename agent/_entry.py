@@ -2,15 +2,26 @@
 
 Kept tiny on purpose: ``azauth token`` answers from the on-disk cache without importing aiohttp,
 pydantic, structlog or azure-core, so this module imports nothing heavy before it knows it must.
+A warm ``azauth token`` or ``azauth git-credential get`` is answered by :mod:`agent.fastpath`;
+everything else, and every miss, runs the full command line (:mod:`agent.cli.main`).
 """
 
 from __future__ import annotations
 
 import sys
 
+_FAST_COMMANDS = frozenset({"token", "git-credential"})
+
 
 def main() -> None:
     """Entry point of the ``azauth`` command."""
+    argv = sys.argv[1:]
+    if argv and argv[0] in _FAST_COMMANDS:
+        from agent.fastpath import serve  # noqa: PLC0415 - only these commands need it
+
+        code = serve(argv)
+        if code is not None:
+            sys.exit(code)
     from agent.cli.main import main as cli_main  # noqa: PLC0415 - keep start-up lazy
 
-    sys.exit(cli_main(sys.argv[1:]))
+    sys.exit(cli_main(argv))

@@ -19,6 +19,7 @@ Same constructor, methods, exceptions and wire format as
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable, Coroutine, Hashable, Mapping
@@ -65,6 +66,7 @@ DEFAULT_OIDC_MIN_VALIDITY = 60
 _AADSTS_ASSERTION_EXPIRED = 700024
 
 
+@functools.cache
 def _user_agent() -> str:
     try:
         from importlib.metadata import version  # noqa: PLC0415 - only read once per credential
@@ -108,6 +110,12 @@ class OidcToken:
 class _Entry:
     info: TokenInfo
     last_attempt: float
+    token: Token | None = None  # ``info`` as an AccessToken, built once for get_token
+
+    def access_token(self) -> Token:
+        if self.token is None:
+            self.token = Token(self.info.token, self.info.expires_on)
+        return self.token
 
 
 _CacheKey = tuple[str, frozenset[str], bool]
@@ -241,6 +249,13 @@ class AzurePipelinesCredential:
                 subclass with ``status_code`` set when there was an HTTP answer).
             ValueError: no scope, an invalid per-call tenant id, or invalid CAE claims.
         """
+        if scopes and not claims:
+            # The common case answered without a coroutine switch: a fresh cached token.
+            self._require_oidc_uri()
+            key: _CacheKey = (self._resolve_tenant(tenant_id), frozenset(scopes), enable_cae)
+            entry = self._servable(key, self._clock.time())
+            if entry is not None:
+                return entry.access_token()
         info = await self._get(
             "get_token", scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae
         )
@@ -346,15 +361,14 @@ class AzurePipelinesCredential:
             )
 
         now = self._clock.time()
+        servable = self._servable(key, now)
+        if servable is not None:
+            return servable.info
         entry = self._cache.get(key)
         if entry is None or now >= entry.info.expires_on:
             return await self._single_flight(
                 key, lambda: self._exchange(tenant, scopes, form_claims, key)
             )
-        if now - entry.last_attempt < self._refresh_retry_delay or not self._wants_refresh(
-            entry.info, now
-        ):
-            return entry.info
         entry.last_attempt = now
         try:
             return await self._single_flight(
@@ -369,7 +383,22 @@ class AzurePipelinesCredential:
             )
             return entry.info
 
+    def _servable(self, key: _CacheKey, now: float) -> _Entry | None:
+        """The cached entry to answer with no request at all, or ``None``.
+
+        Servable: not expired, and either not due for a proactive refresh or retried less
+        than ``refresh_retry_delay`` seconds ago.
+        """
+        entry = self._cache.get(key)
+        if entry is None or now >= entry.info.expires_on:
+            return None
+        if now - entry.last_attempt < self._refresh_retry_delay:
+            return entry
+        return None if self._wants_refresh(entry.info, now) else entry
+
     def _resolve_tenant(self, requested: str | None) -> str:
+        if not requested or requested == self._tenant_id:
+            return self._tenant_id  # the common case, without an environment lookup
         disabled = bool(self._environ().get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH"))
         return resolve_tenant(
             self._tenant_id, requested, self._allowed_tenants, multitenant_disabled=disabled

@@ -743,8 +743,9 @@ class TestInterop:
 
         chain = ChainedTokenCredential(make(emu, system_access_token="wrong-token-123"), Fallback())
 
-        with pytest.raises(ClientAuthenticationError):
-            await chain.get_token(ARM)
+        async with chain:
+            with pytest.raises(ClientAuthenticationError):
+                await chain.get_token(ARM)
 
 
 async def test_get_oidc_token_is_shared_and_reports_subject(emu):

@@ -123,7 +123,7 @@ class TestEnv:
 
     def test_quoting_survives_a_real_shell(self):
         """Quotes, dollars, backticks and newlines come back verbatim through bash's eval."""
-        value = "it's $HOME `id` \"q\" \\ \n end"
+        value = 'it\'s $HOME `id` "q" \\ \n end'
         script = render_exports({"AZAUTH_PROFILE": value}, "sh") + 'printf %s "$AZAUTH_PROFILE"'
         shown = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
 
@@ -131,7 +131,10 @@ class TestEnv:
 
     def test_pwsh_quoting(self):
         """PowerShell verbatim strings: every single-quote character (also typographic) doubled."""
-        assert render_exports({"A": "it's \u2019x\u2019"}, "pwsh") == "$env:A = 'it''s \u2019\u2019x\u2019\u2019'\n"
+        assert (
+            render_exports({"A": "it's \u2019x\u2019"}, "pwsh")
+            == "$env:A = 'it''s \u2019\u2019x\u2019\u2019'\n"
+        )
         with pytest.raises(ValueError, match="NUL"):
             render_exports({"A": "a\x00b"}, "sh")
         with pytest.raises(ValueError, match="unknown shell"):
@@ -146,7 +149,11 @@ class TestEnv:
             'printf "after unset: [%s][%s]\\n" "$AZAUTH_PROFILE" "$AZAUTH_CONFIG"\n'
         )
         result = subprocess.run(
-            ["bash", "-c", script], cwd=elsewhere, capture_output=True, text=True, check=True,
+            ["bash", "-c", script],
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            check=True,
             env=dict(os.environ),
         )
         document, _, rest = result.stdout.partition("\n}\n")
@@ -159,7 +166,10 @@ class TestEnv:
         # Nothing global changed: a new shell still gets the file's default profile.
         other = subprocess.run(
             ["bash", "-c", f"{azauth_cmd()} status --json --config {config}"],
-            cwd=elsewhere, capture_output=True, text=True, check=True,
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert json.loads(other.stdout)["profile"] == "dev"
 
@@ -212,7 +222,11 @@ class TestStatus:
             "cached_tokens": [],
             "problems": ["SYSTEM_OIDCREQUESTURI is not set: not inside an Azure Pipelines job"],
         }
-        assert (doc["checked"], doc["oidc_request_uri_set"], doc["inside_exec"]) == (False, False, None)
+        assert (doc["checked"], doc["oidc_request_uri_set"], doc["inside_exec"]) == (
+            False,
+            False,
+            None,
+        )
 
         assert main(["status", "--config", str(config), "--profile", "prod"]) == 0
         text = capsys.readouterr().out
@@ -226,7 +240,10 @@ class TestStatus:
 
         dev = doc["connections"]["dev"]
         assert dev["system_access_token_set"] is False
-        assert "DEV_TOKEN is not set: map it into the step (env: DEV_TOKEN: $(System.AccessToken))" in dev["problems"]
+        assert (
+            "DEV_TOKEN is not set: map it into the step (env: DEV_TOKEN: $(System.AccessToken))"
+            in dev["problems"]
+        )
 
     def test_cached_tokens_of_this_profile(self, config, elsewhere, capsys, tmp_path):
         """Entries `azauth token` cached for this profile's connection are listed, never their token."""
@@ -235,9 +252,15 @@ class TestStatus:
 
         def store(key: str, profile: str, connection: str, client: str, expires: int) -> None:
             details = TokenDetails(
-                access_token="access-token-value-" + key[:4], token_type="Bearer", expires_on=expires,
-                tenant=TENANT, scopes=("https://vault.azure.net/.default",), client_id=client,
-                subscription=None, connection=connection, profile=profile,
+                access_token="access-token-value-" + key[:4],
+                token_type="Bearer",
+                expires_on=expires,
+                tenant=TENANT,
+                scopes=("https://vault.azure.net/.default",),
+                client_id=client,
+                subscription=None,
+                connection=connection,
+                profile=profile,
             )
             cache.ensure_directory()
             cache.store(key, "f" * 64, "SYSTEM_ACCESSTOKEN", CacheEntry(details, now - 60))
@@ -249,7 +272,10 @@ class TestStatus:
 
         doc = status_json(capsys, "--config", str(config), "--profile", "prod")
         cached = doc["connections"]["prod"]["cached_tokens"]
-        assert [(c["expires_on"], c["fresh"]) for c in cached] == [(now + 30, False), (now + 3000, True)]
+        assert [(c["expires_on"], c["fresh"]) for c in cached] == [
+            (now + 30, False),
+            (now + 3000, True),
+        ]
         assert cached[0]["scopes"] == ["https://vault.azure.net/.default"]
 
         assert main(["status", "--config", str(config), "--profile", "prod"]) == 0
@@ -261,8 +287,13 @@ class TestStatus:
 
 async def azauth(*args: str, cwd: Path) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *args, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "agent",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
@@ -282,10 +313,20 @@ async def emu(monkeypatch):
 
 
 class TestStatusCheck:
-    async def test_check_shows_what_the_federated_credential_must_match(self, config, elsewhere, emu):
+    async def test_check_shows_what_the_federated_credential_must_match(
+        self, config, elsewhere, emu
+    ):
         """--check fetches one OIDC token per connection (no Entra call) and shows its claims."""
-        code, out, err = await azauth("status", "--json", "--check", "--config", str(config),
-                                      "--profile", "prod", cwd=elsewhere)
+        code, out, err = await azauth(
+            "status",
+            "--json",
+            "--check",
+            "--config",
+            str(config),
+            "--profile",
+            "prod",
+            cwd=elsewhere,
+        )
 
         assert code == 0, err
         token = emu.connections[SC]
@@ -302,8 +343,9 @@ class TestStatusCheck:
 
     async def test_check_failure_sets_the_exit_code(self, config, elsewhere, emu, monkeypatch):
         monkeypatch.setenv("SYSTEM_ACCESSTOKEN", "wrong-token-value")
-        code, out, _ = await azauth("status", "--check", "--config", str(config), "--profile", "prod",
-                                    cwd=elsewhere)
+        code, out, _ = await azauth(
+            "status", "--check", "--config", str(config), "--profile", "prod", cwd=elsewhere
+        )
 
         assert code == 4
         assert "oidc token          FAILED: " in out
@@ -311,11 +353,25 @@ class TestStatusCheck:
     async def test_status_inside_exec_reports_the_exec_profile(self, config, elsewhere, emu):
         """Inside `azauth exec`, azauth commands use the exec's profile, and status says so."""
         code, out, err = await azauth(
-            "exec", "--config", str(config), "--profile", "prod", "--",
-            sys.executable, "-m", "agent", "status", "--json", cwd=elsewhere,
+            "exec",
+            "--config",
+            str(config),
+            "--profile",
+            "prod",
+            "--",
+            sys.executable,
+            "-m",
+            "agent",
+            "status",
+            "--json",
+            cwd=elsewhere,
         )
 
         assert code == 0, err
         doc = json.loads(out)
-        assert (doc["profile"], doc["selected_by"], doc["inside_exec"]) == ("prod", "AZAUTH_PROFILE", "prod")
+        assert (doc["profile"], doc["selected_by"], doc["inside_exec"]) == (
+            "prod",
+            "AZAUTH_PROFILE",
+            "prod",
+        )
         assert doc["config"] == str(config)

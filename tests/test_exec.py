@@ -138,9 +138,16 @@ async def azauth_exec(
 ) -> tuple[int, str, str]:
     """Run `azauth exec ARGS` without blocking the loop (the emulator lives in this process)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "exec", *args, cwd=cwd, env=env,
+        sys.executable,
+        "-m",
+        "agent",
+        "exec",
+        *args,
+        cwd=cwd,
+        env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     assert proc.returncode is not None
@@ -160,14 +167,32 @@ async def wait_for_file(path: Path, proc: asyncio.subprocess.Process, seconds: f
 
 
 class TestTheCommandsEnvironment:
-    async def test_presets_point_at_a_valid_private_federated_token_file(self, workdir, emu, agent_temp):
+    async def test_presets_point_at_a_valid_private_federated_token_file(
+        self, workdir, emu, agent_temp
+    ):
         """The command sees both presets' variables and reads a real Azure DevOps OIDC token."""
-        names = ["ARM_USE_OIDC", "ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID",
-                 "ARM_OIDC_TOKEN_FILE_PATH", "AZURE_CLIENT_ID", "AZURE_TENANT_ID",
-                 "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST", "SYSTEM_ACCESSTOKEN",
-                 "AZAUTH_PROFILE", "AZAUTH_CONFIG", NESTING_VARIABLE]
+        names = [
+            "ARM_USE_OIDC",
+            "ARM_CLIENT_ID",
+            "ARM_TENANT_ID",
+            "ARM_SUBSCRIPTION_ID",
+            "ARM_OIDC_TOKEN_FILE_PATH",
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_AUTHORITY_HOST",
+            "SYSTEM_ACCESSTOKEN",
+            "AZAUTH_PROFILE",
+            "AZAUTH_CONFIG",
+            NESTING_VARIABLE,
+        ]
         code, out, err = await azauth_exec(
-            "--preset", "terraform", "--preset", "azure-identity", *python(SHOW, *names), cwd=workdir
+            "--preset",
+            "terraform",
+            "--preset",
+            "azure-identity",
+            *python(SHOW, *names),
+            cwd=workdir,
         )
 
         assert code == 0, err
@@ -176,7 +201,11 @@ class TestTheCommandsEnvironment:
         assert Path(path).parent.parent == agent_temp  # the private directory, not the workdir
         assert Path(path).name == "prod.federated-token"
         assert seen["ARM_OIDC_TOKEN_FILE_PATH"] == seen["AZURE_FEDERATED_TOKEN_FILE"] == path
-        assert (seen["ARM_USE_OIDC"], seen["ARM_CLIENT_ID"], seen["ARM_TENANT_ID"]) == ("true", CLIENT, TENANT)
+        assert (seen["ARM_USE_OIDC"], seen["ARM_CLIENT_ID"], seen["ARM_TENANT_ID"]) == (
+            "true",
+            CLIENT,
+            TENANT,
+        )
         assert seen["ARM_SUBSCRIPTION_ID"] == SUBSCRIPTION
         assert (seen["AZURE_CLIENT_ID"], seen["AZURE_TENANT_ID"]) == (CLIENT, TENANT)
         assert seen["AZURE_AUTHORITY_HOST"] == emu.authority
@@ -206,7 +235,9 @@ class TestTheCommandsEnvironment:
     async def test_no_preset_and_no_outputs(self, workdir, emu, agent_temp):
         """--no-preset sets no credential variable; --no-outputs writes nothing outside."""
         code, out, err = await azauth_exec(
-            "--no-preset", "--no-outputs", *python(SHOW, "AZURE_CLIENT_ID", NESTING_VARIABLE),
+            "--no-preset",
+            "--no-outputs",
+            *python(SHOW, "AZURE_CLIENT_ID", NESTING_VARIABLE),
             cwd=workdir,
         )
 
@@ -238,9 +269,13 @@ class TestTheCommandsEnvironment:
 
     async def test_clear_env_removes_competing_credentials(self, workdir, emu, monkeypatch):
         """--clear-env drops ambient secrets and MSI endpoints; other variables stay."""
-        ambient = {"AZURE_CLIENT_SECRET": "s3cret-value", "ARM_USE_MSI": "true",
-                   "IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi", "ARM_CLIENT_SECRET": "x",
-                   "AZAUTH_TEST_UNRELATED": "kept"}
+        ambient = {
+            "AZURE_CLIENT_SECRET": "s3cret-value",
+            "ARM_USE_MSI": "true",
+            "IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi",
+            "ARM_CLIENT_SECRET": "x",
+            "AZAUTH_TEST_UNRELATED": "kept",
+        }
         for name, value in ambient.items():
             monkeypatch.setenv(name, value)
         names = list(ambient)
@@ -281,7 +316,11 @@ class TestTheCommandsEnvironment:
         assert "prod, other" in err
 
         code, out, err = await azauth_exec(
-            "--profile", "both", "--connection", "other", *python(SHOW, "AZURE_CLIENT_ID", "AZAUTH_PROFILE"),
+            "--profile",
+            "both",
+            "--connection",
+            "other",
+            *python(SHOW, "AZURE_CLIENT_ID", "AZAUTH_PROFILE"),
             cwd=workdir,
         )
         assert code == 0, err
@@ -324,7 +363,9 @@ class TestExitStatus:
         assert "cannot execute" in err
         assert list(agent_temp.iterdir()) == []
 
-    async def test_failed_delivery_does_not_start_the_command(self, workdir, emu, agent_temp, monkeypatch):
+    async def test_failed_delivery_does_not_start_the_command(
+        self, workdir, emu, agent_temp, monkeypatch
+    ):
         """A token that cannot be delivered: exit 4, the command never runs, nothing left."""
         monkeypatch.setenv("SYSTEM_ACCESSTOKEN", "wrong-token-value")
         marker = workdir / "ran"
@@ -356,12 +397,20 @@ class TestExitStatus:
 
 class TestSignals:
     @pytest.mark.parametrize("name", ["SIGTERM", "SIGINT", "SIGHUP"])
-    async def test_signal_is_forwarded_and_the_exit_status_is_the_commands(self, workdir, emu, agent_temp, name):
+    async def test_signal_is_forwarded_and_the_exit_status_is_the_commands(
+        self, workdir, emu, agent_temp, name
+    ):
         """A signal to azauth reaches the command; it exits 0 after trapping it, so does azauth."""
         marker, ready = workdir / "marker", workdir / "ready"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "exec", *python(TRAP, str(marker), str(ready), name),
-            cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "agent",
+            "exec",
+            *python(TRAP, str(marker), str(ready), name),
+            cwd=workdir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # no controlling terminal: nobody else delivers the signal
         )
         await wait_for_file(ready, proc)
@@ -377,8 +426,14 @@ class TestSignals:
         emu.latency = 20.0
         marker = workdir / "ran"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "exec", *python(f"open({str(marker)!r}, 'w')"),
-            cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "agent",
+            "exec",
+            *python(f"open({str(marker)!r}, 'w')"),
+            cwd=workdir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         deadline = time.monotonic() + 30
         while not list(agent_temp.iterdir()):  # the directory exists once signals are handled
@@ -428,8 +483,17 @@ class TestSignals:
         master, slave = pty.openpty()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", launcher, "--", sys.executable, "-c", child,
-                cwd=workdir, stdin=slave, stdout=slave, stderr=slave,
+                sys.executable,
+                "-c",
+                launcher,
+                "--",
+                sys.executable,
+                "-c",
+                child,
+                cwd=workdir,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
             )
             os.close(slave)
             slave = -1
@@ -515,20 +579,37 @@ class TestPureParts:
         delivered = exec_profile(both, connection="other", token_file="/t/other.jwt")
 
         assert list(delivered.connections) == ["other"]
-        assert [(o.kind, o.path) for o in delivered.outputs] == [("federated_token_file", "/t/other.jwt")]
+        assert [(o.kind, o.path) for o in delivered.outputs] == [
+            ("federated_token_file", "/t/other.jwt")
+        ]
         ci = self._profile(tmp_path)
         assert [o.kind for o in exec_profile(ci, connection="prod", token_file="/t/p").outputs] == [
-            "token_file", "federated_token_file"]
-        assert exec_profile(ci, connection=None, token_file=None, outputs=False).connections == ci.connections
+            "token_file",
+            "federated_token_file",
+        ]
+        assert (
+            exec_profile(ci, connection=None, token_file=None, outputs=False).connections
+            == ci.connections
+        )
 
     def test_build_child_env_order(self, tmp_path):
         """Token variables removed; --clear-env list removed; presets set; providers win."""
         base = {"SYSTEM_ACCESSTOKEN": "t", "PATH": "/bin", "ARM_USE_MSI": "true", "X": "1"}
         env = build_child_env(
-            base, profile=self._profile(tmp_path), variables={"X": "2", "Y": "3"},
-            clear_env=True, config_file="/c.toml", extra={"Y": "4"},
+            base,
+            profile=self._profile(tmp_path),
+            variables={"X": "2", "Y": "3"},
+            clear_env=True,
+            config_file="/c.toml",
+            extra={"Y": "4"},
         )
 
-        assert env == {"PATH": "/bin", "X": "2", "Y": "4", "AZAUTH_PROFILE": "ci",
-                       "AZAUTH_CONFIG": "/c.toml", NESTING_VARIABLE: "ci"}
+        assert env == {
+            "PATH": "/bin",
+            "X": "2",
+            "Y": "4",
+            "AZAUTH_PROFILE": "ci",
+            "AZAUTH_CONFIG": "/c.toml",
+            NESTING_VARIABLE: "ci",
+        }
         assert "ARM_USE_MSI" in CONFLICTING_VARIABLES

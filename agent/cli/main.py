@@ -18,7 +18,20 @@ from agent.exceptions import AzauthError, ExitCode
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # Order is the order of `azauth --help`.
-COMMANDS: tuple[str, ...] = ("run", "validate", "schema", "init", "profiles", "emulator")
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "exec",
+    "serve",
+    "token",
+    "git-credential",
+    "validate",
+    "schema",
+    "init",
+    "profiles",
+    "env",
+    "status",
+    "emulator",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,8 +11,8 @@ Typical use::
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not from typing: see agent/__init__.py
 if TYPE_CHECKING:
     from agent.config.loading import PROFILE_ENV, LoadedConfig, load_config
     from agent.config.models import (
@@ -62,7 +62,7 @@ _LOCATIONS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name not in __all__:
         raise AttributeError(f"module 'agent.config' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LOCATIONS.get(name, "agent.config.models")), name)

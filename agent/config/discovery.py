@@ -17,11 +17,12 @@ module without loading pydantic or azure-core (the error class is imported when 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not from typing: see agent/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from agent.exceptions import ConfigError
 
 __all__ = [
