@@ -24,4 +24,10 @@ def main() -> None:
             sys.exit(code)
     from agent.cli.main import main as cli_main  # noqa: PLC0415 - keep start-up lazy
 
-    sys.exit(cli_main(argv))
+    code = cli_main(argv)
+    # The process is about to exit: spare the interpreter's final collection of every object
+    # the imports created (about 25 ms for `azauth run`, measured by bench/bench_run.py).
+    import gc  # noqa: PLC0415
+
+    gc.freeze()
+    sys.exit(code)

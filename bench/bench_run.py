@@ -1,10 +1,11 @@
 """Benchmark `azauth run`: 20 connections x 3 scopes at 50 ms emulator latency.
 
 Measures, in one run on this machine:
-- process start-up (interpreter + azauth's imports for `run`), median of several runs;
-- `azauth run --once` wall time (median), with the default concurrency and with enough
-  concurrency for every request to be in flight at once, against the target
-  "<= 1.5 x two round trips + start-up";
+- `azauth run --once` wall time (median), split into start-up (process spawn until the first
+  request reaches the emulator: interpreter, imports, profile, credentials) and the rest
+  (network, writes, exit), against the target "<= 1.5 x two round trips + start-up"; with the
+  default concurrency (64: every request in flight at once) and with --concurrency 8;
+- the imports alone, for reference;
 - `azauth run --watch`: resident memory with 20 connections once everything is delivered
   (target <= 80 MB), and CPU time used while idle over a 10 s window (it sleeps until the next
   refresh: no polling), plus wake-ups seen as voluntary context switches.
@@ -72,6 +73,17 @@ async def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
+async def phased(
+    args: list[str], cwd: Path, env: dict[str, str], emu: Emulator
+) -> tuple[float, float]:
+    """Run once; return (wall, start-up) where start-up ends when the first request arrives."""
+    emu.reset_counts()
+    started = time.time()
+    wall = await timed(args, cwd, env)
+    first = min(r.time for r in emu.requests)
+    return wall, first - started
+
+
 def proc_stats(pid: int) -> tuple[float, int, int]:
     """CPU seconds (user+system), RSS in KiB and voluntary context switches of ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -106,27 +118,32 @@ async def main() -> int:
             SYSTEM_ACCESSTOKEN=emu.system_access_token,
             AZURE_AUTHORITY_HOST=emu.authority,
         )
-        startup_cmd = [
+        imports_cmd = [
             python,
             "-c",
             "import agent.cli.main, agent.cli.run, agent.runner, agent.config.loading",
         ]
-        startup = [await timed(startup_cmd, work, env) for _ in range(repeats)]
+        imports = [await timed(imports_cmd, work, env) for _ in range(repeats)]
 
         results: dict[str, dict[str, float]] = {}
         for label, extra in (
-            ("default concurrency (8)", []),
-            ("concurrency 64", ["--concurrency", "64"]),
+            ("default (concurrency 64)", []),
+            ("--concurrency 8", ["--concurrency", "8"]),
         ):
-            walls, counts = [], []
+            walls, startups, counts = [], [], []
             for _ in range(repeats):
-                emu.reset_counts()
-                walls.append(
-                    await timed([python, "-m", "agent", "run", "--once", "-q", *extra], work, env)
+                wall, startup = await phased(
+                    [python, "-m", "agent", "run", "--once", "-q", *extra], work, env, emu
                 )
+                walls.append(wall)
+                startups.append(startup)
                 counts.append(emu.counts["oidc"] + emu.counts["token"])
             results[label] = {
                 "wall": statistics.median(walls),
+                "startup": statistics.median(startups),
+                "after_startup": statistics.median(
+                    w - s for w, s in zip(walls, startups, strict=True)
+                ),
                 "requests": statistics.median(counts),
             }
 
@@ -157,21 +174,22 @@ async def main() -> int:
         await proc.wait()
 
     ideal = 2 * LATENCY
-    start_med = statistics.median(startup)
     print(
-        f"azauth run --once: {CONNECTIONS} connections x {len(SCOPES)} scopes, emulator latency {LATENCY * 1000:.0f} ms"
+        f"azauth run --once: {CONNECTIONS} connections x {len(SCOPES)} scopes, emulator latency {LATENCY * 1000:.0f} ms, median of {repeats}"
     )
+    print(f"  imports alone (python -c 'import ...')  {statistics.median(imports) * 1000:7.1f} ms")
+    print(f"  two round trips (ideal network time)    {ideal * 1000:7.1f} ms")
     print(
-        f"  process start-up (imports)            {start_med * 1000:7.1f} ms  (median of {repeats})"
+        "  start-up = process spawn until the first request reaches the emulator (imports, profile, credentials)"
     )
-    print(f"  two round trips (ideal network time)  {ideal * 1000:7.1f} ms")
-    target_wall = 1.5 * ideal + start_med
-    print(f"  target: <= 1.5 x two round trips + start-up = {target_wall * 1000:.1f} ms")
+    print("  target: wall <= 1.5 x two round trips + start-up")
     for label, figures in results.items():
+        target_wall = 1.5 * ideal + figures["startup"]
         verdict = "PASS" if figures["wall"] <= target_wall else "MISS"
         print(
-            f"  {label:<24} wall {figures['wall'] * 1000:7.1f} ms  requests {figures['requests']:.0f}"
-            f"  (wall - start-up) / two RTT = {(figures['wall'] - start_med) / ideal:.2f}  {verdict}"
+            f"  {label:<26} wall {figures['wall'] * 1000:6.1f} ms = start-up {figures['startup'] * 1000:6.1f} ms"
+            f" + {figures['after_startup'] * 1000:6.1f} ms ({figures['after_startup'] / ideal:.2f} x two round trips)"
+            f"  requests {figures['requests']:.0f}  {verdict}"
         )
     idle_cpu = cpu1 - cpu0
     print(f"azauth run --watch with {CONNECTIONS} connections:")
@@ -185,7 +203,7 @@ async def main() -> int:
         Path(args.json).write_text(
             json.dumps(
                 {
-                    "startup_s": start_med,
+                    "imports_s": statistics.median(imports),
                     "once": results,
                     "watch_rss_mb": rss1 / 1024,
                     "watch_idle_cpu_s": idle_cpu,

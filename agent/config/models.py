@@ -125,7 +125,10 @@ class Settings(_Model):
     """Run-time behaviour shared by every profile."""
 
     concurrency: int = Field(
-        default=8, ge=1, le=256, description="The most token requests in flight at once (1 to 256)."
+        default=64,
+        ge=1,
+        le=256,
+        description="The most token requests in flight at once (1 to 256).",
     )
     refresh_margin: float = Field(
         default=300.0,
