@@ -29,6 +29,7 @@ from agent.clouds import CLOUDS, Cloud, cloud_for_authority
 from agent.config.errors import Problem, invalid
 from agent.config.resolution import check_config
 from agent.exceptions import ConfigError
+from agent.outputs.fields import FIELD_NAMES, SECRET_FIELDS, FieldName
 
 if TYPE_CHECKING:
     from pydantic_settings import PydanticBaseSettingsSource
@@ -61,28 +62,6 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SCOPE_PATTERN = r"^\S+/\.default$"
 # Any path that names a file: not empty, no NUL byte, not ending in a directory separator.
 PATH_PATTERN = r"^[^\x00]*[^\x00/\\]$"
-
-FieldName = Literal[
-    "access_token",
-    "token_type",
-    "expires_on",
-    "expires_at",
-    "scope",
-    "tenant_id",
-    "client_id",
-    "subscription_id",
-    "service_connection_id",
-    "authority",
-    "authority_host",
-    "cloud",
-    "oidc_token",
-    "federated_token_file",
-]
-FIELD_NAMES: tuple[str, ...] = get_args(FieldName)
-"""The values an env_file or pipeline_variables mapping may name, in documentation order."""
-
-SECRET_FIELDS: frozenset[str] = frozenset({"access_token", "oidc_token"})
-"""Fields whose values are secrets (pipeline variables default to ``issecret=true`` for them)."""
 
 Preset = Literal["terraform", "pulumi", "azure-identity"]
 PRESETS: tuple[str, ...] = get_args(Preset)

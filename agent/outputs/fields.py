@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from agent.clouds import cloud_for_authority
 
-__all__ = ["FIELD_NAMES", "SECRET_FIELDS", "TokenFields", "format_rfc3339"]
+__all__ = ["FIELD_NAMES", "SECRET_FIELDS", "FieldName", "TokenFields", "format_rfc3339"]
 
-FIELD_NAMES: tuple[str, ...] = (
+FieldName = Literal[
     "access_token",
     "token_type",
     "expires_on",
@@ -31,7 +32,9 @@ FIELD_NAMES: tuple[str, ...] = (
     "cloud",
     "oidc_token",
     "federated_token_file",
-)
+]
+"""A token field's name; the config models validate mappings (and the schema) against it."""
+FIELD_NAMES: tuple[str, ...] = get_args(FieldName)
 """Field names in documentation order; ``TokenFields.value(name)`` accepts exactly these."""
 
 SECRET_FIELDS: frozenset[str] = frozenset({"access_token", "oidc_token"})
