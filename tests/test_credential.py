@@ -764,3 +764,12 @@ async def test_session_owned_by_the_caller_is_used_and_left_open(emu):
         async with make(emu, session=session) as cred:
             await cred.get_token(ARM)
         assert not session.closed
+
+
+async def test_disable_multitenant_auth_pins_the_default_tenant(emu, monkeypatch):
+    """AZURE_IDENTITY_DISABLE_MULTITENANTAUTH (any value) makes per-call tenants use the default."""
+    monkeypatch.setenv("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH", "false")
+    async with make(emu) as cred:
+        await cred.get_token(ARM, tenant_id="another-tenant")
+
+    assert urlsplit(emu.requests[-1].path).path == f"/{TENANT}/oauth2/v2.0/token"
