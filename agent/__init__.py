@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-import importlib
+from agent._lazy import lazy_exports
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs milliseconds, and every
 # `azauth` process (the token fast path included) imports this package. Type checkers treat
@@ -69,15 +69,4 @@ _LOCATIONS: dict[str, str] = {
     "UsageError": "agent.exceptions",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LOCATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)

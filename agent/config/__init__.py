@@ -10,7 +10,7 @@ Typical use::
 
 from __future__ import annotations
 
-import importlib
+from agent._lazy import lazy_exports
 
 TYPE_CHECKING = False  # not from typing: see agent/__init__.py
 if TYPE_CHECKING:
@@ -54,17 +54,11 @@ __all__ = [
 
 # Lazy, so that importing a submodule (``agent.config.discovery``, used by the ``azauth token``
 # fast path) does not load pydantic.
-_LOCATIONS = {
+_LOCATIONS = dict.fromkeys(__all__, "agent.config.models") | {
     "PROFILE_ENV": "agent.config.loading",
     "LoadedConfig": "agent.config.loading",
     "load_config": "agent.config.loading",
     "ResolvedProfile": "agent.config.resolution",
 }
 
-
-def __getattr__(name: str) -> object:
-    if name not in __all__:
-        raise AttributeError(f"module 'agent.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LOCATIONS.get(name, "agent.config.models")), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)

@@ -16,8 +16,9 @@ Names are imported lazily so that ``agent.outputs.fields`` stays cheap to import
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agent.outputs._atomic import atomic_write, remove_output
@@ -67,15 +68,4 @@ _LOCATIONS: dict[str, str] = {
     "resolve_variables": "agent.outputs.presets",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LOCATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent.outputs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)

@@ -8,8 +8,9 @@ Names are imported lazily: importing ``agent.testing`` costs nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agent.testing.emulator import (
@@ -30,15 +31,4 @@ _LOCATIONS: dict[str, str] = {
     "ServiceConnection": "agent.testing.emulator",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LOCATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)
