@@ -448,24 +448,6 @@ class ExecRequest:
     quiet: bool = False
 
 
-class _AnnouncingRunner(Runner):
-    """A runner that announces its first delivery (``watch`` starts with ``run_once``)."""
-
-    def __init__(
-        self, profile: ResolvedProfile, *, env: Mapping[str, str], clock: Clock | None
-    ) -> None:
-        super().__init__(profile, env=env, clock=clock)
-        self.first_report: RunReport | None = None
-        self.first_delivery = asyncio.Event()
-
-    async def run_once(self) -> RunReport:
-        report = await super().run_once()
-        if self.first_report is None:
-            self.first_report = report
-            self.first_delivery.set()
-        return report
-
-
 async def supervise(
     profile: ResolvedProfile,
     request: ExecRequest,
@@ -533,14 +515,14 @@ async def _supervise(
     )
     assert relay.interrupted is not None
     async with contextlib.AsyncExitStack() as stack:
-        runner = _AnnouncingRunner(delivered, env=env, clock=clock)
+        runner = Runner(delivered, env=env, clock=clock)
         stack.push_async_callback(runner.close)
         stop = asyncio.Event()
         watcher = asyncio.create_task(runner.watch(stop), name="exec:watch")
         watcher.add_done_callback(lambda task: _watch_ended(task, stop, runner))
         stack.push_async_callback(_stop_watching, stop, watcher, runner)
 
-        started = asyncio.ensure_future(runner.first_delivery.wait())
+        started = asyncio.ensure_future(runner.delivered.wait())
         waiting: set[asyncio.Future[Any]] = {started, watcher, relay.interrupted}
         try:
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -623,7 +605,7 @@ async def _stop_watching(
     """Stop keeping files fresh; then honour ``remove_on_exit`` for the profile's outputs."""
     stop.set()
     # Also cancel: the first delivery does not watch ``stop`` and may be waiting on the network.
-    # Cancelling never interrupts a file write (writes are synchronous).
+    # Cancelling never interrupts a file write (a write in progress finishes in its thread).
     watcher.cancel()
     results = await asyncio.gather(watcher, return_exceptions=True)
     failure = results[0]
@@ -634,9 +616,7 @@ async def _stop_watching(
         _log.info("outputs_removed", count=len(removed))
 
 
-def _watch_ended(
-    task: asyncio.Task[RunReport], stop: asyncio.Event, runner: _AnnouncingRunner
-) -> None:
+def _watch_ended(task: asyncio.Task[RunReport], stop: asyncio.Event, runner: Runner) -> None:
     """Say so when the files stop being refreshed while the command still runs."""
     first = runner.first_report
     if stop.is_set() or task.cancelled() or first is None or first.exit_code != ExitCode.OK:

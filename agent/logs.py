@@ -273,8 +273,12 @@ def get_logger(name: str | None = None) -> Any:
     """Return a (lazy) structlog logger; ``name`` (usually ``__name__``) is logged as ``logger``.
 
     Safe at module level before :func:`configure_logging` runs: the configuration is looked up
-    when the logger is used.
+    when the logger is used. Until something configures structlog, azauth's modules log to
+    stderr rather than to structlog's default, stdout, which belongs to data and protocols
+    (the runner or the token server used as a library must not write into a program's output).
     """
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     if name is None:
         return structlog.get_logger()
     return structlog.get_logger(name)

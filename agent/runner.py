@@ -184,6 +184,10 @@ class Runner:
             self.reports[plan.name].expected_outputs = len(plan.outputs)
         self._written: dict[str, None] = {}
         self._stdout_lock = asyncio.Lock()
+        # Set by watch() once the first delivery is done, so supervisors (azauth exec) can
+        # start their command only then.
+        self.first_report: RunReport | None = None
+        self.delivered = asyncio.Event()
 
     # ----------------------------------------------------------------------------------------
     # Lifecycle
@@ -255,9 +259,12 @@ class Runner:
     async def watch(self, stop: asyncio.Event) -> RunReport:
         """Deliver once, then keep every output fresh until ``stop`` is set.
 
-        Returns when ``stop`` is set, or at the first failure with ``fail_fast``.
+        After the first delivery, :attr:`first_report` holds its report and :attr:`delivered`
+        is set. Returns when ``stop`` is set, or at the first failure with ``fail_fast``.
         """
         report = await self.run_once()
+        self.first_report = report
+        self.delivered.set()
         if self.profile.settings.fail_fast and report.exit_code != ExitCode.OK:
             return report
         loops = [

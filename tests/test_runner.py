@@ -7,6 +7,7 @@ import io
 import json
 import os
 import stat
+import sys
 
 import pytest
 
@@ -271,3 +272,31 @@ class TestWatch:
             "vault.json",
         ]
         assert list((workdir / "out").iterdir()) == []
+
+
+async def test_library_use_never_logs_to_stdout(workdir, emu):
+    """Without configure_logging(), the runner's logs still go to stderr, never to stdout."""
+    script = (
+        "import asyncio, os\n"
+        "from agent.config import load_config\n"
+        "from agent.runner import Runner\n"
+        "async def main():\n"
+        "    async with Runner(load_config().profile('ci'), env=dict(os.environ)) as runner:\n"
+        "        report = await runner.run_once()\n"
+        "    assert report.exit_code == 0, report\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        cwd=workdir,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+
+    assert proc.returncode == 0, err.decode()
+    # Only the pipeline variables this profile asks for are on stdout.
+    assert all(line.startswith("##vso[") for line in out.decode().splitlines())
+    assert "token_acquired" in err.decode()
