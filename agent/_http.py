@@ -18,6 +18,7 @@ import os
 import ssl
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,16 +37,32 @@ _log = logging.getLogger("agent.http")
 def ssl_context_from_env(env: Mapping[str, str]) -> ssl.SSLContext:
     """The TLS context: the CA bundle named by the environment, else the system store.
 
-    Contexts are shared per (file, directory): loading a trust store costs milliseconds, and a
-    profile with twenty connections would otherwise load it twenty times.
+    Contexts are shared per (file, directory) as they are on disk now: loading a trust store
+    costs milliseconds, and a profile with twenty connections would otherwise load it twenty
+    times; a bundle rewritten in place (new size or modification time) is loaded again.
     """
     cafile = env.get("SSL_CERT_FILE") or env.get("REQUESTS_CA_BUNDLE") or None
     capath = env.get("SSL_CERT_DIR") or None
-    return _ssl_context(cafile, capath)
+    return _ssl_context(cafile, capath, _version(cafile), _version(capath))
+
+
+def _version(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return None  # let create_default_context report the missing file
+    return (info.st_mtime_ns, info.st_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _ssl_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+def _ssl_context(
+    cafile: str | None,
+    capath: str | None,
+    _file_version: tuple[int, int] | None,
+    _dir_version: tuple[int, int] | None,
+) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile, capath=capath)
 
 

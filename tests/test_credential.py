@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import traceback
 from urllib.parse import urlsplit
 
@@ -773,3 +774,23 @@ async def test_disable_multitenant_auth_pins_the_default_tenant(emu, monkeypatch
         await cred.get_token(ARM, tenant_id="another-tenant")
 
     assert urlsplit(emu.requests[-1].path).path == f"/{TENANT}/oauth2/v2.0/token"
+
+
+def test_tls_context_is_shared_until_the_bundle_changes(tmp_path):
+    """One trust store load per bundle; rewriting the bundle in place loads it again."""
+    import os
+    import shutil
+
+    from agent._http import ssl_context_from_env
+
+    system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    bundle = tmp_path / "bundle.pem"
+    shutil.copy(system, bundle)
+    env = {"SSL_CERT_FILE": str(bundle)}
+
+    first = ssl_context_from_env(env)
+    assert ssl_context_from_env(env) is first
+    with bundle.open("a") as fh:
+        fh.write("\n")
+    os.utime(bundle, ns=(1, 1))
+    assert ssl_context_from_env(env) is not first
