@@ -105,6 +105,14 @@ async def run_async(*args: str, cwd: Path, timeout: float = 60) -> tuple[int, st
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+async def wait_for(*paths: Path, timeout: float = 15.0) -> None:
+    """Wait until every path exists (the runner writes them); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, f"not written in time: {[str(p) for p in paths]}"
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 def workdir(tmp_path):
     (tmp_path / "azauth.toml").write_text(PROFILE)
@@ -264,11 +272,7 @@ class TestWatch:
             stderr=asyncio.subprocess.PIPE,
         )
         target = workdir / "out/arm.token"
-        for _ in range(300):
-            if target.exists():
-                break
-            await asyncio.sleep(0.05)
-        assert target.exists()
+        await wait_for(target)
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
 
@@ -288,19 +292,13 @@ class TestWatch:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            for _ in range(300):
-                if (workdir / "out/arm.token").exists():
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for(workdir / "out/arm.token")
             with (workdir / "azauth.toml").open("a") as fh:
                 fh.write(
                     '\n[[profiles.ci.outputs]]\nkind = "token_file"\nconnection = "other"\npath = "out/added.token"\n'
                 )
             proc.send_signal(signal.SIGHUP)
-            for _ in range(300):
-                if (workdir / "out/added.token").exists():
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for(workdir / "out/added.token")
             assert emu.verify_access_token((workdir / "out/added.token").read_text())
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -324,10 +322,7 @@ class TestWatch:
         )
         out = workdir / "out"
         try:
-            for _ in range(300):
-                if (out / "identity.sh").exists() and (out / "terraform.env").exists():
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for(out / "identity.sh", out / "terraform.env")
             samples = 0
             seen_tokens: set[str] = set()
             deadline = time.monotonic() + 70
