@@ -42,12 +42,14 @@ __all__ = [
     "SECRET_FIELDS",
     "AzauthConfig",
     "Connection",
+    "DockerConfigOutput",
     "EnvFileOutput",
     "FederatedTokenFileOutput",
     "FieldName",
     "Output",
     "PipelineVariablesOutput",
     "Profile",
+    "RegistryBinding",
     "Settings",
     "SourcePlan",
     "TokenFileOutput",
@@ -62,6 +64,8 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SCOPE_PATTERN = r"^\S+/\.default$"
 # Any path that names a file: not empty, no NUL byte, not ending in a directory separator.
 PATH_PATTERN = r"^[^\x00]*[^\x00/\\]$"
+# A container registry's host, lower case, with an optional port: contoso.azurecr.io[:443].
+REGISTRY_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$"
 
 Preset = Literal["terraform", "pulumi", "azure-identity"]
 PRESETS: tuple[str, ...] = get_args(Preset)
@@ -75,6 +79,7 @@ EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
 TenantOrAny = Annotated[str, StringConstraints(pattern=TENANT_OR_ANY_PATTERN)]
 Scope = Annotated[str, StringConstraints(pattern=SCOPE_PATTERN)]
 FilePath = Annotated[str, StringConstraints(pattern=PATH_PATTERN)]
+RegistryHost = Annotated[str, StringConstraints(pattern=REGISTRY_PATTERN)]
 
 PATTERN_MEANINGS: dict[str, str] = {
     NAME_PATTERN: "a name made of letters, digits, '_', '.' and '-'",
@@ -84,6 +89,7 @@ PATTERN_MEANINGS: dict[str, str] = {
     ENV_NAME_PATTERN: "a variable name: letters, digits and '_', not starting with a digit",
     SCOPE_PATTERN: "a scope ending in /.default, such as https://management.azure.com/.default",
     PATH_PATTERN: "a file path, not empty and not ending in a slash",
+    REGISTRY_PATTERN: "a registry host in lower case, with an optional port: contoso.azurecr.io",
 }
 """Each pattern above in words, for error messages."""
 
@@ -396,6 +402,58 @@ class PipelineVariablesOutput(_Model):
         return self.secret if self.secret is not None else field in SECRET_FIELDS
 
 
+class DockerConfigOutput(_Model):
+    """A Docker config.json (0600) for the profile's container registries, merged into the file.
+
+    Entries of other registries and every other key of an existing file are kept.
+    """
+
+    kind: Literal["docker_config"]
+    connection: ConnectionRef = None
+    path: FilePath = Field(
+        description="The config.json to write or merge into, relative to the working directory."
+    )
+    mode: Literal["credHelpers", "auths"] = Field(
+        default="credHelpers",
+        description=(
+            "credHelpers: point each registry at docker-credential-azauth (for tools that run "
+            "credential helpers); auths: store each registry's ACR refresh token as its "
+            "identitytoken, kept fresh in watch mode (for tools that do not)."
+        ),
+    )
+    registries: list[RegistryHost] = Field(
+        default_factory=list,
+        description=(
+            "The registries to write (default: every registry of the profile's registries "
+            "table served by this output's connection)."
+        ),
+    )
+    scope: OutputScope = Field(
+        default=None,
+        description=(
+            "auths mode: the scope of the Entra token exchanged at the registries, ending in "
+            "/.default (default: https://containerregistry.azure.net/.default)."
+        ),
+    )
+
+
+class RegistryBinding(_Model):
+    """Which connection's identity a container registry is accessed with."""
+
+    connection: Name | None = Field(
+        default=None,
+        description="The connection (optional when the profile uses exactly one connection).",
+    )
+    scope: Scope | None = Field(
+        default=None,
+        description=(
+            "The Entra scope exchanged at the registry (default: "
+            "https://containerregistry.azure.net/.default; the ARM scope also works while the "
+            "registry accepts ARM-audience tokens)."
+        ),
+    )
+
+
 def _require_variables(kind: str, preset: str | None, variables: Mapping[str, str]) -> None:
     if preset is None and not variables:
         raise invalid(
@@ -408,7 +466,11 @@ def _require_variables(kind: str, preset: str | None, variables: Mapping[str, st
 
 
 Output = Annotated[
-    TokenFileOutput | FederatedTokenFileOutput | EnvFileOutput | PipelineVariablesOutput,
+    TokenFileOutput
+    | FederatedTokenFileOutput
+    | EnvFileOutput
+    | PipelineVariablesOutput
+    | DockerConfigOutput,
     Field(discriminator="kind"),
 ]
 
@@ -430,6 +492,13 @@ class Profile(_Model):
     )
     outputs: list[Output] = Field(
         default_factory=list, description="Where the tokens go; each entry has a kind."
+    )
+    registries: dict[RegistryHost, RegistryBinding] = Field(
+        default_factory=dict,
+        description=(
+            "Container registries (host -> connection) that docker-credential-azauth, "
+            "docker_config outputs and `azauth exec --registry` serve; inherited through extends."
+        ),
     )
 
 

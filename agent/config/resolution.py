@@ -8,7 +8,7 @@ problem of a parsed file; :func:`resolve_profile` flattens one profile of a vali
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agent.config.errors import KeyPath, Problem, did_you_mean, format_key_path
@@ -16,7 +16,14 @@ from agent.config.errors import KeyPath, Problem, did_you_mean, format_key_path
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from agent.config.models import AzauthConfig, Connection, Output, Profile, Settings
+    from agent.config.models import (
+        AzauthConfig,
+        Connection,
+        Output,
+        Profile,
+        RegistryBinding,
+        Settings,
+    )
 
 __all__ = ["ResolvedProfile", "check_config", "profile_lineage", "resolve_profile"]
 
@@ -36,6 +43,8 @@ class ResolvedProfile:
         connections: the connections it uses, by name, inherited ones first.
         outputs: inherited outputs first, then its own; ``connection`` is never ``None``.
         settings: the file's settings after environment and command-line overrides.
+        registries: container registry host -> binding, inherited ones overridden by the
+            profile's own; every binding's ``connection`` is filled in.
     """
 
     name: str
@@ -43,11 +52,16 @@ class ResolvedProfile:
     connections: dict[str, Connection]
     outputs: list[Output]
     settings: Settings
+    registries: dict[str, RegistryBinding] = field(default_factory=dict)
 
     def scope_for(self, output: Output) -> str | None:
         """The scope of the access token ``output`` uses; ``None`` for federated token files."""
         if output.kind == "federated_token_file":
             return None
+        if output.kind == "docker_config":
+            from agent.acr import ACR_SCOPE  # noqa: PLC0415 - the registry concept stays there
+
+            return output.scope or ACR_SCOPE
         assert output.connection is not None
         return output.scope or self.connections[output.connection].default_scope
 
@@ -89,7 +103,14 @@ def resolve_profile(config: AzauthConfig, name: str) -> ResolvedProfile:
                 output = output.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
             filled.append(output)
     description = config.profiles[name].description
-    return ResolvedProfile(name, description, connections, filled, config.settings)
+    registries: dict[str, RegistryBinding] = {}
+    for depth, ancestor in enumerate(lineage):
+        owner_connections = _connection_names(config, lineage[: depth + 1])
+        for host, binding in config.profiles[ancestor].registries.items():
+            if binding.connection is None:
+                binding = binding.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
+            registries[host] = binding
+    return ResolvedProfile(name, description, connections, filled, config.settings, registries)
 
 
 def _connection_names(config: AzauthConfig, lineage: list[str]) -> list[str]:
@@ -199,6 +220,21 @@ def _resolved_problems(config: AzauthConfig, name: str, lineage: list[str]) -> I
         return  # otherwise only unknown names, each already reported
     for index, output in enumerate(config.profiles[name].outputs):
         yield from _output_problems(config, name, ("profiles", name, "outputs", index), output)
+    for host, binding in config.profiles[name].registries.items():
+        where = ("profiles", name, "registries", host, "connection")
+        if binding.connection is None and len(connections) > 1:
+            yield Problem(
+                where,
+                f"missing required key: profile {name!r} uses several connections",
+                f"one of: {', '.join(connections)}",
+            )
+        elif binding.connection is not None and binding.connection not in connections:
+            yield Problem(
+                where,
+                f"connection {binding.connection!r} is not used by profile {name!r}"
+                f"{did_you_mean(binding.connection, connections)}",
+                f"one of: {', '.join(connections)}",
+            )
     yield from _path_problems(config, lineage, connections)
 
 

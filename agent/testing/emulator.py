@@ -41,6 +41,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from agent.clock import Clock, SystemClock
+from agent.testing import _acr as acr
 from agent.testing import _devops as devops
 from agent.testing import _entra as entra
 from agent.testing._jwt_signing import SigningKey, b64url_encode
@@ -206,6 +207,8 @@ class Emulator:
         self.observer: Callable[[RecordedRequest], None] | None = None
         #: PEM CA bundle clients must trust when started with ``tls=True``.
         self.ca_file: str | None = None
+        #: The Azure Container Registry served at this address (agent.testing._acr).
+        self.registry = acr.Registry(clock=self.clock, verify_entra_token=self.verify_access_token)
 
         self._failures: dict[str, deque[_Failure]] = {"oidc": deque(), "token": deque()}
         self._devops_key: SigningKey | None = None
@@ -461,6 +464,7 @@ class Emulator:
         router.add_get("/{tenant}/discovery/v2.0/keys", self._handle_entra_jwks)
         router.add_get("/_signin", self._handle_signin)
         router.add_get("/error", self._handle_error_page)
+        self.registry.add_routes(router)
         return app
 
     # ----------------------------------------------------------------------------- serving

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from agent.cli.main import main
+from agent.config.models import DockerConfigOutput, RegistryBinding
 from agent.config import (
     FIELD_NAMES,
     AzauthConfig,
@@ -82,6 +83,7 @@ def test_toml_example_documents_every_option() -> None:
     models: list[type[BaseModel]] = [
         AzauthConfig, Settings, Connection, Profile,
         TokenFileOutput, FederatedTokenFileOutput, EnvFileOutput, PipelineVariablesOutput,
+        DockerConfigOutput, RegistryBinding,
     ]  # fmt: skip
 
     for model in models:
