@@ -52,6 +52,7 @@ def test_example_shows_a_multi_connection_profile() -> None:
         FederatedTokenFileOutput,
         EnvFileOutput,
         PipelineVariablesOutput,
+        DockerConfigOutput,
     }
     env_files = {(o.preset, o.dialect) for o in profile.outputs if isinstance(o, EnvFileOutput)}
     assert ("terraform", "dotenv") in env_files
