@@ -34,12 +34,14 @@ from agent.protocol import HttpRequest, HttpResponse
 
 __all__ = [
     "ACR_SCOPE",
+    "ACR_SUFFIXES",
     "ACR_USERNAME",
     "EXCHANGE_PATH",
     "TOKEN_PATH",
     "RefreshToken",
     "RegistryError",
     "exchange_request",
+    "is_acr_host",
     "parse_challenge",
     "parse_exchange_response",
     "registry_error_body",
@@ -53,8 +55,11 @@ ACR_SCOPE = "https://containerregistry.azure.net/.default"
 ACR_USERNAME = "00000000-0000-0000-0000-000000000000"
 """The user name that tells ACR the password is an ACR refresh token."""
 
+ACR_SUFFIXES = (".azurecr.io", ".azurecr.us", ".azurecr.cn")
+"""Login-server suffixes of Azure Container Registry (public, US Government, China clouds)."""
+
 EXCHANGE_PATH = "/oauth2/exchange"
-TOKEN_PATH = "/oauth2/token"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 _FORM = "application/x-www-form-urlencoded"
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -214,3 +219,8 @@ def parse_challenge(header: str) -> dict[str, str]:
             params[name] = value
     return params
 
+
+def is_acr_host(registry: str) -> bool:
+    """Whether ``registry`` (a host) is an Azure Container Registry login server by its name."""
+    name = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    return name.endswith(ACR_SUFFIXES)

@@ -119,7 +119,7 @@ def parse_store_request(data: bytes) -> tuple[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise ValueError("the store request is not a JSON object") from None
     if not isinstance(document, dict):
-        raise ValueError("the store request is not a JSON object")
+        raise ValueError("the store request is not a JSON object")  # noqa: TRY004 - bad input
     server = document.get("ServerURL")
     username = document.get("Username")
     if not isinstance(server, str) or not server.strip():

@@ -7,8 +7,9 @@ problem of a parsed file; :func:`resolve_profile` flattens one profile of a vali
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.config.errors import KeyPath, Problem, did_you_mean, format_key_path
@@ -52,7 +53,7 @@ class ResolvedProfile:
     connections: dict[str, Connection]
     outputs: list[Output]
     settings: Settings
-    registries: dict[str, RegistryBinding] = field(default_factory=dict)
+    registries: dict[str, RegistryBinding] = dataclasses.field(default_factory=dict)
 
     def scope_for(self, output: Output) -> str | None:
         """The scope of the access token ``output`` uses; ``None`` for federated token files."""

@@ -59,6 +59,14 @@ _AUTH_HELP = "authentication required, visit https://aka.ms/acr/authorization fo
 _API_HEADERS = {"Docker-Distribution-Api-Version": "registry/2.0"}
 
 
+class _Refusal(Exception):  # noqa: N818 - an answer, not an error of ours
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Image:
     """One small image: its manifest, config and layer, by digest."""
@@ -166,33 +174,10 @@ class Registry:
             return _error(status, code, "the service is temporarily unavailable, retry later")
         form = await _form(request)
         service = request.host.lower()
-        grant_type = form.get("grant_type", "")
-        if grant_type in {"access_token_refresh_token", "refresh_token"}:
-            return _error(400, "UNSUPPORTED", f"grant_type {grant_type} is deprecated")
-        if grant_type != "access_token":
-            return _error(400, "UNSUPPORTED", "grant_type must be access_token")
-        if form.get("service", "").lower() != service:
-            return _error(400, "BADREQUEST", f"service must be {service}")
-        tenant = form.get("tenant", "")
-        token = form.get("access_token", "")
-        if not tenant or not token:
-            return _error(400, "BADREQUEST", "tenant and access_token are required")
         try:
-            claims = self.verify_entra_token(token)
-        except ValueError as exc:
-            return _error(401, "UNAUTHORIZED", f"invalid AAD access token: {exc}")
-        audience = str(claims.get("aud", "")).rstrip("/")
-        if audience != ACR_AUDIENCE and not (
-            self.authentication_as_arm and audience in ARM_AUDIENCES
-        ):
-            allowed = "" if self.authentication_as_arm else " (authentication-as-arm is disabled)"
-            return _error(
-                401,
-                "UNAUTHORIZED",
-                f"invalid AAD access token: audience {audience} is not accepted{allowed}",
-            )
-        if claims.get("tid") != tenant or (self.tenant_id and tenant != self.tenant_id):
-            return _error(401, "UNAUTHORIZED", "invalid AAD access token: tenant mismatch")
+            claims = self._check_exchange(form, service)
+        except _Refusal as refusal:
+            return _error(refusal.status, refusal.code, refusal.message)
         now = int(self.clock.time())
         refresh_claims = {
             "jti": str(uuid.uuid4()),
@@ -204,12 +189,43 @@ class Registry:
             "aud": service,
             "version": "1.0",
             "grant_type": "refresh_token",
-            "tenant": tenant,
+            "tenant": form["tenant"],
             "permissions": {"actions": ["*"], "notActions": []},
             "roles": [],
         }
         self.issued_refresh_tokens.append(refresh_claims)
         return _json(200, {"refresh_token": self.key.sign(refresh_claims)})
+
+    def _check_exchange(self, form: dict[str, str], service: str) -> dict[str, Any]:
+        """The Entra token's claims, once the exchange request passed every check."""
+        grant_type = form.get("grant_type", "")
+        if grant_type in {"access_token_refresh_token", "refresh_token"}:
+            raise _Refusal(400, "UNSUPPORTED", f"grant_type {grant_type} is deprecated")
+        if grant_type != "access_token":
+            raise _Refusal(400, "UNSUPPORTED", "grant_type must be access_token")
+        if form.get("service", "").lower() != service:
+            raise _Refusal(400, "BADREQUEST", f"service must be {service}")
+        tenant = form.get("tenant", "")
+        token = form.get("access_token", "")
+        if not tenant or not token:
+            raise _Refusal(400, "BADREQUEST", "tenant and access_token are required")
+        try:
+            claims = self.verify_entra_token(token)
+        except ValueError as exc:
+            raise _Refusal(401, "UNAUTHORIZED", f"invalid AAD access token: {exc}") from None
+        audience = str(claims.get("aud", "")).rstrip("/")
+        if audience != ACR_AUDIENCE and not (
+            self.authentication_as_arm and audience in ARM_AUDIENCES
+        ):
+            off = "" if self.authentication_as_arm else " (authentication-as-arm is disabled)"
+            raise _Refusal(
+                401,
+                "UNAUTHORIZED",
+                f"invalid AAD access token: audience {audience} is not accepted{off}",
+            )
+        if claims.get("tid") != tenant or (self.tenant_id and tenant != self.tenant_id):
+            raise _Refusal(401, "UNAUTHORIZED", "invalid AAD access token: tenant mismatch")
+        return claims
 
     # ------------------------------------------------------------------------------ token
 
@@ -320,7 +336,9 @@ class Registry:
             return self._challenge(request, f"repository:{name}:pull")
         image = self.images.get(name)
         if image is None:
-            return _error(404, "NAME_UNKNOWN", "repository name not known to registry", {"Name": name})
+            return _error(
+                404, "NAME_UNKNOWN", "repository name not known to registry", {"Name": name}
+            )
         reference = request.match_info["reference"]
         if reference not in {image.tag, image.digest}:
             return _error(
@@ -396,4 +414,3 @@ def _json(status: int, payload: object) -> web.Response:
 
 def _error(status: int, code: str, message: str, detail: object = None) -> web.Response:
     return _json(status, registry_error_body(code, message, detail))
-

@@ -1,0 +1,44 @@
+"""The ACR token exchange over the network: :mod:`agent.acr`'s request, sent by :mod:`agent._http`.
+
+One call, :func:`exchange_refresh_token`; retries (429, 5xx, network failures) follow the
+:class:`~agent.retry.RetryPolicy` of the :class:`~agent._http.HttpClient` it is given.
+"""
+
+from __future__ import annotations
+
+from agent import acr
+from agent._http import HttpClient
+from agent._secrets import register_secret
+
+__all__ = ["exchange_refresh_token"]
+
+
+async def exchange_refresh_token(
+    http: HttpClient,
+    registry: str,
+    *,
+    tenant: str,
+    access_token: str,
+    access_token_expires_on: int,
+) -> acr.RefreshToken:
+    """Exchange an Entra access token for ``registry``'s ACR refresh token.
+
+    Args:
+        http: the HTTP client (its session, proxies, CA bundle and retry policy are used).
+        registry: the registry host, e.g. ``contoso.azurecr.io``.
+        tenant: the tenant the access token was issued in.
+        access_token: the Entra access token (ACR or ARM audience).
+        access_token_expires_on: its expiry (epoch seconds), the refresh token's expiry when
+            the refresh token carries none.
+
+    Raises:
+        RegistryError: the registry refused or answered something unreadable.
+        TransportError: the registry could not be reached.
+    """
+    register_secret(access_token)
+    response = await http.send(acr.exchange_request(registry, tenant, access_token))
+    token = acr.parse_exchange_response(
+        response, registry, fallback_expires_on=access_token_expires_on
+    )
+    register_secret(token.token)
+    return token

@@ -1,0 +1,261 @@
+"""ACR refresh tokens for ``docker-credential-azauth``: who serves a registry, and the cache.
+
+Which registries a profile serves: the hosts of its ``registries`` table, each with its
+connection and Entra scope; without that table, a profile with exactly one connection serves
+every Azure Container Registry login server (``*.azurecr.io``, ``.us``, ``.cn``) with it.
+
+Refresh tokens live in the cache of ``azauth token`` (:mod:`agent.tokencache`): same
+directory, same file rules, same lock, same System.AccessToken binding. Their selector is the
+SHA-256 of ``["acr-refresh-token", registry, <the selector of the configuration>]``, so a
+warm ``get`` needs only the registry host, the environment and the profile file's bytes. A
+refresh token is served while it has at least 30 minutes (or half its life, when shorter)
+left, so a pull or push started with it can trade it for access tokens all along.
+
+A miss takes the entry's lock, looks again, then asks for the connection's Entra token (itself
+served from the cache while fresh) and exchanges it at the registry (:mod:`agent.acr_client`).
+
+Stdlib only at import: :mod:`agent.fastpath` reads cached entries through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from agent import tokencache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from agent.clock import Clock
+    from agent.config import ResolvedProfile
+    from agent.credential_process import TokenDetails
+
+__all__ = [
+    "REUSE_MARGIN",
+    "RegistryNotServedError",
+    "cached_refresh_token",
+    "forget_refresh_token",
+    "obtain_refresh_token",
+    "refresh_on",
+    "registry_selector",
+    "served_registry",
+]
+
+REUSE_MARGIN = 1800.0
+"""Seconds of validity a refresh token must have left to be served (at most half its life)."""
+TOKEN_TYPE = "acr_refresh_token"  # noqa: S105 - a kind, not a secret
+
+
+class RegistryNotServedError(LookupError):
+    """The profile does not serve this registry (the helper answers "credentials not found")."""
+
+
+def registry_selector(config_selector: str, registry: str) -> str:
+    """The selector of ``registry``'s refresh token under a configuration's selector."""
+    data = json.dumps(["acr-refresh-token", registry, config_selector], separators=(",", ":"))
+    return tokencache._sha256_hex(data.encode())  # noqa: SLF001 - the cache's own hash
+
+
+def refresh_on(obtained_at: float, expires_on: int) -> int:
+    """When a refresh token stops being served: 30 minutes (or half its life) before expiry."""
+    lifetime = max(0.0, expires_on - obtained_at)
+    return int(
+        expires_on - max(tokencache.refresh_margin(lifetime), min(REUSE_MARGIN, lifetime / 2))
+    )
+
+
+def _selector(registry: str, env: Mapping[str, str], cwd: str) -> str:
+    identity = tokencache.identify_config(None, env, cwd)
+    request = tokencache.TokenRequest()
+    return registry_selector(tokencache.selector_for(request, identity, env), registry)
+
+
+def cached_refresh_token(registry: str, env: Mapping[str, str], now: float) -> str | None:
+    """The fresh cached refresh token of ``registry``, or ``None`` (stdlib only, never raises)."""
+    try:
+        selector = _selector(registry, env, os.getcwd())  # noqa: PTH109 - str paths
+    except (OSError, LookupError):
+        return None
+    cache = tokencache.TokenCache(tokencache.cache_dir(env))
+    variable = cache.read_variable(selector)
+    if variable is None:
+        return None
+    system_access_token = env.get(variable)
+    if not system_access_token:
+        return None
+    entry = cache.load(tokencache.entry_key(selector, variable, system_access_token))
+    return entry.details.access_token if entry is not None and _servable(entry, now) else None
+
+
+def served_registry(profile: ResolvedProfile, registry: str) -> tuple[str, str]:
+    """``(connection name, Entra scope)`` serving ``registry`` in ``profile``.
+
+    Raises:
+        RegistryNotServedError: the profile does not serve it.
+    """
+    from agent.acr import ACR_SCOPE, is_acr_host  # noqa: PLC0415 - imports azure-core
+
+    binding = profile.registries.get(registry)
+    if binding is not None:
+        assert binding.connection is not None
+        return binding.connection, binding.scope or ACR_SCOPE
+    if not profile.registries and len(profile.connections) == 1 and is_acr_host(registry):
+        return next(iter(profile.connections)), ACR_SCOPE
+    raise RegistryNotServedError(registry)
+
+
+def obtain_refresh_token(
+    registry: str, env: Mapping[str, str], *, clock: Clock | None = None
+) -> TokenDetails:
+    """A refresh token for ``registry``: from the cache while fresh, else a new exchange.
+
+    The profile is the one ``azauth token`` would use (``AZAUTH_CONFIG``, ``AZAUTH_PROFILE``,
+    discovery). The returned details hold the refresh token as ``access_token``.
+
+    Raises:
+        RegistryNotServedError: the profile does not serve ``registry``.
+        ConfigError: the profile file or the environment is wrong.
+        AuthenticationError: Azure DevOps, Entra or the registry refused, or the network failed.
+    """
+    from agent.clock import SystemClock  # noqa: PLC0415 - imports asyncio
+    from agent.config import load_config  # noqa: PLC0415 - imports pydantic
+    from agent.exceptions import OutputError  # noqa: PLC0415
+
+    clock = clock or SystemClock()
+    loaded = load_config(None, env=env)
+    profile = loaded.profile(None, env=env)
+    connection_name, scope = served_registry(profile, registry)
+    connection = profile.connections[connection_name]
+    variable = connection.system_access_token_env
+    system_access_token = connection.system_access_token(env)
+    selector = _trusted_selector(registry, loaded.source, loaded.digest, env)
+    if selector is None:
+        return _exchange(
+            registry,
+            profile=profile.name,
+            connection_name=connection_name,
+            scope=scope,
+            env=env,
+            clock=clock,
+        ).details
+    cache = tokencache.TokenCache(tokencache.cache_dir(env))
+    key = tokencache.entry_key(selector, variable, system_access_token)
+    entry = cache.load(key)
+    if _servable(entry, clock.time()):
+        assert entry is not None
+        return entry.details
+    with cache.lock(key):
+        entry = cache.load(key)
+        if _servable(entry, clock.time()):
+            assert entry is not None
+            return entry.details
+        fresh = _exchange(
+            registry,
+            profile=profile.name,
+            connection_name=connection_name,
+            scope=scope,
+            env=env,
+            clock=clock,
+        )
+        try:
+            cache.store(key, selector, variable, fresh)
+        except (OutputError, OSError, ValueError) as exc:
+            _warn_not_cached(exc)
+    return fresh.details
+
+
+def _servable(entry: tokencache.CacheEntry | None, now: float) -> bool:
+    return (
+        entry is not None
+        and entry.details.token_type == TOKEN_TYPE
+        and tokencache.is_fresh(entry, now)
+    )
+
+
+def _trusted_selector(
+    registry: str, source: object, digest: str | None, env: Mapping[str, str]
+) -> str | None:
+    """The selector, or ``None`` when the profile file changed between the two reads."""
+    cwd = os.getcwd()  # noqa: PTH109 - str paths
+    try:
+        identity = tokencache.identify_config(None, env, cwd)
+    except (OSError, LookupError):
+        return None
+    loaded_path = os.path.abspath(str(source)) if source is not None else None  # noqa: PTH100
+    if identity.path != loaded_path or (identity.path is not None and identity.digest != digest):
+        return None
+    request = tokencache.TokenRequest()
+    return registry_selector(tokencache.selector_for(request, identity, env), registry)
+
+
+def forget_refresh_token(registry: str, env: Mapping[str, str]) -> bool:
+    """Drop ``registry``'s cached refresh token (``erase``); ``True`` if there was one."""
+    try:
+        selector = _selector(registry, env, os.getcwd())  # noqa: PTH109 - str paths
+    except (OSError, LookupError):
+        return False
+    cache = tokencache.TokenCache(tokencache.cache_dir(env))
+    variable = cache.read_variable(selector)
+    token = env.get(variable) if variable else None
+    if variable is None or not token:
+        return False
+    return cache.remove(tokencache.entry_key(selector, variable, token))
+
+
+def _exchange(
+    registry: str,
+    *,
+    profile: str,
+    connection_name: str,
+    scope: str,
+    env: Mapping[str, str],
+    clock: Clock,
+) -> tokencache.CacheEntry:
+    """Get the connection's Entra token for ``scope`` and exchange it at ``registry``."""
+    import asyncio  # noqa: PLC0415
+
+    from agent._http import HttpClient  # noqa: PLC0415 - imports aiohttp
+    from agent.acr_client import exchange_refresh_token  # noqa: PLC0415
+    from agent.cli.token import obtain_token  # noqa: PLC0415
+    from agent.credential_process import TokenDetails  # noqa: PLC0415
+
+    request = tokencache.TokenRequest(connection=connection_name, scopes=(scope,))
+    entra = obtain_token(request, env, clock=clock)
+
+    async def send() -> tokencache.CacheEntry:
+        http = HttpClient(env=env, clock=clock)
+        try:
+            obtained_at = clock.time()
+            token = await exchange_refresh_token(
+                http,
+                registry,
+                tenant=entra.tenant,
+                access_token=entra.access_token,
+                access_token_expires_on=entra.expires_on,
+            )
+        finally:
+            await http.close()
+        details = TokenDetails(
+            access_token=token.token,
+            token_type=TOKEN_TYPE,
+            expires_on=token.expires_on,
+            tenant=entra.tenant,
+            scopes=(scope,),
+            client_id=entra.client_id,
+            subscription=entra.subscription,
+            connection=connection_name,
+            profile=profile,
+        )
+        return tokencache.CacheEntry(
+            details, obtained_at, refresh_on(obtained_at, token.expires_on)
+        )
+
+    return asyncio.run(send())
+
+
+def _warn_not_cached(exc: BaseException) -> None:
+    from agent.logs import get_logger  # noqa: PLC0415 - imports structlog
+
+    get_logger("agent.registry_tokens").warning("refresh_token_cache_write_failed", error=str(exc))
