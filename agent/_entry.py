@@ -13,6 +13,37 @@ import sys
 _FAST_COMMANDS = frozenset({"token", "git-credential"})
 
 
+def docker_credential_main() -> None:
+    """Entry point of the ``docker-credential-azauth`` command (the Docker credential helper).
+
+    A warm ``get`` is answered from the on-disk cache with the standard library only.
+    """
+    argv = sys.argv[1:]
+    data: bytes | None = None
+    if argv == ["get"]:
+        import os  # noqa: PLC0415
+        import time  # noqa: PLC0415
+
+        from agent.registry_tokens import warm_get  # noqa: PLC0415 - stdlib only
+
+        data = sys.stdin.buffer.read(1024 * 1024)
+        try:
+            answer = warm_get(data, os.environ, time.time())
+        except Exception:  # noqa: BLE001 - the warm path never fails: the full command decides
+            answer = None
+        if answer is not None:
+            sys.stdout.write(answer)
+            sys.stdout.flush()
+            sys.exit(0)
+    from agent.cli.docker_credential import main as helper_main  # noqa: PLC0415
+
+    code = helper_main(argv, stdin=data)
+    import gc  # noqa: PLC0415
+
+    gc.freeze()
+    sys.exit(code)
+
+
 def main() -> None:
     """Entry point of the ``azauth`` command."""
     argv = sys.argv[1:]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from agent.docker_credential import registry_host
+from agent.docker_credential import ACR_USERNAME, registry_host
 from agent.exceptions import AuthenticationError
 from agent.jwt import unverified_claims
 from agent.protocol import HttpRequest, HttpResponse
@@ -52,8 +52,6 @@ __all__ = [
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
 """The Entra scope of ACR's own audience: accepted by every registry."""
 
-ACR_USERNAME = "00000000-0000-0000-0000-000000000000"
-"""The user name that tells ACR the password is an ACR refresh token."""
 
 ACR_SUFFIXES = (".azurecr.io", ".azurecr.us", ".azurecr.cn")
 """Login-server suffixes of Azure Container Registry (public, US Government, China clouds)."""

@@ -22,22 +22,38 @@ from __future__ import annotations
 import json
 
 __all__ = [
+    "ACR_USERNAME",
     "NOT_FOUND",
     "NO_SERVER_URL",
     "NO_USERNAME",
     "OPERATIONS",
+    "USAGE",
     "parse_store_request",
     "read_server_url",
     "registry_host",
     "render_get",
     "render_list",
+    "unknown_action",
 ]
+
+ACR_USERNAME = "00000000-0000-0000-0000-000000000000"
+"""The user name that tells Azure Container Registry the secret is an ACR refresh token."""
 
 NOT_FOUND = "credentials not found in native keychain"
 """The exact "no credentials for this server" answer of the protocol."""
 NO_SERVER_URL = "no credentials server URL"
 NO_USERNAME = "no credentials username"
 OPERATIONS = ("get", "list", "store", "erase", "version")
+HELPER_NAME = "docker-credential-azauth"
+USAGE = f"Usage: {HELPER_NAME} <store|get|erase|list|version>"
+"""The answer (stdout, exit 1) to a call without exactly one argument."""
+
+
+def unknown_action(action: str) -> str:
+    """The answer (stdout, exit 1) to an operation the protocol does not define."""
+    return f"Unknown credential action `{action}`"
+
+
 _MAX_INPUT = 64 * 1024
 _MAX_HOST = 253 + 6
 

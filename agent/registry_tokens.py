@@ -41,6 +41,7 @@ __all__ = [
     "refresh_on",
     "registry_selector",
     "served_registry",
+    "warm_get",
 ]
 
 REUSE_MARGIN = 1800.0
@@ -87,6 +88,21 @@ def cached_refresh_token(registry: str, env: Mapping[str, str], now: float) -> s
         return None
     entry = cache.load(tokencache.entry_key(selector, variable, system_access_token))
     return entry.details.access_token if entry is not None and _servable(entry, now) else None
+
+
+def warm_get(data: bytes, env: Mapping[str, str], now: float) -> str | None:
+    """The answer to ``get`` of the server URL in ``data`` from the cache, or ``None``."""
+    from agent import docker_credential as dc  # noqa: PLC0415 - stdlib only
+
+    try:
+        server_url = dc.read_server_url(data)
+        registry = dc.registry_host(server_url)
+    except ValueError:
+        return None
+    token = cached_refresh_token(registry, env, now)
+    if token is None:
+        return None
+    return dc.render_get(server_url, dc.ACR_USERNAME, token)
 
 
 def served_registry(profile: ResolvedProfile, registry: str) -> tuple[str, str]:

@@ -1,0 +1,148 @@
+"""``docker-credential-azauth``: a Docker credential helper handing out ACR refresh tokens.
+
+Docker, skopeo, podman, buildah, crane, oras and helm run it for the registries a Docker
+``config.json`` points at it (``"credHelpers": {"contoso.azurecr.io": "azauth"}``), with one
+argument (the protocol of :mod:`agent.docker_credential`):
+
+- ``get``: the server URL on stdin → ``{"ServerURL", "Username":
+  "00000000-0000-0000-0000-000000000000", "Secret": <ACR refresh token>}``, exit 0. A
+  registry the profile does not serve → ``credentials not found in native keychain``, exit 1
+  (clients then go on anonymously). Any failure → one line on stdout, details on stderr, exit 1.
+- ``list``: the profile's registries → user name, as JSON.
+- ``store``: checks the request and keeps nothing (the credentials come from the connection).
+- ``erase``: drops the cached refresh token of that registry; the next ``get`` exchanges anew.
+- ``version``: ``docker-credential-azauth (azauth) VERSION``.
+
+The profile is the one ``azauth token`` uses (``AZAUTH_CONFIG``, ``AZAUTH_PROFILE``,
+``AZAUTH_CACHE_DIR``, discovery from the working directory). A warm ``get`` is answered by
+:func:`agent.fastpath.serve_docker_get` without importing this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+from agent import docker_credential as dc
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str], *, stdin: bytes | None = None) -> int:
+    """Run one helper operation; return the exit status (0, or 1 as the protocol requires).
+
+    ``stdin`` is what the warm path already read from standard input, if anything.
+    """
+    if len(argv) != 1:
+        return _fail(dc.USAGE)
+    action = argv[0]
+    if action not in dc.OPERATIONS:
+        return _fail(dc.unknown_action(action))
+    if action == "version":
+        from importlib.metadata import version  # noqa: PLC0415
+
+        _out(f"{dc.HELPER_NAME} (azauth) {version('azauth')}\n")
+        return 0
+    data = stdin if stdin is not None else _read_stdin(action)
+    _configure_logging(os.environ)
+    try:
+        return _OPERATIONS[action](data, os.environ)
+    except ValueError as exc:
+        return _fail(str(exc))
+
+
+def _store(data: bytes, env: Mapping[str, str]) -> int:
+    del env
+    dc.parse_store_request(data)  # checked as the protocol asks; nothing is kept
+    return 0
+
+
+def _read_stdin(action: str) -> bytes:
+    if action == "list":
+        return b""
+    return sys.stdin.buffer.read(1024 * 1024)
+
+
+def _get(data: bytes, env: Mapping[str, str]) -> int:
+    from agent import registry_tokens  # noqa: PLC0415
+    from agent.acr import ACR_USERNAME, is_acr_host  # noqa: PLC0415 - imports azure-core
+    from agent.exceptions import AzauthError  # noqa: PLC0415
+
+    server_url = dc.read_server_url(data)
+    try:
+        registry = dc.registry_host(server_url)
+    except ValueError:
+        return _fail(dc.NOT_FOUND)
+    try:
+        details = registry_tokens.obtain_refresh_token(registry, env)
+    except registry_tokens.RegistryNotServedError:
+        return _fail(dc.NOT_FOUND)
+    except AzauthError as exc:
+        if not is_acr_host(registry) and _is_config_problem(exc):
+            # Not a registry of ours by name, and no usable profile: let the client go on
+            # anonymously (Docker Hub pulls must not fail because azauth is unconfigured).
+            return _fail(dc.NOT_FOUND)
+        print(f"{dc.HELPER_NAME}: error: {exc}", file=sys.stderr)
+        return _fail(f"azauth could not get credentials for {registry}: {exc}")
+    _out(dc.render_get(server_url, ACR_USERNAME, details.access_token))
+    return 0
+
+
+def _is_config_problem(exc: Exception) -> bool:
+    from agent.exceptions import ConfigError  # noqa: PLC0415
+
+    return isinstance(exc, ConfigError)
+
+
+def _list(data: bytes, env: Mapping[str, str]) -> int:
+    del data
+    from agent.acr import ACR_USERNAME  # noqa: PLC0415
+    from agent.config import load_config  # noqa: PLC0415
+    from agent.exceptions import ConfigError  # noqa: PLC0415
+
+    try:
+        profile = load_config(None, env=env).profile(None, env=env)
+    except ConfigError as exc:
+        print(f"{dc.HELPER_NAME}: error: {exc}", file=sys.stderr)
+        _out(dc.render_list({}))
+        return 0
+    _out(dc.render_list(dict.fromkeys(profile.registries, ACR_USERNAME)))
+    return 0
+
+
+def _erase(data: bytes, env: Mapping[str, str]) -> int:
+    from agent import registry_tokens  # noqa: PLC0415
+
+    server_url = dc.read_server_url(data)
+    try:
+        registry = dc.registry_host(server_url)
+    except ValueError:
+        return 0
+    registry_tokens.forget_refresh_token(registry, env)
+    return 0
+
+
+def _configure_logging(env: Mapping[str, str]) -> None:
+    from agent.logs import configure_logging  # noqa: PLC0415 - imports structlog
+
+    del env
+    configure_logging(fmt="auto", level="warning", stream=sys.stderr)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _fail(message: str) -> int:
+    _out(message + "\n")
+    return 1
+
+
+_OPERATIONS: dict[str, Callable[[bytes, Mapping[str, str]], int]] = {
+    "get": _get,
+    "list": _list,
+    "store": _store,
+    "erase": _erase,
+}
