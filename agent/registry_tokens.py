@@ -38,6 +38,7 @@ __all__ = [
     "cached_refresh_token",
     "forget_refresh_token",
     "obtain_refresh_token",
+    "output_registries",
     "refresh_on",
     "registry_selector",
     "served_registry",
@@ -103,6 +104,17 @@ def warm_get(data: bytes, env: Mapping[str, str], now: float) -> str | None:
     if token is None:
         return None
     return dc.render_get(server_url, dc.ACR_USERNAME, token)
+
+
+def output_registries(profile: ResolvedProfile, output: object) -> list[str]:
+    """The registries a docker_config ``output`` writes: its list, else its connection's."""
+    listed: list[str] = list(getattr(output, "registries", []) or [])
+    if listed:
+        return listed
+    connection = getattr(output, "connection", None)
+    return [
+        host for host, binding in profile.registries.items() if binding.connection == connection
+    ]
 
 
 def served_registry(profile: ResolvedProfile, registry: str) -> tuple[str, str]:
@@ -247,7 +259,7 @@ def _exchange(
             token = await exchange_refresh_token(
                 http,
                 registry,
-                tenant=entra.tenant,
+                tenant=_tenant_id(entra.access_token, entra.tenant),
                 access_token=entra.access_token,
                 access_token_expires_on=entra.expires_on,
             )
@@ -269,6 +281,14 @@ def _exchange(
         )
 
     return asyncio.run(send())
+
+
+def _tenant_id(access_token: str, fallback: str) -> str:
+    """The token's ``tid`` (a GUID, what ACR expects), else the configured tenant."""
+    from agent.jwt import unverified_claims  # noqa: PLC0415
+
+    tid = unverified_claims(access_token).get("tid")
+    return tid if isinstance(tid, str) and tid else fallback
 
 
 def _warn_not_cached(exc: BaseException) -> None:

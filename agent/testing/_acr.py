@@ -37,7 +37,6 @@ from typing import Any
 from aiohttp import web
 
 from agent.acr import ACR_USERNAME, registry_error_body
-from agent.clock import Clock
 from agent.testing._jwt_signing import SigningKey
 
 __all__ = ["ACR_AUDIENCE", "ARM_AUDIENCES", "Image", "Registry", "build_image"]
@@ -123,7 +122,7 @@ class Registry:
     """The registry's state and knobs (read on every request).
 
     Args:
-        clock: the emulator's clock.
+        now: the emulator's current time (its clock's ``time``).
         verify_entra_token: checks an Entra access token's signature and time window and
             returns its claims (raises ValueError).
         refresh_token_lifetime: seconds an ACR refresh token is valid (ACR: 3 hours).
@@ -133,7 +132,7 @@ class Registry:
         tenant_id: the registry's tenant; ``None`` accepts any tenant the token names.
     """
 
-    clock: Clock
+    now: Callable[[], float]
     verify_entra_token: Callable[[str], dict[str, Any]]
     refresh_token_lifetime: int = 3 * 3600
     access_token_lifetime: int = 4500
@@ -178,7 +177,7 @@ class Registry:
             claims = self._check_exchange(form, service)
         except _Refusal as refusal:
             return _error(refusal.status, refusal.code, refusal.message)
-        now = int(self.clock.time())
+        now = int(self.now())
         refresh_claims = {
             "jti": str(uuid.uuid4()),
             "sub": claims.get("oid") or claims.get("sub"),
@@ -253,7 +252,7 @@ class Registry:
         claims = self._check_refresh_token(refresh, service)
         if claims is None:
             return _error(401, "UNAUTHORIZED", _AUTH_HELP)
-        now = int(self.clock.time())
+        now = int(self.now())
         access = [entry for scope in scopes if (entry := _pull_access(scope)) is not None]
         access_claims = {
             "jti": str(uuid.uuid4()),
@@ -275,7 +274,7 @@ class Registry:
             claims = self.key.verify(token)
         except ValueError:
             return None
-        now = self.clock.time()
+        now = self.now()
         valid = (
             claims.get("iss") == ISSUER
             and claims.get("grant_type") == "refresh_token"
@@ -307,7 +306,7 @@ class Registry:
             claims = self.key.verify(token.strip())
         except ValueError:
             return False
-        now = self.clock.time()
+        now = self.now()
         if claims.get("aud") != request.host.lower() or not (
             float(claims.get("nbf", 0)) <= now < float(claims.get("exp", 0))
         ):

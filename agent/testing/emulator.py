@@ -208,7 +208,10 @@ class Emulator:
         #: PEM CA bundle clients must trust when started with ``tls=True``.
         self.ca_file: str | None = None
         #: The Azure Container Registry served at this address (agent.testing._acr).
-        self.registry = acr.Registry(clock=self.clock, verify_entra_token=self.verify_access_token)
+        self.registry = acr.Registry(
+            now=lambda: self.clock.time(),  # noqa: PLW0108 - tests replace the clock
+            verify_entra_token=self.verify_access_token,
+        )
 
         self._failures: dict[str, deque[_Failure]] = {"oidc": deque(), "token": deque()}
         self._devops_key: SigningKey | None = None

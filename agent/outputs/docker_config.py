@@ -1,0 +1,91 @@
+"""Render a Docker ``config.json`` for container registries, merged into an existing one.
+
+Source: docker/cli ``cli/config/configfile/file.go`` (``auths``, ``credHelpers``, ``auth`` as
+base64 ``user:password``, ``identitytoken``) and containers/image's ``containers-auth.json(5)``,
+which reads the same two keys (``REGISTRY_AUTH_FILE``).
+
+Two modes:
+
+- ``credHelpers``: ``"credHelpers": {"<registry>": "azauth"}``, so the tool runs
+  ``docker-credential-azauth`` for each registry and always gets a fresh token;
+- ``auths``: ``"auths": {"<registry>": {"auth": base64("00000000-0000-0000-0000-000000000000:"),
+  "identitytoken": "<ACR refresh token>"}}`` for tools that run no helper; the tool trades the
+  identity token at the registry's ``/oauth2/token`` itself.
+
+Every other key and every other registry's entry of the existing file is kept. A registry
+written in one mode loses its entry of the other mode (a ``credHelpers`` entry would take
+precedence over a fresh ``auths`` entry). Pure: the caller reads the old bytes and writes the
+new ones atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+
+from agent.docker_credential import ACR_USERNAME
+
+__all__ = ["HELPER_SUFFIX", "render_docker_config"]
+
+HELPER_SUFFIX = "azauth"
+"""The ``credHelpers`` value naming ``docker-credential-azauth``."""
+
+
+def render_docker_config(
+    existing: bytes | None,
+    *,
+    cred_helpers: list[str] | tuple[str, ...] = (),
+    identity_tokens: Mapping[str, str] | None = None,
+) -> bytes:
+    """The new ``config.json``: ``existing`` (or ``{}``) with these registries' entries set.
+
+    Args:
+        existing: the current file's bytes, or ``None`` when there is none (empty counts as none).
+        cred_helpers: registries to point at ``docker-credential-azauth``.
+        identity_tokens: registry -> ACR refresh token, written as ``auths`` entries.
+
+    Raises:
+        ValueError: the existing file is not a JSON object (or its ``auths``/``credHelpers`` are
+            not objects): it is never overwritten; or a token contains whitespace.
+    """
+    document = _parse(existing)
+    helpers = _section(document, "credHelpers")
+    auths = _section(document, "auths")
+    for registry in cred_helpers:
+        helpers[registry] = HELPER_SUFFIX
+        auths.pop(registry, None)
+    basic = base64.b64encode(f"{ACR_USERNAME}:".encode()).decode()
+    for registry, token in (identity_tokens or {}).items():
+        if not token or any(ch.isspace() for ch in token):
+            raise ValueError(f"the refresh token of {registry} is empty or contains whitespace")
+        entry = auths.get(registry)
+        entry = dict(entry) if isinstance(entry, dict) else {}
+        entry.update({"auth": basic, "identitytoken": token})
+        auths[registry] = entry
+        helpers.pop(registry, None)
+    for name, section in (("credHelpers", helpers), ("auths", auths)):
+        if section:
+            document[name] = section
+        else:
+            document.pop(name, None)
+    return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+
+
+def _parse(existing: bytes | None) -> dict[str, object]:
+    if existing is None or not existing.strip():
+        return {}
+    try:
+        document = json.loads(existing.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("the existing file is not JSON; refusing to overwrite it") from None
+    if not isinstance(document, dict):
+        raise ValueError("the existing file is not a JSON object; refusing to overwrite it")  # noqa: TRY004
+    return document
+
+
+def _section(document: dict[str, object], name: str) -> dict[str, object]:
+    section = document.get(name, {})
+    if not isinstance(section, dict):
+        raise ValueError(f"the existing file's {name} is not an object; refusing to overwrite it")  # noqa: TRY004
+    return dict(section)
