@@ -326,6 +326,7 @@ class Runner:
 
     async def _keep_fresh(self, plan: ConnectionPlan, stop: asyncio.Event) -> None:
         failures = 0
+        retry_at = 0.0  # after a failure: when to try again (fixed once, not pushed back)
         while not stop.is_set():
             due = self._due_times(plan)
             if not due:
@@ -333,7 +334,7 @@ class Runner:
             now = self._clock.time()
             next_at = min(due.values())
             if failures:
-                next_at = max(next_at, now + self._backoff(failures, plan))
+                next_at = max(next_at, retry_at)
             if next_at > now:
                 await self._sleep_until_stop(next_at - now, stop)
                 if stop.is_set():
@@ -350,6 +351,7 @@ class Runner:
                 await self._print_pipeline_variables(plan, affected)
             except AzauthError as exc:
                 failures += 1
+                retry_at = self._clock.time() + self._backoff(failures, plan)
                 report.error = exc
                 _log.warning(
                     "refresh_failed",

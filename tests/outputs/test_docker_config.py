@@ -1,0 +1,249 @@
+"""The docker_config output: the merging renderer, the runner in both modes, faults over time."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import random
+import stat
+
+import pytest
+
+from agent.config import load_config
+from agent.exceptions import ExitCode
+from agent.outputs.docker_config import render_docker_config
+from agent.runner import Runner
+from agent.testing.emulator import Emulator
+from agent.testing.fakes import FakeClock
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "11111111-2222-3333-4444-555555555555"
+SC = "00000000-aaaa-bbbb-cccc-000000000001"
+NULL_GUID = "00000000-0000-0000-0000-000000000000"
+ACR_SCOPE = "https://containerregistry.azure.net/.default"
+
+
+# ------------------------------------------------------------------------------------------------
+# The renderer
+
+
+def test_cred_helpers_are_added_and_everything_else_is_kept() -> None:
+    existing = {
+        "auths": {"docker.io": {"auth": "dXNlcjpwYXNz"}, "contoso.azurecr.io": {"auth": "eA=="}},
+        "credsStore": "desktop",
+        "credHelpers": {"gcr.io": "gcloud"},
+        "HttpHeaders": {"User-Agent": "ci"},
+    }
+
+    out = json.loads(
+        render_docker_config(json.dumps(existing).encode(), cred_helpers=["contoso.azurecr.io"])
+    )
+
+    assert out == {
+        "auths": {"docker.io": {"auth": "dXNlcjpwYXNz"}},
+        "credsStore": "desktop",
+        "credHelpers": {"gcr.io": "gcloud", "contoso.azurecr.io": "azauth"},
+        "HttpHeaders": {"User-Agent": "ci"},
+    }
+
+
+def test_auths_hold_the_refresh_token_as_identity_token_with_the_null_guid() -> None:
+    existing = {"credHelpers": {"contoso.azurecr.io": "acr-env"}, "auths": {"a.io": {}}}
+
+    out = json.loads(
+        render_docker_config(
+            json.dumps(existing).encode(), identity_tokens={"contoso.azurecr.io": "eyJ.rt.sig"}
+        )
+    )
+
+    entry = out["auths"]["contoso.azurecr.io"]
+    assert entry["identitytoken"] == "eyJ.rt.sig"
+    assert base64.b64decode(entry["auth"]).decode() == f"{NULL_GUID}:"
+    assert "credHelpers" not in out  # its only entry would have shadowed the fresh token
+    assert out["auths"]["a.io"] == {}
+
+
+@pytest.mark.parametrize("existing", [None, b"", b"  \n"])
+def test_a_missing_or_empty_file_starts_from_nothing(existing: bytes | None) -> None:
+    out = render_docker_config(existing, cred_helpers=["r.azurecr.io"])
+
+    assert json.loads(out) == {"credHelpers": {"r.azurecr.io": "azauth"}}
+    assert out.endswith(b"}\n")
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [b"{not json", b"[1, 2]", b'{"auths": []}', b'{"credHelpers": "x"}', b"\xff\xfe"],
+)
+def test_a_file_that_is_not_a_docker_config_is_never_overwritten(existing: bytes) -> None:
+    with pytest.raises(ValueError, match="refusing to overwrite it"):
+        render_docker_config(existing, cred_helpers=["r.azurecr.io"])
+
+
+def test_a_token_with_whitespace_is_refused_without_showing_it() -> None:
+    with pytest.raises(ValueError, match="r.azurecr.io") as caught:
+        render_docker_config(None, identity_tokens={"r.azurecr.io": "abc def"})
+    assert "abc" not in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# The runner
+
+
+def write_profile(workdir, emu: Emulator, mode: str, *, extra: str = "") -> None:
+    registry = emu.url.removeprefix("http://").removeprefix("https://")
+    (workdir / "azauth.toml").write_text(
+        f"""
+[connections.acr]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+
+[profiles.ci]
+connections = ["acr"]
+
+[profiles.ci.registries."{registry}"]
+connection = "acr"
+
+[[profiles.ci.outputs]]
+kind = "docker_config"
+path = "docker/config.json"
+mode = "{mode}"
+{extra}
+""",
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+async def tls_emu(monkeypatch):
+    emulator = Emulator()
+    await emulator.start(tls=True)
+    emulator.add_connection(SC, TENANT, CLIENT)
+    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emulator.oidc_request_uri)
+    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emulator.system_access_token)
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emulator.authority)
+    assert emulator.ca_file is not None
+    monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_file)
+    try:
+        yield emulator
+    finally:
+        await emulator.close()
+
+
+def registry_of(emu: Emulator) -> str:
+    return emu.url.removeprefix("https://")
+
+
+def config_file(workdir) -> dict:
+    return json.loads((workdir / "docker" / "config.json").read_text())
+
+
+async def test_cred_helpers_mode_needs_no_token_and_merges(workdir, tls_emu) -> None:
+    write_profile(workdir, tls_emu, "credHelpers")
+    (workdir / "docker").mkdir()
+    (workdir / "docker" / "config.json").write_text('{"auths": {"docker.io": {"auth": "eA=="}}}')
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        report = await runner.run_once()
+
+    assert report.exit_code == ExitCode.OK
+    assert config_file(workdir) == {
+        "auths": {"docker.io": {"auth": "eA=="}},
+        "credHelpers": {registry_of(tls_emu): "azauth"},
+    }
+    assert stat.S_IMODE((workdir / "docker" / "config.json").stat().st_mode) == 0o600
+    assert tls_emu.counts["token"] == 0
+    assert tls_emu.registry.counts["exchange"] == 0
+
+
+async def test_auths_mode_writes_a_refresh_token_the_registry_accepts(workdir, tls_emu) -> None:
+    write_profile(workdir, tls_emu, "auths")
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        report = await runner.run_once()
+
+    assert report.exit_code == ExitCode.OK
+    entry = config_file(workdir)["auths"][registry_of(tls_emu)]
+    claims = tls_emu.registry.key.verify(entry["identitytoken"])
+    assert claims["aud"] == registry_of(tls_emu)
+    assert claims["grant_type"] == "refresh_token"
+    form = next(r.form for r in tls_emu.requests if r.endpoint == "token")
+    assert form is not None
+    assert form["scope"] == ACR_SCOPE
+
+
+async def test_an_existing_file_that_is_not_json_is_left_alone(workdir, tls_emu) -> None:
+    write_profile(workdir, tls_emu, "credHelpers")
+    (workdir / "docker").mkdir()
+    (workdir / "docker" / "config.json").write_text("# not json\n")
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        report = await runner.run_once()
+
+    assert report.exit_code == ExitCode.OUTPUT
+    assert (workdir / "docker" / "config.json").read_text() == "# not json\n"
+    assert "refusing to overwrite it" in str(report.connections[0].error)
+
+
+async def test_a_refused_exchange_fails_the_output_and_names_the_registry(workdir, tls_emu) -> None:
+    write_profile(workdir, tls_emu, "auths")
+    tls_emu.registry.tenant_id = "someone-else"
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        report = await runner.run_once()
+
+    assert report.exit_code == ExitCode.AUTH
+    assert f"registry {registry_of(tls_emu)} refused the token exchange" in str(
+        report.connections[0].error
+    )
+    assert not (workdir / "docker" / "config.json").exists()
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_watch_keeps_a_valid_refresh_token_in_the_file_through_outages(
+    workdir, tls_emu, seed
+) -> None:
+    """Property: whenever the file is read, its refresh token is accepted by the registry.
+
+    Refresh tokens live 20 minutes here (Entra tokens an hour); registry outages (503, 429)
+    are scripted at random.
+    """
+    rng = random.Random(seed)
+    clock = FakeClock()
+    tls_emu.clock = clock
+    tls_emu.registry.refresh_token_lifetime = 1200
+    write_profile(workdir, tls_emu, "auths")
+    stop = asyncio.Event()
+    checked = 0
+    async with Runner(
+        load_config().profile(), env=dict(os.environ), clock=clock, stdout=io.StringIO(), rng=rng
+    ) as runner:
+        task = asyncio.create_task(runner.watch(stop))
+        start = clock.time()
+        while clock.time() < start + 3 * 3600:
+            if rng.random() < 0.01 and not tls_emu.registry.exchange_failures:
+                tls_emu.registry.exchange_failures.extend(
+                    rng.choice([503, 429]) for _ in range(rng.randint(1, 6))
+                )
+            path = workdir / "docker" / "config.json"
+            if path.exists():
+                token = json.loads(path.read_text())["auths"][registry_of(tls_emu)]
+                claims = tls_emu.registry.key.verify(token["identitytoken"])
+                assert claims["exp"] > clock.time(), (seed, clock.time() - start)
+                checked += 1
+            await asyncio.sleep(0.003)
+        stop.set()
+        await task
+
+    assert checked > 50
+    assert tls_emu.registry.counts["exchange"] >= 3 * 3600 // 1200
