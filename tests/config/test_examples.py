@@ -10,7 +10,6 @@ import pytest
 from pydantic import BaseModel
 
 from agent.cli.main import main
-from agent.config.models import DockerConfigOutput, RegistryBinding
 from agent.config import (
     FIELD_NAMES,
     AzauthConfig,
@@ -23,6 +22,7 @@ from agent.config import (
     TokenFileOutput,
     load_config,
 )
+from agent.config.models import DockerConfigOutput, RegistryBinding
 from agent.config.schema import render_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
