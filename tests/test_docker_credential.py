@@ -10,8 +10,11 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -416,3 +419,62 @@ async def test_a_warm_get_loads_no_heavy_module(acr: Emulator, helper_env: dict[
     assert warm.returncode == 0
     assert json.loads(warm.stdout)["Username"] == dc.ACR_USERNAME
     assert "LOADED=\n" in warm.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# skopeo, through a docker_config output in auths mode kept fresh by `azauth run --watch`
+
+
+@needs_skopeo
+async def test_skopeo_pulls_with_an_auths_file_that_watch_mode_keeps_fresh(
+    acr: Emulator, helper_env: dict[str, str], tmp_path: Path
+) -> None:
+    registry = registry_of(acr)
+    acr.registry.refresh_token_lifetime = 6  # renewed by the runner every 3 s
+    config = Path(helper_env["AZAUTH_CONFIG"])
+    config.write_text(
+        config.read_text()
+        + '[[profiles.ci.outputs]]\nkind = "docker_config"\npath = "docker/auth.json"\n'
+        'mode = "auths"\n',
+        encoding="utf-8",
+    )
+    auth = tmp_path / "docker" / "auth.json"
+    auth.parent.mkdir()
+    auth.write_text('{"auths": {"docker.io": {"auth": "eA=="}}}', encoding="utf-8")
+    env = {**skopeo_env(helper_env), "REGISTRY_AUTH_FILE": str(auth)}
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "run",
+        "--watch",
+        cwd=tmp_path,
+        env={**helper_env, "PYTHONUNBUFFERED": "1"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while registry not in auth.read_text():
+            assert time.monotonic() < deadline, "the auths entry was not written"
+            await asyncio.sleep(0.05)
+        first_token = json.loads(auth.read_text())["auths"][registry]["identitytoken"]
+
+        inspected = await skopeo(env, "inspect", "--raw", f"docker://{registry}/hello:v1")
+        await asyncio.sleep(7)  # the first refresh token has expired by now
+        copied = await skopeo(
+            env, "copy", f"docker://{registry}/hello:v1", f"dir:{tmp_path / 'out'}"
+        )
+        document = json.loads(auth.read_text())
+    finally:
+        watch.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(watch.communicate(), 30)
+
+    assert watch.returncode == 0, err.decode()
+    assert inspected.returncode == 0, inspected.stderr
+    assert copied.returncode == 0, copied.stderr
+    assert document["auths"]["docker.io"] == {"auth": "eA=="}  # the user's entry is kept
+    assert document["auths"][registry]["identitytoken"] != first_token
+    assert acr.registry.counts["exchange"] >= 3
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    assert first_token not in err.decode()
