@@ -478,3 +478,73 @@ async def test_skopeo_pulls_with_an_auths_file_that_watch_mode_keeps_fresh(
     assert acr.registry.counts["exchange"] >= 3
     assert stat.S_IMODE(auth.stat().st_mode) == 0o600
     assert first_token not in err.decode()
+
+
+# ------------------------------------------------------------------------------------------------
+# azauth exec --registry
+
+
+async def azauth_exec(
+    env: dict[str, str], cwd: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agent", "exec", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_exec_registry_gives_the_command_a_private_docker_config_removed_afterwards(
+    acr: Emulator, helper_env: dict[str, str], tmp_path: Path
+) -> None:
+    registry = registry_of(acr)
+    script = 'echo "$DOCKER_CONFIG"; echo "$REGISTRY_AUTH_FILE"; cat "$REGISTRY_AUTH_FILE"'
+
+    result = await azauth_exec(
+        helper_env, tmp_path, "--no-preset", "--registry", registry, "--", "sh", "-c", script
+    )
+
+    assert result.returncode == 0, result.stderr
+    docker_config, auth_file, *document = result.stdout.splitlines()
+    assert auth_file == f"{docker_config}/config.json"
+    entry = json.loads("\n".join(document))["auths"][registry]
+    assert acr.registry.key.verify(entry["identitytoken"])["aud"] == registry
+    assert not Path(docker_config).exists()
+
+
+async def test_exec_registry_refuses_a_registry_the_profile_does_not_serve(
+    helper_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = await azauth_exec(helper_env, tmp_path, "--registry", "ghcr.io", "--", "true")
+
+    assert result.returncode == 2
+    assert "--registry 'ghcr.io': profile 'ci' does not serve this registry" in result.stderr
+
+
+@needs_skopeo
+async def test_skopeo_under_exec_registry_inspects_the_image(
+    acr: Emulator, helper_env: dict[str, str], tmp_path: Path
+) -> None:
+    registry = registry_of(acr)
+    assert SKOPEO is not None
+
+    result = await azauth_exec(
+        skopeo_env(helper_env),
+        tmp_path,
+        "--no-preset",
+        "--registry",
+        registry,
+        "--",
+        SKOPEO,
+        "inspect",
+        "--raw",
+        f"docker://{registry}/hello:v1",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.encode() == acr.registry.images["hello"].manifest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -103,6 +104,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="with --serve: also the IMDS endpoint, as ARM_USE_MSI and ARM_MSI_ENDPOINT",
     )
     parser.add_argument(
+        "--registry",
+        action="append",
+        metavar="HOST",
+        help=(
+            "give COMMAND a private DOCKER_CONFIG and REGISTRY_AUTH_FILE holding this container "
+            "registry's ACR refresh token, kept fresh; repeatable (from the profile's registries)"
+        ),
+    )
+    parser.add_argument(
         "--remove-on-exit",
         action="store_true",
         default=None,
@@ -164,12 +174,23 @@ async def _main(
         providers=(_token_server(profile, imds=args.imds),) if args.serve else (),
     )
     env: dict[str, str] = dict(os.environ)
+    registries = None
+    if args.registry:
+        from agent.exec_registries import registry_setup  # noqa: PLC0415
+
+        registries = registry_setup(profile, args.registry, env, outputs=not args.no_outputs)
+        profile = registries.profile
+        request = dataclasses.replace(
+            request, outputs=True, providers=(*request.providers, registries.provider)
+        )
     emulator = await start_emulator(profile, env, tls=True) if args.emulate else None
     try:
         return await supervise(profile, request, env=env)
     finally:
         if emulator is not None:
             await emulator.close()
+        if registries is not None:
+            registries.remove()
 
 
 def _token_server(profile: ResolvedProfile, *, imds: bool) -> EnvProvider:
