@@ -50,3 +50,26 @@ def test_pipeline_example_profile_runs_against_the_emulator(tmp_path):
     assert (tmp_path / ".azauth/platform.env").read_text().count("ARM_") >= 4
     assert "STATE_OIDC_TOKEN_FILE" in (tmp_path / ".azauth/state.env").read_text()
     assert "##vso[task.setvariable variable=VAULT_TOKEN;issecret=true]" in result.stdout
+
+
+def test_container_registries_example_profile_and_pipeline(tmp_path):
+    text = section("Container registries")
+    profile = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    pipeline = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    steps = pipeline["jobs"][0]["steps"]
+    assert any("docker-credential-azauth" in str(step) for step in steps)
+    assert sum(step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)" for step in steps) >= 2
+    (tmp_path / "azauth.toml").write_text(profile)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--emulate"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    config = (tmp_path / ".azauth/docker/config.json").read_text()
+    assert '"contoso.azurecr.io": "azauth"' in config
