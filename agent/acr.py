@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
+from agent._secrets import redact_text
 from agent.docker_credential import ACR_USERNAME, registry_host
 from agent.exceptions import AuthenticationError
 from agent.jwt import unverified_claims
@@ -172,8 +173,9 @@ def _first_error(document: dict[str, object] | None) -> tuple[str | None, str | 
         return None, None
     code = errors[0].get("code")
     message = errors[0].get("message")
-    code = code[:100] if isinstance(code, str) else None
-    message = message[:300] if isinstance(message, str) else None
+    # A registry's text could echo what it was sent: registered secrets are masked.
+    code = redact_text(code[:100]) if isinstance(code, str) else None
+    message = redact_text(message[:300]) if isinstance(message, str) else None
     return code, message
 
 

@@ -346,3 +346,17 @@ class _Later:
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def test_a_registry_echoing_the_sent_token_does_not_put_it_in_the_error() -> None:
+    from agent._secrets import register_secret
+
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA"
+    register_secret(token)
+    body = {"errors": [{"code": "UNAUTHORIZED", "message": f"bad token {token}"}]}
+
+    with pytest.raises(acr.RegistryError) as caught:
+        acr.parse_exchange_response(response(401, body), "r.azurecr.io", fallback_expires_on=0)
+
+    assert token not in str(caught.value)
+    assert "UNAUTHORIZED" in str(caught.value)

@@ -58,7 +58,13 @@ def test_container_registries_example_profile_and_pipeline(tmp_path):
     pipeline = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
     steps = pipeline["jobs"][0]["steps"]
     assert any("docker-credential-azauth" in str(step) for step in steps)
-    assert sum(step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)" for step in steps) >= 2
+    assert (
+        sum(
+            step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)"
+            for step in steps
+        )
+        >= 2
+    )
     (tmp_path / "azauth.toml").write_text(profile)
 
     result = subprocess.run(
