@@ -29,18 +29,20 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from agent.clock import Clock
-    from agent.config import ResolvedProfile
+    from agent.config import LoadedConfig, ResolvedProfile
     from agent.credential_process import TokenDetails
 
 __all__ = [
     "REUSE_MARGIN",
     "RegistryNotServedError",
+    "RegistryTarget",
     "cached_refresh_token",
     "forget_refresh_token",
     "obtain_refresh_token",
     "output_registries",
     "refresh_on",
     "registry_selector",
+    "resolve_registry",
     "served_registry",
     "warm_get",
 ]
@@ -134,13 +136,49 @@ def served_registry(profile: ResolvedProfile, registry: str) -> tuple[str, str]:
     raise RegistryNotServedError(registry)
 
 
+class RegistryTarget:
+    """Who serves a registry: the loaded file, the profile, the connection and the scope."""
+
+    __slots__ = ("connection_name", "loaded", "profile", "registry", "scope")
+
+    def __init__(
+        self,
+        registry: str,
+        loaded: LoadedConfig,
+        profile: ResolvedProfile,
+        binding: tuple[str, str],
+    ) -> None:
+        self.registry = registry
+        self.loaded = loaded
+        self.profile = profile
+        self.connection_name, self.scope = binding
+
+    def __repr__(self) -> str:
+        return f"RegistryTarget({self.registry!r}, connection={self.connection_name!r})"
+
+
+def resolve_registry(registry: str, env: Mapping[str, str]) -> RegistryTarget:
+    """Load the profile ``azauth token`` would use and find who serves ``registry``.
+
+    Raises:
+        ConfigError: no profile can be loaded or selected.
+        RegistryNotServedError: the profile does not serve ``registry``.
+    """
+    from agent.config import load_config  # noqa: PLC0415 - imports pydantic
+
+    loaded = load_config(None, env=env)
+    profile = loaded.profile(None, env=env)
+    return RegistryTarget(registry, loaded, profile, served_registry(profile, registry))
+
+
 def obtain_refresh_token(
-    registry: str, env: Mapping[str, str], *, clock: Clock | None = None
+    registry: str | RegistryTarget, env: Mapping[str, str], *, clock: Clock | None = None
 ) -> TokenDetails:
     """A refresh token for ``registry``: from the cache while fresh, else a new exchange.
 
     The profile is the one ``azauth token`` would use (``AZAUTH_CONFIG``, ``AZAUTH_PROFILE``,
-    discovery). The returned details hold the refresh token as ``access_token``.
+    discovery), unless ``registry`` is an already resolved target. The returned details hold
+    the refresh token as ``access_token``.
 
     Raises:
         RegistryNotServedError: the profile does not serve ``registry``.
@@ -148,13 +186,12 @@ def obtain_refresh_token(
         AuthenticationError: Azure DevOps, Entra or the registry refused, or the network failed.
     """
     from agent.clock import SystemClock  # noqa: PLC0415 - imports asyncio
-    from agent.config import load_config  # noqa: PLC0415 - imports pydantic
     from agent.exceptions import OutputError  # noqa: PLC0415
 
     clock = clock or SystemClock()
-    loaded = load_config(None, env=env)
-    profile = loaded.profile(None, env=env)
-    connection_name, scope = served_registry(profile, registry)
+    target = registry if isinstance(registry, RegistryTarget) else resolve_registry(registry, env)
+    registry, loaded, profile = target.registry, target.loaded, target.profile
+    connection_name, scope = target.connection_name, target.scope
     connection = profile.connections[connection_name]
     variable = connection.system_access_token_env
     system_access_token = connection.system_access_token(env)

@@ -182,6 +182,19 @@ async def test_get_for_an_acr_host_without_a_profile_reports_the_problem(
     assert result.stdout.count("\n") == 1
 
 
+async def test_a_served_registry_without_the_system_token_reports_the_missing_variable(
+    acr: Emulator, helper_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in helper_env.items() if k != "SYSTEM_ACCESSTOKEN"}
+
+    result = await helper(env, "get", stdin=registry_of(acr))
+
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"azauth could not get credentials for {registry_of(acr)}: ")
+    assert "SYSTEM_ACCESSTOKEN is not set" in result.stdout
+    assert acr.counts["oidc"] == 0
+
+
 async def test_one_connection_without_a_registries_table_serves_azurecr_hosts_only(
     acr: Emulator, helper_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -75,24 +75,26 @@ def _get(data: bytes, env: Mapping[str, str]) -> int:
     except ValueError:
         return _fail(dc.NOT_FOUND)
     try:
-        details = registry_tokens.obtain_refresh_token(registry, env)
+        target = registry_tokens.resolve_registry(registry, env)
     except registry_tokens.RegistryNotServedError:
         return _fail(dc.NOT_FOUND)
     except AzauthError as exc:
-        if not is_acr_host(registry) and _is_config_problem(exc):
+        if not is_acr_host(registry):
             # Not a registry of ours by name, and no usable profile: let the client go on
             # anonymously (Docker Hub pulls must not fail because azauth is unconfigured).
             return _fail(dc.NOT_FOUND)
-        print(f"{dc.HELPER_NAME}: error: {exc}", file=sys.stderr)
-        return _fail(f"azauth could not get credentials for {registry}: {exc}")
+        return _failed(registry, exc)
+    try:
+        details = registry_tokens.obtain_refresh_token(target, env)
+    except AzauthError as exc:
+        return _failed(registry, exc)
     _out(dc.render_get(server_url, ACR_USERNAME, details.access_token))
     return 0
 
 
-def _is_config_problem(exc: Exception) -> bool:
-    from agent.exceptions import ConfigError  # noqa: PLC0415
-
-    return isinstance(exc, ConfigError)
+def _failed(registry: str, exc: Exception) -> int:
+    print(f"{dc.HELPER_NAME}: error: {exc}", file=sys.stderr)
+    return _fail(f"azauth could not get credentials for {registry}: {exc}")
 
 
 def _list(data: bytes, env: Mapping[str, str]) -> int:
