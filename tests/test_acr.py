@@ -360,3 +360,17 @@ def test_a_registry_echoing_the_sent_token_does_not_put_it_in_the_error() -> Non
 
     assert token not in str(caught.value)
     assert "UNAUTHORIZED" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "served_for"),
+    [(3 * 3600, 3 * 3600 - 1800), (3600, 1800), (600, 300), (4, 2), (0, 0)],
+)
+def test_refresh_tokens_are_served_until_30_minutes_or_half_their_life_remain(
+    lifetime: int, served_for: int
+) -> None:
+    from agent.registry_tokens import refresh_on
+
+    obtained = 1_800_000_000.0
+
+    assert refresh_on(obtained, int(obtained) + lifetime) == int(obtained) + served_for
