@@ -109,10 +109,16 @@ def warm_get(data: bytes, env: Mapping[str, str], now: float) -> str | None:
 
 
 def output_registries(profile: ResolvedProfile, output: object) -> list[str]:
-    """The registries a docker_config ``output`` writes: its list, else its connection's."""
+    """The registries a docker_config ``output`` writes.
+
+    Its ``registries`` list; else every registry of the profile (``credHelpers`` mode, where
+    the helper picks the connection), or those its connection serves (``auths`` mode).
+    """
     listed: list[str] = list(getattr(output, "registries", []) or [])
     if listed:
         return listed
+    if getattr(output, "mode", None) == "credHelpers":
+        return list(profile.registries)
     connection = getattr(output, "connection", None)
     return [
         host for host, binding in profile.registries.items() if binding.connection == connection

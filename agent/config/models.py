@@ -424,8 +424,8 @@ class DockerConfigOutput(_Model):
     registries: list[RegistryHost] = Field(
         default_factory=list,
         description=(
-            "The registries to write (default: every registry of the profile's registries "
-            "table served by this output's connection)."
+            "The registries to write, each served by the profile (default: every registry of "
+            "the profile's registries table; in auths mode those of this output's connection)."
         ),
     )
     scope: OutputScope = Field(

@@ -221,6 +221,14 @@ def _resolved_problems(config: AzauthConfig, name: str, lineage: list[str]) -> I
         return  # otherwise only unknown names, each already reported
     for index, output in enumerate(config.profiles[name].outputs):
         yield from _output_problems(config, name, ("profiles", name, "outputs", index), output)
+    yield from _registry_problems(config, name, lineage, connections)
+    yield from _path_problems(config, lineage, connections)
+
+
+def _registry_problems(
+    config: AzauthConfig, name: str, lineage: list[str], connections: list[str]
+) -> Iterator[Problem]:
+    """Registry bindings naming a foreign connection; docker_config registries not served."""
     for host, binding in config.profiles[name].registries.items():
         where = ("profiles", name, "registries", host, "connection")
         if binding.connection is None and len(connections) > 1:
@@ -236,7 +244,22 @@ def _resolved_problems(config: AzauthConfig, name: str, lineage: list[str]) -> I
                 f"{did_you_mean(binding.connection, connections)}",
                 f"one of: {', '.join(connections)}",
             )
-    yield from _path_problems(config, lineage, connections)
+    from agent.acr import is_acr_host  # noqa: PLC0415 - the registry concept stays there
+
+    served = {host for ancestor in lineage for host in config.profiles[ancestor].registries}
+    for index, output in enumerate(config.profiles[name].outputs):
+        if output.kind != "docker_config":
+            continue
+        for position, host in enumerate(output.registries):
+            implicit = not served and len(connections) == 1 and is_acr_host(host)
+            if host not in served and not implicit:
+                yield Problem(
+                    ("profiles", name, "outputs", index, "registries", position),
+                    f"registry {host!r} is not served by profile {name!r}"
+                    f"{did_you_mean(host, sorted(served))}",
+                    f"a host of profiles.{name}.registries"
+                    + (f": {', '.join(sorted(served))}" if served else ""),
+                )
 
 
 def _path_problems(

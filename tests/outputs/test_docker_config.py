@@ -247,3 +247,32 @@ async def test_watch_keeps_a_valid_refresh_token_in_the_file_through_outages(
 
     assert checked > 50
     assert tls_emu.registry.counts["exchange"] >= 3 * 3600 // 1200
+
+
+def test_a_docker_config_registry_the_profile_does_not_serve_is_a_config_error(tmp_path) -> None:
+    from agent.exceptions import ConfigError
+
+    (tmp_path / "azauth.toml").write_text(
+        f"""
+[connections.acr]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+[profiles.ci]
+connections = ["acr"]
+[profiles.ci.registries."contoso.azurecr.io"]
+[[profiles.ci.outputs]]
+kind = "docker_config"
+path = "config.json"
+registries = ["contoso.azurecr.io", "contoso.azurecr.i"]
+""",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "azauth.toml", env={})
+
+    message = str(caught.value)
+    assert "profiles.ci.outputs[0].registries[1]" in message
+    assert "registry 'contoso.azurecr.i' is not served by profile 'ci'" in message
+    assert "did you mean 'contoso.azurecr.io'" in message
