@@ -34,7 +34,7 @@ from agent.exceptions import AuthenticationError, AzauthError, ConfigError, Exit
 from agent.jwt import unverified_claims
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write, remove_output
-from agent.outputs.docker_config import render_docker_config
+from agent.outputs.docker_config import remove_registries, render_docker_config
 from agent.outputs.env_file import render_env_file
 from agent.outputs.fields import TokenFields
 from agent.outputs.pipeline_variables import render_pipeline_variables
@@ -224,8 +224,23 @@ class Runner:
         return list(self._written)
 
     def remove_outputs(self) -> list[str]:
-        """Delete every file this runner wrote (``remove_on_exit``); return the removed ones."""
-        return [path for path in self._written if remove_output(path)]
+        """Delete every file this runner wrote (``remove_on_exit``); return the removed ones.
+
+        A docker_config file loses only this profile's registries; it is deleted when nothing
+        of the user's is left in it.
+        """
+        merged = {
+            output.path: output_registries(self.profile, output)
+            for output in self.profile.outputs
+            if output.kind == "docker_config"
+        }
+        removed = []
+        for path in self._written:
+            if path in merged and _unmerge(path, merged[path]):
+                continue
+            if remove_output(path):
+                removed.append(path)
+        return removed
 
     # ----------------------------------------------------------------------------------------
     # One pass
@@ -664,6 +679,20 @@ def _read_existing(path: str) -> bytes | None:
         return None
     except OSError as exc:
         raise OutputError(f"cannot read the existing file: {exc.strerror}", path=path) from None
+
+
+def _unmerge(path: str, registries: list[str]) -> bool:
+    """Write ``path`` back without ``registries``; ``False`` when it should be deleted instead."""
+    try:
+        existing = _read_existing(path)
+        remaining = remove_registries(existing, registries) if existing is not None else None
+        if remaining is None:
+            return False
+        atomic_write(path, remaining)
+    except (AzauthError, ValueError) as exc:
+        _log.warning("output_not_restored", path=path, error=str(exc))
+        return True  # not ours to delete any more
+    return True
 
 
 def _write_files(files: list[tuple[str, bytes]]) -> None:

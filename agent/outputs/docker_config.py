@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from agent.docker_credential import ACR_USERNAME
 
-__all__ = ["HELPER_SUFFIX", "render_docker_config"]
+__all__ = ["HELPER_SUFFIX", "remove_registries", "render_docker_config"]
 
 HELPER_SUFFIX = "azauth"
 """The ``credHelpers`` value naming ``docker-credential-azauth``."""
@@ -89,3 +89,25 @@ def _section(document: dict[str, object], name: str) -> dict[str, object]:
     if not isinstance(section, dict):
         raise ValueError(f"the existing file's {name} is not an object; refusing to overwrite it")  # noqa: TRY004
     return dict(section)
+
+
+def remove_registries(existing: bytes, registries: list[str] | tuple[str, ...]) -> bytes | None:
+    """``existing`` without these registries' entries; ``None`` when nothing else is left.
+
+    What ``remove_on_exit`` writes back: the user's own entries and keys stay.
+
+    Raises:
+        ValueError: the file is not a Docker config (it is then left alone).
+    """
+    document = _parse(existing)
+    for name in ("credHelpers", "auths"):
+        section = _section(document, name)
+        for registry in registries:
+            section.pop(registry, None)
+        if section:
+            document[name] = section
+        else:
+            document.pop(name, None)
+    if not document:
+        return None
+    return (json.dumps(document, indent=2) + "\n").encode("utf-8")

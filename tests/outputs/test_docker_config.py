@@ -276,3 +276,40 @@ registries = ["contoso.azurecr.io", "contoso.azurecr.i"]
     assert "profiles.ci.outputs[0].registries[1]" in message
     assert "registry 'contoso.azurecr.i' is not served by profile 'ci'" in message
     assert "did you mean 'contoso.azurecr.io'" in message
+
+
+@pytest.mark.parametrize("users_entry", [True, False])
+async def test_remove_outputs_takes_back_only_our_registries(workdir, tls_emu, users_entry) -> None:
+    write_profile(workdir, tls_emu, "credHelpers")
+    target = workdir / "docker" / "config.json"
+    target.parent.mkdir()
+    if users_entry:
+        target.write_text('{"auths": {"docker.io": {"auth": "eA=="}}, "credsStore": "pass"}')
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        await runner.run_once()
+        assert registry_of(tls_emu) in target.read_text()
+        removed = runner.remove_outputs()
+
+    if users_entry:
+        assert removed == []
+        assert json.loads(target.read_text()) == {
+            "auths": {"docker.io": {"auth": "eA=="}},
+            "credsStore": "pass",
+        }
+    else:
+        assert removed == ["docker/config.json"]
+        assert not target.exists()
+
+
+def test_remove_registries_keeps_everything_else() -> None:
+    from agent.outputs.docker_config import remove_registries
+
+    existing = json.dumps(
+        {"credHelpers": {"a.io": "azauth", "gcr.io": "gcloud"}, "auths": {"a.io": {}}}
+    ).encode()
+
+    assert json.loads(remove_registries(existing, ["a.io"])) == {
+        "credHelpers": {"gcr.io": "gcloud"}
+    }
+    assert remove_registries(b'{"auths": {"a.io": {}}}', ["a.io"]) is None
