@@ -24,23 +24,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self, TextIO
 
-from agent._http import HttpClient
-from agent.acr import RefreshToken
-from agent.acr_client import exchange_refresh_token
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
 from agent.credential import AzurePipelinesCredential, OidcToken
 from agent.exceptions import AuthenticationError, AzauthError, ConfigError, ExitCode, OutputError
-from agent.jwt import unverified_claims
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write, remove_output
-from agent.outputs.docker_config import remove_registries, render_docker_config
 from agent.outputs.env_file import render_env_file
 from agent.outputs.fields import TokenFields
 from agent.outputs.pipeline_variables import render_pipeline_variables
 from agent.outputs.presets import resolve_variables
 from agent.outputs.token_file import render_federated_token_file, render_token_file
-from agent.registry_tokens import output_registries, refresh_on
+from agent.registry_delivery import RegistryDelivery
 from agent.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -191,10 +186,8 @@ class Runner:
         for plan in self._plans:
             self.reports[plan.name].expected_outputs = len(plan.outputs)
         self._written: dict[str, None] = {}
-        # docker_config outputs in auths mode: ACR refresh tokens by (connection, registry), and
-        # when each connection's scopes are due again because a refresh token will expire.
-        self._registry_tokens: dict[tuple[str, str], RefreshToken] = {}
-        self._registry_due: dict[str, dict[str, float]] = {}
+        # docker_config outputs: their ACR refresh tokens and when those are due again.
+        self._registries = RegistryDelivery(profile, env=env, clock=self._clock, retry=self._retry)
         self._stdout_lock = asyncio.Lock()
         # Set by watch() once the first delivery is done, so supervisors (azauth exec) can
         # start their command only then.
@@ -226,21 +219,13 @@ class Runner:
     def remove_outputs(self) -> list[str]:
         """Delete every file this runner wrote (``remove_on_exit``); return the removed ones.
 
-        A docker_config file loses only this profile's registries; it is deleted when nothing
-        of the user's is left in it.
+        A docker_config file only loses azauth's registries (deleted when nothing else is left).
         """
-        merged = {
-            output.path: output_registries(self.profile, output)
-            for output in self.profile.outputs
-            if output.kind == "docker_config"
-        }
-        removed = []
-        for path in self._written:
-            if path in merged and _unmerge(path, merged[path]):
-                continue
-            if remove_output(path):
-                removed.append(path)
-        return removed
+        return [
+            path
+            for path in self._written
+            if not self._registries.restore(path) and remove_output(path)
+        ]
 
     # ----------------------------------------------------------------------------------------
     # One pass
@@ -329,7 +314,7 @@ class Runner:
             when = info.expires_on - min(margin, lifetime / 2)
             if info.refresh_on is not None:
                 when = min(when, info.refresh_on)
-            due[scope] = min(when, self._registry_due.get(plan.name, {}).get(scope, when))
+            due[scope] = self._registries.due(plan.name, scope, when)
         if plan.needs_oidc:
             oidc = report.oidc
             if oidc is None or oidc.expires_on is None:
@@ -514,7 +499,13 @@ class Runner:
         they overlap one another and never stall the event loop other connections use.
         """
         jobs: list[tuple[Output, str, list[tuple[str, bytes]]]] = []
-        first_error = await self._exchange_registries(plan, outputs)
+        first_error = await self._registries.exchange(
+            plan.name,
+            plan.connection.tenant_id,
+            outputs,
+            self.reports[plan.name].tokens,
+            self._session,
+        )
         for output in outputs:
             if output.kind == "pipeline_variables":
                 continue
@@ -559,7 +550,7 @@ class Runner:
             assert report.oidc is not None
             return [(output.path, render_federated_token_file(report.oidc.token))]
         if output.kind == "docker_config":
-            return [(output.path, self._render_docker_config(plan, output))]
+            return [(output.path, self._registries.render(plan.name, output))]
         fields = self._fields(plan, output)
         if output.kind == "token_file":
             return [(output.path, render_token_file(fields, output.format))]
@@ -572,61 +563,6 @@ class Runner:
         values = resolve_variables(output.preset, output.variables, fields)
         files.append((output.path, render_env_file(values, output.dialect).encode("utf-8")))
         return files
-
-    async def _exchange_registries(
-        self, plan: ConnectionPlan, outputs: list[Output] | tuple[Output, ...]
-    ) -> AzauthError | None:
-        """Exchange the Entra token of each ``auths``-mode docker_config output at its registries.
-
-        Returns the first failure (each is logged); the outputs it concerns are then not written.
-        """
-        first_error: AzauthError | None = None
-        report = self.reports[plan.name]
-        due: dict[str, float] = {}
-        for output in outputs:
-            if output.kind != "docker_config" or output.mode != "auths":
-                continue
-            scope = self.profile.scope_for(output)
-            info = report.tokens.get(scope) if scope is not None else None
-            if scope is None or info is None:
-                continue
-            http = HttpClient(
-                session=self._session, env=self._env, clock=self._clock, retry=self._retry
-            )
-            tenant = unverified_claims(info.token).get("tid") or plan.connection.tenant_id
-            for registry in output_registries(self.profile, output):
-                try:
-                    token = await exchange_refresh_token(
-                        http,
-                        registry,
-                        tenant=str(tenant),
-                        access_token=info.token,
-                        access_token_expires_on=int(info.expires_on),
-                    )
-                except AzauthError as exc:
-                    first_error = first_error or exc
-                    self._registry_tokens.pop((plan.name, registry), None)
-                    _log.error("registry_exchange_failed", registry=registry, error=str(exc))
-                    continue
-                self._registry_tokens[(plan.name, registry)] = token
-                when = refresh_on(self._clock.time(), token.expires_on)
-                due[scope] = min(due.get(scope, when), when)
-        self._registry_due.setdefault(plan.name, {}).update(due)
-        return first_error
-
-    def _render_docker_config(self, plan: ConnectionPlan, output: Output) -> bytes:
-        assert output.kind == "docker_config"
-        registries = output_registries(self.profile, output)
-        existing = _read_existing(output.path)
-        if output.mode == "credHelpers":
-            return render_docker_config(existing, cred_helpers=registries)
-        tokens: dict[str, str] = {}
-        for registry in registries:
-            token = self._registry_tokens.get((plan.name, registry))
-            if token is None:
-                raise ValueError(f"no refresh token for registry {registry}")
-            tokens[registry] = token.token
-        return render_docker_config(existing, identity_tokens=tokens)
 
     async def _print_pipeline_variables(
         self, plan: ConnectionPlan, outputs: list[Output] | tuple[Output, ...]
@@ -668,31 +604,6 @@ class Runner:
             labels = report.delivered.setdefault(key, [])
             if label not in labels:
                 labels.append(label)
-
-
-def _read_existing(path: str) -> bytes | None:
-    """The current bytes of a file an output merges into, or ``None`` when there is none."""
-    try:
-        with open(path, "rb") as file:  # noqa: PTH123 - str paths throughout
-            return file.read(1024 * 1024)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise OutputError(f"cannot read the existing file: {exc.strerror}", path=path) from None
-
-
-def _unmerge(path: str, registries: list[str]) -> bool:
-    """Write ``path`` back without ``registries``; ``False`` when it should be deleted instead."""
-    try:
-        existing = _read_existing(path)
-        remaining = remove_registries(existing, registries) if existing is not None else None
-        if remaining is None:
-            return False
-        atomic_write(path, remaining)
-    except (AzauthError, ValueError) as exc:
-        _log.warning("output_not_restored", path=path, error=str(exc))
-        return True  # not ours to delete any more
-    return True
 
 
 def _write_files(files: list[tuple[str, bytes]]) -> None:
