@@ -13,11 +13,13 @@ specification (``Authentication_ExchangeAadAccessTokenForAcrRefreshToken``, api-
    ACR refresh token as the password (or as an identity token), and trade it themselves at
    ``/oauth2/token`` for short-lived repository-scoped access tokens.
 
-Which Entra token. ACR accepts tokens for its own audience, ``https://containerregistry.azure.net``,
-on every registry. Tokens for Azure Resource Manager are accepted only while the registry's
+Which Entra token. ACR accepts tokens for its own audience, ``https://containerregistry.azure.net``
+(``.azure.us``, ``.azure.cn`` in the US Government and China clouds), on every registry. Tokens
+for Azure Resource Manager are accepted only while the registry's
 ``azureADAuthenticationAsArmPolicy`` is enabled (the default, which an Azure Policy built-in
-audits and denies). azauth therefore asks for :data:`ACR_SCOPE` by default, per registry
-overridable (``scope`` in the profile), and only when the cached ACR refresh token is stale.
+audits and denies). azauth therefore asks for ACR's audience (:func:`acr_scope`) by default,
+per registry overridable (``scope`` in the profile), and only when the cached ACR refresh token
+is stale.
 
 No I/O here: :mod:`agent.acr_client` sends what this module builds. Stdlib only.
 """
@@ -35,12 +37,14 @@ from agent.protocol import HttpRequest, HttpResponse
 
 __all__ = [
     "ACR_SCOPE",
+    "ACR_SCOPES",
     "ACR_SUFFIXES",
     "ACR_USERNAME",
     "EXCHANGE_PATH",
     "TOKEN_PATH",
     "RefreshToken",
     "RegistryError",
+    "acr_scope",
     "exchange_request",
     "is_acr_host",
     "parse_challenge",
@@ -51,7 +55,14 @@ __all__ = [
 ]
 
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
-"""The Entra scope of ACR's own audience: accepted by every registry."""
+"""The Entra scope of ACR's own audience in the public cloud: accepted by every registry."""
+
+ACR_SCOPES = {
+    "public": ACR_SCOPE,
+    "usgovernment": "https://containerregistry.azure.us/.default",
+    "china": "https://containerregistry.azure.cn/.default",
+}
+"""ACR's own audience per cloud (the names of :mod:`agent.clouds`)."""
 
 
 ACR_SUFFIXES = (".azurecr.io", ".azurecr.us", ".azurecr.cn")
@@ -218,6 +229,20 @@ def parse_challenge(header: str) -> dict[str, str]:
         if name:
             params[name] = value
     return params
+
+
+def acr_scope(registry: str, cloud: str = "public") -> str:
+    """The default Entra scope for ``registry``: its cloud's ACR audience.
+
+    The cloud is the registry's by its suffix (``.azurecr.us``, ``.azurecr.cn``), else
+    ``cloud`` (the connection's), else the public cloud.
+    """
+    name = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    if name.endswith(".azurecr.us"):
+        return ACR_SCOPES["usgovernment"]
+    if name.endswith(".azurecr.cn"):
+        return ACR_SCOPES["china"]
+    return ACR_SCOPES.get(cloud, ACR_SCOPE)
 
 
 def is_acr_host(registry: str) -> bool:

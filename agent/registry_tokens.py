@@ -131,14 +131,16 @@ def served_registry(profile: ResolvedProfile, registry: str) -> tuple[str, str]:
     Raises:
         RegistryNotServedError: the profile does not serve it.
     """
-    from agent.acr import ACR_SCOPE, is_acr_host  # noqa: PLC0415 - imports azure-core
+    from agent.acr import acr_scope, is_acr_host  # noqa: PLC0415 - imports azure-core
 
     binding = profile.registries.get(registry)
     if binding is not None:
         assert binding.connection is not None
-        return binding.connection, binding.scope or ACR_SCOPE
+        cloud = profile.connections[binding.connection].cloud
+        return binding.connection, binding.scope or acr_scope(registry, cloud)
     if not profile.registries and len(profile.connections) == 1 and is_acr_host(registry):
-        return next(iter(profile.connections)), ACR_SCOPE
+        name, connection = next(iter(profile.connections.items()))
+        return name, acr_scope(registry, connection.cloud)
     raise RegistryNotServedError(registry)
 
 

@@ -374,3 +374,20 @@ def test_refresh_tokens_are_served_until_30_minutes_or_half_their_life_remain(
     obtained = 1_800_000_000.0
 
     assert refresh_on(obtained, int(obtained) + lifetime) == int(obtained) + served_for
+
+
+@pytest.mark.parametrize(
+    ("registry", "cloud", "scope"),
+    [
+        ("contoso.azurecr.io", "public", "https://containerregistry.azure.net/.default"),
+        ("contoso.azurecr.us", "public", "https://containerregistry.azure.us/.default"),
+        ("contoso.azurecr.cn:443", "public", "https://containerregistry.azure.cn/.default"),
+        ("registry.contoso.com", "china", "https://containerregistry.azure.cn/.default"),
+        ("127.0.0.1:5000", "usgovernment", "https://containerregistry.azure.us/.default"),
+        ("127.0.0.1:5000", "public", "https://containerregistry.azure.net/.default"),
+    ],
+)
+def test_the_default_scope_is_acrs_audience_in_the_registrys_cloud(
+    registry: str, cloud: str, scope: str
+) -> None:
+    assert acr.acr_scope(registry, cloud) == scope

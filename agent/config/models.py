@@ -432,7 +432,8 @@ class DockerConfigOutput(_Model):
         default=None,
         description=(
             "auths mode: the scope of the Entra token exchanged at the registries, ending in "
-            "/.default (default: https://containerregistry.azure.net/.default)."
+            "/.default (default: ACR's audience in the connection's cloud, "
+            "https://containerregistry.azure.net/.default in the public cloud)."
         ),
     )
 
@@ -447,9 +448,9 @@ class RegistryBinding(_Model):
     scope: Scope | None = Field(
         default=None,
         description=(
-            "The Entra scope exchanged at the registry (default: "
-            "https://containerregistry.azure.net/.default; the ARM scope also works while the "
-            "registry accepts ARM-audience tokens)."
+            "The Entra scope exchanged at the registry (default: ACR's audience in the "
+            "registry's cloud, https://containerregistry.azure.net/.default in the public cloud; "
+            "the ARM scope also works while the registry accepts ARM-audience tokens)."
         ),
     )
 

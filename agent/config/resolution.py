@@ -60,9 +60,10 @@ class ResolvedProfile:
         if output.kind == "federated_token_file":
             return None
         if output.kind == "docker_config":
-            from agent.acr import ACR_SCOPE  # noqa: PLC0415 - the registry concept stays there
+            from agent.acr import acr_scope  # noqa: PLC0415 - the registry concept stays there
 
-            return output.scope or ACR_SCOPE
+            assert output.connection is not None
+            return output.scope or acr_scope("", self.connections[output.connection].cloud)
         assert output.connection is not None
         return output.scope or self.connections[output.connection].default_scope
 
