@@ -461,6 +461,7 @@ async def test_skopeo_pulls_with_an_auths_file_that_watch_mode_keeps_fresh(
         "agent",
         "run",
         "--watch",
+        "-vv",  # debug logs: still no token in them
         cwd=tmp_path,
         env={**helper_env, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.PIPE,
@@ -490,7 +491,10 @@ async def test_skopeo_pulls_with_an_auths_file_that_watch_mode_keeps_fresh(
     assert document["auths"][registry]["identitytoken"] != first_token
     assert acr.registry.counts["exchange"] >= 3
     assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    last_token = document["auths"][registry]["identitytoken"]
     assert first_token not in err.decode()
+    assert last_token not in err.decode()
+    assert "registry_exchange_failed" not in err.decode()
 
 
 # ------------------------------------------------------------------------------------------------
