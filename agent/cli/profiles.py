@@ -64,6 +64,11 @@ def render_profiles(loaded: LoadedConfig, active: str | None) -> str:
         lines.extend(_output_line(profile, output) for output in profile.outputs)
         if not profile.outputs:
             lines.append("    (no outputs)")
+        lines.extend(
+            f"    registry {host}: connection {binding.connection}"
+            + (f", scope {binding.scope}" if binding.scope else "")
+            for host, binding in profile.registries.items()
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +98,13 @@ def _output_line(profile: ResolvedProfile, output: Output) -> str:
             details.append(f"variables {', '.join(output.variables)}")
         if output.kind == "env_file" and output.effective_federated_token_path:
             details.append(f"federated token {output.effective_federated_token_path}")
+    elif output.kind == "docker_config":
+        from agent.registry_tokens import output_registries  # noqa: PLC0415
+
+        details.append(f"{output.mode} mode")
+        details.append(f"registries {', '.join(output_registries(profile, output)) or 'none'}")
+        if output.mode == "auths":
+            details.append(f"scope {scope}")
     elif scope is not None:
         details.append(f"scope {scope}")
     return f"    {output.kind} -> {target} ({'; '.join(details)})"

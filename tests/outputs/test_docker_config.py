@@ -313,3 +313,32 @@ def test_remove_registries_keeps_everything_else() -> None:
         "credHelpers": {"gcr.io": "gcloud"}
     }
     assert remove_registries(b'{"auths": {"a.io": {}}}', ["a.io"]) is None
+
+
+def test_profiles_lists_the_registries_and_the_docker_config_mode(tmp_path, capsys) -> None:
+    from agent.cli.main import main
+
+    (tmp_path / "azauth.toml").write_text(
+        f"""
+[connections.acr]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+[profiles.ci]
+connections = ["acr"]
+[profiles.ci.registries."contoso.azurecr.io"]
+[[profiles.ci.outputs]]
+kind = "docker_config"
+path = "config.json"
+""",
+        encoding="utf-8",
+    )
+
+    assert main(["profiles", "--config", str(tmp_path / "azauth.toml")]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "    docker_config -> config.json (connection acr; credHelpers mode; "
+        "registries contoso.azurecr.io)"
+    ) in lines
+    assert "    registry contoso.azurecr.io: connection acr" in lines
