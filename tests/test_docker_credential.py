@@ -365,14 +365,14 @@ async def test_skopeo_inspects_and_copies_through_the_helper_with_a_refresh_betw
     acr: Emulator, helper_env: dict[str, str], tmp_path: Path
 ) -> None:
     registry = registry_of(acr)
-    acr.registry.refresh_token_lifetime = 4  # served for 2 s, then exchanged again
+    acr.registry.refresh_token_lifetime = 8  # served for 4 s, then exchanged again
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"credHelpers": {registry: "azauth"}}), encoding="utf-8")
     env = {**skopeo_env(helper_env), "REGISTRY_AUTH_FILE": str(auth)}
     image = acr.registry.images["hello"]
 
     inspected = await skopeo(env, "inspect", "--raw", f"docker://{registry}/hello:v1")
-    await asyncio.sleep(4.5)  # the first refresh token has expired
+    await asyncio.sleep(8.5)  # the first refresh token has expired
     copied = await skopeo(env, "copy", f"docker://{registry}/hello:v1", f"dir:{tmp_path / 'out'}")
 
     assert inspected.returncode == 0, inspected.stderr
@@ -380,9 +380,9 @@ async def test_skopeo_inspects_and_copies_through_the_helper_with_a_refresh_betw
     assert copied.returncode == 0, copied.stderr
     for digest, blob in image.blobs.items():
         assert (tmp_path / "out" / digest.removeprefix("sha256:")).read_bytes() == blob
-    assert acr.registry.counts["exchange"] == 2
-    first, second = acr.registry.issued_refresh_tokens
-    assert second["iat"] >= first["exp"] - 2
+    issued = acr.registry.issued_refresh_tokens
+    assert len(issued) >= 2
+    assert issued[-1]["iat"] >= issued[0]["exp"] - 4  # the copy got a new one
 
 
 @needs_skopeo
@@ -443,7 +443,7 @@ async def test_skopeo_pulls_with_an_auths_file_that_watch_mode_keeps_fresh(
     acr: Emulator, helper_env: dict[str, str], tmp_path: Path
 ) -> None:
     registry = registry_of(acr)
-    acr.registry.refresh_token_lifetime = 6  # renewed by the runner every 3 s
+    acr.registry.refresh_token_lifetime = 10  # renewed by the runner every 5 s
     config = Path(helper_env["AZAUTH_CONFIG"])
     config.write_text(
         config.read_text()
@@ -475,7 +475,7 @@ async def test_skopeo_pulls_with_an_auths_file_that_watch_mode_keeps_fresh(
         first_token = json.loads(auth.read_text())["auths"][registry]["identitytoken"]
 
         inspected = await skopeo(env, "inspect", "--raw", f"docker://{registry}/hello:v1")
-        await asyncio.sleep(7)  # the first refresh token has expired by now
+        await asyncio.sleep(10.5)  # the first refresh token has expired by now
         copied = await skopeo(
             env, "copy", f"docker://{registry}/hello:v1", f"dir:{tmp_path / 'out'}"
         )
