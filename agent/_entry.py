@@ -46,16 +46,26 @@ def docker_credential_main() -> None:
 
 def main() -> None:
     """Entry point of the ``azauth`` command."""
+    from agent._stdio import (  # noqa: PLC0415 - stdlib only
+        guard_standard_streams,
+        quiet_broken_pipe,
+    )
+
     argv = sys.argv[1:]
-    if argv and argv[0] in _FAST_COMMANDS:
-        from agent.fastpath import serve  # noqa: PLC0415 - only these commands need it
+    closed = guard_standard_streams()
+    try:
+        if argv and argv[0] in _FAST_COMMANDS and not closed:
+            from agent.fastpath import serve  # noqa: PLC0415 - only these commands need it
 
-        code = serve(argv)
-        if code is not None:
-            sys.exit(code)
-    from agent.cli.main import main as cli_main  # noqa: PLC0415 - keep start-up lazy
+            fast = serve(argv)
+            if fast is not None:
+                sys.exit(fast)
+        from agent.cli.main import main as cli_main  # noqa: PLC0415 - keep start-up lazy
 
-    code = cli_main(argv)
+        code = cli_main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.exit(quiet_broken_pipe())
     # The process is about to exit: spare the interpreter's final collection of every object
     # the imports created (about 25 ms for `azauth run`, measured by bench/bench_run.py).
     import gc  # noqa: PLC0415

@@ -25,7 +25,7 @@ import aiohttp
 
 from agent._secrets import redact_text
 from agent.clock import Clock, SystemClock
-from agent.exceptions import TransportError
+from agent.exceptions import ConfigError, TransportError
 from agent.protocol import HttpRequest, HttpResponse
 from agent.retry import RetryPolicy
 
@@ -41,9 +41,45 @@ def ssl_context_from_env(env: Mapping[str, str]) -> ssl.SSLContext:
     costs milliseconds, and a profile with twenty connections would otherwise load it twenty
     times; a bundle rewritten in place (new size or modification time) is loaded again.
     """
-    cafile = env.get("SSL_CERT_FILE") or env.get("REQUESTS_CA_BUNDLE") or None
+    file_variable = "SSL_CERT_FILE" if env.get("SSL_CERT_FILE") else "REQUESTS_CA_BUNDLE"
+    cafile = env.get(file_variable) or None
     capath = env.get("SSL_CERT_DIR") or None
-    return _ssl_context(cafile, capath, _version(cafile), _version(capath))
+    _check_ca_location(file_variable, cafile, want_dir=False)
+    _check_ca_location("SSL_CERT_DIR", capath, want_dir=True)
+    try:
+        return _ssl_context(cafile, capath, _version(cafile), _version(capath))
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        named = f"{file_variable}={cafile!r}" if cafile else f"SSL_CERT_DIR={capath!r}"
+        raise ConfigError(
+            f"environment variable {named}: the CA bundle cannot be loaded "
+            f"({getattr(exc, 'reason', None) or exc.__class__.__name__})",
+            expected=_CA_EXPECTED,
+        ) from None
+
+
+_CA_EXPECTED = (
+    "a PEM file of CA certificates (SSL_CERT_FILE / REQUESTS_CA_BUNDLE) or a directory of hashed "
+    "certificates (SSL_CERT_DIR); unset the variable to use the system trust store (a stopped "
+    "`azauth emulator --tls` deletes its CA)"
+)
+
+
+def _check_ca_location(variable: str, path: str | None, *, want_dir: bool) -> None:
+    """Name the variable when its CA file or directory is missing or of the wrong kind."""
+    if path is None:
+        return
+    problem = None
+    location = Path(path)
+    if not location.exists():
+        problem = "does not exist"
+    elif want_dir and not location.is_dir():
+        problem = "is not a directory"
+    elif not want_dir and location.is_dir():
+        problem = "is a directory, not a file (a directory belongs in SSL_CERT_DIR)"
+    if problem is not None:
+        raise ConfigError(
+            f"environment variable {variable}={path!r}: {problem}", expected=_CA_EXPECTED
+        )
 
 
 def _version(path: str | None) -> tuple[int, int] | None:

@@ -24,6 +24,10 @@ def credential_for(
     Raises:
         ConfigError: the system access token variable is missing, or a value is invalid.
     """
+    from agent.envvalues import oidc_request_uri  # noqa: PLC0415
+
+    if "oidc_request_uri" not in options:
+        oidc_request_uri(env)  # the job environment first: a clear CONFIG error with a hint
     try:
         return AzurePipelinesCredential(
             tenant_id=connection.tenant_id,
@@ -35,5 +39,7 @@ def credential_for(
             env=env,
             **options,
         )
+    except ConfigError:
+        raise
     except ValueError as exc:
         raise ConfigError(str(exc), key_path=f"connections.{name}") from None

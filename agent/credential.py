@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from agent import _secrets
 from agent._http import HttpClient
 from agent.clock import Clock, SystemClock
+from agent.envvalues import clean_token, clean_url
 from agent.exceptions import (
     AuthenticationError,
     EntraError,
@@ -176,6 +177,7 @@ class AzurePipelinesCredential:
                 "at https://aka.ms/azsdk/python/identity/azurepipelinescredential/troubleshoot."
             )
         validate_tenant_id(tenant_id)
+        system_access_token = clean_token(system_access_token, source="system_access_token")
         self._env = env
         environment = self._environ()
         self._tenant_id = tenant_id
@@ -186,6 +188,8 @@ class AzurePipelinesCredential:
             authority or environment.get("AZURE_AUTHORITY_HOST") or DEFAULT_AUTHORITY
         )
         self._allowed_tenants = list(additionally_allowed_tenants or [])
+        if oidc_request_uri is not None:
+            oidc_request_uri = clean_url(oidc_request_uri, source="oidc_request_uri")
         self._oidc_request_uri = oidc_request_uri
         self._clock = clock or SystemClock()
         self._http = HttpClient(
@@ -334,7 +338,7 @@ class AzurePipelinesCredential:
         uri = self._environ().get("SYSTEM_OIDCREQUESTURI")
         if uri is None:
             raise credential_unavailable(MISSING_OIDC_URI)
-        return uri
+        return clean_url(uri, source="environment variable SYSTEM_OIDCREQUESTURI")
 
     async def _get(
         self,

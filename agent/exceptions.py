@@ -58,8 +58,11 @@ class AzauthError(Exception):
     exit_code: ExitCode = ExitCode.INTERNAL
 
 
-class ConfigError(AzauthError):
-    """A profile file or setting is invalid.
+class ConfigError(AzauthError, ValueError):
+    """A profile file, setting or environment variable is invalid.
+
+    Also a ``ValueError``: the Azure SDK raises ``ValueError`` for bad credential arguments, and
+    the library raises this one (naming the argument or variable) in the same places.
 
     Attributes:
         file: the file the mistake is in, if any.
@@ -150,7 +153,13 @@ def _rebuild(cls: type[AuthenticationError], message: str, status_code: int | No
 
 
 class CredentialUnavailableError(AuthenticationError):
-    """The credential cannot try to authenticate: required data (the environment) is missing."""
+    """The credential cannot try to authenticate: required data (the environment) is missing.
+
+    Its exit code is CONFIG, like every other "the job's environment is not what azauth needs"
+    case; it stays an AuthenticationError so azure-identity's chains move on past it.
+    """
+
+    exit_code = ExitCode.CONFIG
 
 
 class OidcRequestError(AuthenticationError):

@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from agent._stdio import guard_standard_streams, quiet_broken_pipe
 from agent.exceptions import AzauthError, ExitCode
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -59,8 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``azauth`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+# Commands whose answer is printed on stdout: with stdout closed (`>&-`) they have nowhere to
+# put it, which is a mistake in the command line, not something to discover after the work.
+_STDOUT_COMMANDS = frozenset(
+    {"token", "git-credential", "profiles", "env", "status", "serve", "emulator"}
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one return per outcome
+    """Run ``azauth`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    Every outcome is one line on stderr and an exit code: :class:`AzauthError` maps to its
+    ``exit_code``; a reader that went away (``| head -c1``) ends quietly with 141; anything else
+    is a bug, reported as ``azauth: internal error: ... (please report)`` with exit 1 (the
+    traceback only with ``-vv``).
+    """
+    closed = guard_standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -72,6 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
+    if "stdout" in closed and (
+        args.command in _STDOUT_COMMANDS
+        or (args.command == "schema" and not getattr(args, "output", None))
+    ):
+        print(
+            f"azauth: error: standard output is closed: `azauth {args.command}` prints its "
+            "answer there (remove `>&-`, or redirect to a file or /dev/null)",
+            file=sys.stderr,
+        )
+        return int(ExitCode.USAGE)
     try:
         return int(handler(args))
     except AzauthError as exc:
@@ -80,3 +105,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, never a traceback
+        return _internal_error(exc, verbose=getattr(args, "verbose", 0) or 0)
+
+
+def _internal_error(exc: BaseException, *, verbose: int) -> int:
+    """One line for an unexpected exception (secrets masked); the traceback only with -vv."""
+    from agent._secrets import redact_text  # noqa: PLC0415
+
+    if verbose >= 2:
+        import traceback  # noqa: PLC0415
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stderr.write(redact_text(text))
+    detail = redact_text(str(exc)).replace("\n", " ").strip()
+    name = type(exc).__name__
+    print(
+        f"azauth: internal error: {name}{': ' + detail if detail else ''} (please report; "
+        "-vv shows the traceback)",
+        file=sys.stderr,
+    )
+    return int(ExitCode.INTERNAL)

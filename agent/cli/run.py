@@ -114,8 +114,21 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, ResolvedProfile]:
 def run(args: argparse.Namespace) -> int:
     """Run the profile; return the exit code of the run (see the README's exit-code table)."""
     loaded, profile = _load(args)
+    _check_stdout(profile)
     configure_logging_from_args(args, profile.settings)
     return asyncio.run(_main(args, loaded, profile))
+
+
+def _check_stdout(profile: ResolvedProfile) -> None:
+    """Refuse before any work when pipeline variables would be printed on a closed stdout."""
+    from agent._stdio import stdout_was_closed  # noqa: PLC0415
+    from agent.exceptions import UsageError  # noqa: PLC0415
+
+    if stdout_was_closed() and any(o.kind == "pipeline_variables" for o in profile.outputs):
+        raise UsageError(
+            f"standard output is closed, and profile {profile.name!r} sets pipeline variables "
+            "with ##vso lines printed there (remove `>&-`; redirect to /dev/null to drop them)"
+        )
 
 
 async def start_emulator(

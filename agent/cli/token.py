@@ -345,6 +345,8 @@ async def _request(plan: _Plan, env: Mapping[str, str], clock: Clock) -> CacheEn
         obtained_at = clock.time()
         try:
             info = await credential.request_token(*plan.scopes, tenant_id=plan.tenant)
+        except ConfigError:
+            raise
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     details = TokenDetails(

@@ -242,7 +242,10 @@ class Connection(_Model):
         """
         environ = os.environ if env is None else env
         override = environ.get("AZURE_AUTHORITY_HOST")
-        if override:
+        if override and override.strip():
+            from agent.envvalues import clean_url  # noqa: PLC0415
+
+            override = clean_url(override, source="environment variable AZURE_AUTHORITY_HOST")
             try:
                 return normalize_authority(override)
             except ValueError as exc:
@@ -260,17 +263,22 @@ class Connection(_Model):
         Raises:
             ConfigError: the variable is missing or empty (it is not mapped into the step).
         """
+        from agent.envvalues import EMULATE_HINT, clean_token  # noqa: PLC0415
+
         environ = os.environ if env is None else env
         name = self.system_access_token_env
         value = environ.get(name)
-        if not value:
-            state = "is empty" if value is not None else "is not set"
+        expected = (
+            f"`env: {name}: $(System.AccessToken)` on the step that runs azauth; {EMULATE_HINT}"
+        )
+        if value is None or not value.strip():
+            state = "is not set" if value is None else "is empty"
             raise ConfigError(
                 f"environment variable {name} {state}: Azure Pipelines passes System.AccessToken "
                 f"to a script only when the step maps it",
-                expected=f"`env: {name}: $(System.AccessToken)` on the step that runs azauth",
+                expected=expected,
             )
-        return value
+        return clean_token(value, source=f"environment variable {name}", expected=expected)
 
 
 ConnectionRef = Annotated[

@@ -217,8 +217,9 @@ class TestOnce:
         monkeypatch.delenv("SYSTEM_OIDCREQUESTURI")
         code, _, err = await run_async("run", cwd=workdir)
 
-        assert code == 4
+        assert code == 3  # the job environment, like a missing SYSTEM_ACCESSTOKEN
         assert "SYSTEM_OIDCREQUESTURI" in err
+        assert "--emulate" in err
 
     def test_config_error_exit_code(self, tmp_path):
         (tmp_path / "azauth.toml").write_text("[connections.x]\ntenant = 1\n")
