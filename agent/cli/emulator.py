@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent.cli import numbers
 from agent.exceptions import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -32,19 +33,29 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument(
+        "--port", type=numbers.port, default=0, help="port (default 0: any free port)"
+    )
     parser.add_argument(
         "--tls", action="store_true", help="serve https with a throwaway CA (SSL_CERT_FILE)"
     )
     parser.add_argument(
-        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay before each answer"
+        "--latency",
+        type=numbers.seconds(),
+        default=0.0,
+        metavar="SECONDS",
+        help="delay before each answer",
     )
     parser.add_argument(
-        "--oidc-lifetime", type=int, default=300, metavar="SECONDS", help="OIDC token lifetime"
+        "--oidc-lifetime",
+        type=numbers.count(1, 86400),
+        default=300,
+        metavar="SECONDS",
+        help="OIDC token lifetime",
     )
     parser.add_argument(
         "--token-lifetime",
-        type=int,
+        type=numbers.count(1, 86400),
         default=3599,
         metavar="SECONDS",
         help="access token expires_in",

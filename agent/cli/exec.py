@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+from agent.cli import numbers
 from agent.cli.run import add_logging_arguments, configure_logging_from_args
 from agent.cli.validate import add_config_argument
 
@@ -119,7 +120,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also delete the profile's outputs when COMMAND exits",
     )
     parser.add_argument(
-        "--refresh-margin", type=float, metavar="SECONDS", help="renew this long before expiry"
+        "--refresh-margin",
+        type=numbers.seconds(),
+        metavar="SECONDS",
+        help="renew this long before expiry",
     )
     add_logging_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")

@@ -13,6 +13,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Literal
 
+from agent.cli import numbers
 from agent.cli.validate import add_config_argument
 from agent.exceptions import ExitCode
 
@@ -85,9 +86,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="watch mode: delete the written outputs when stopped",
     )
-    parser.add_argument("--concurrency", type=int, metavar="N", help="token requests in flight")
     parser.add_argument(
-        "--refresh-margin", type=float, metavar="SECONDS", help="renew this long before expiry"
+        "--concurrency", type=numbers.count(1, 256), metavar="N", help="token requests in flight"
+    )
+    parser.add_argument(
+        "--refresh-margin",
+        type=numbers.seconds(),
+        metavar="SECONDS",
+        help="renew this long before expiry",
     )
     add_logging_arguments(parser)
     parser.set_defaults(handler=run)

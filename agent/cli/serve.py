@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from agent.cli import numbers
 from agent.cli.run import add_logging_arguments, configure_logging_from_args, start_emulator
 from agent.cli.validate import add_config_argument
 from agent.exceptions import ExitCode
@@ -45,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="127.0.0.1",
         help="loopback address to listen on: 127.0.0.1 (default), ::1 or localhost",
     )
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument(
+        "--port", type=numbers.port, default=0, help="port (default 0: any free port)"
+    )
     parser.add_argument(
         "--imds",
         action="store_true",
@@ -61,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--max-requests",
-        type=int,
+        type=numbers.count(1, 65536),
         default=None,
         metavar="N",
         help="requests handled at once; more are answered 429 (default 128)",

@@ -18,7 +18,7 @@ import contextlib
 import hmac
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent import tokencache
@@ -169,6 +169,22 @@ def select_connection(profile: ResolvedProfile, name: str | None) -> tuple[str, 
     )
 
 
+def check_scopes(scopes: Sequence[str]) -> None:
+    """Refuse a malformed ``--scope`` before anything is read or sent.
+
+    Raises:
+        UsageError: a scope does not end in ``/.default`` (the client-credentials grant takes
+            only a resource's ``.default`` scope).
+    """
+    import re  # noqa: PLC0415
+
+    from agent.config.models import PATTERN_MEANINGS, SCOPE_PATTERN  # noqa: PLC0415
+
+    for scope in scopes:
+        if not re.fullmatch(SCOPE_PATTERN, scope):
+            raise UsageError(f"--scope {scope!r}: expected {PATTERN_MEANINGS[SCOPE_PATTERN]}")
+
+
 class _Plan(NamedTuple):
     """One resolved token request: what to ask for, and where it is cached."""
 
@@ -191,6 +207,7 @@ def _plan(request: TokenRequest, env: Mapping[str, str]) -> tuple[LoadedConfig, 
     from agent.config import load_config  # noqa: PLC0415 - imports pydantic
     from agent.protocol import resolve_tenant  # noqa: PLC0415
 
+    check_scopes(request.scopes)
     loaded = load_config(request.config, env=env)
     profile = loaded.profile(request.profile, env=env)
     name, connection = select_connection(profile, request.connection)

@@ -357,7 +357,11 @@ def _read_bytes(file_path: Path | Traversable, shown: Path) -> bytes:
 
 def _parse_toml(text: str, file: str) -> object:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(
+            f"nested more than {MAX_DEPTH} levels deep", file=file, expected=_BOUNDS_EXPECTED
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = _SYNTAX_POSITION.search(message)
@@ -366,6 +370,30 @@ def _parse_toml(text: str, file: str) -> object:
         raise ConfigError(
             f"{where}invalid TOML: {reason}", file=file, expected="TOML syntax (https://toml.io)"
         ) from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(
+            f"nested more than {MAX_DEPTH} levels deep", file=file, expected=_BOUNDS_EXPECTED
+        )
+    return data
+
+
+def _depth(node: object) -> int:
+    """Nesting depth of tables and lists, measured without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(node, 0)]
+    while pending:
+        current, level = pending.pop()
+        if isinstance(current, dict):
+            children: Iterator[object] = iter(current.values())
+        elif isinstance(current, list):
+            children = iter(current)
+        else:
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > MAX_DEPTH:
+            return deepest
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class _StrictYamlLoader(yaml.SafeLoader):
@@ -392,7 +420,86 @@ class _StrictYamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_DEPTH = 32
+"""Deepest nesting of tables and lists a profile file may have (a real one needs 5)."""
+MAX_NODES = 10_000
+"""Most values a YAML file may expand to, aliases counted as copies (a real one has hundreds)."""
+_BOUNDS_EXPECTED = (
+    f"a profile file nested at most {MAX_DEPTH} levels deep and at most {MAX_NODES} values "
+    "once YAML aliases are expanded"
+)
+
+
+class _YamlBounds:
+    """Measure nesting and alias expansion from the event stream, before anything is built.
+
+    PyYAML's composer and constructor recurse per level (a RecursionError at a few thousand), and
+    nested aliases (``b: [*a, *a, ...]``) multiply: a 400-byte file can stand for billions of
+    values. The event parser is iterative, so this pass is linear in the file's size.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.sizes: dict[str | None, tuple[int, int]] = {}  # anchor -> (values, depth)
+        self.stack: list[list[Any]] = []  # open collections: [anchor, values, depth below]
+        self.total = 0
+
+    def error(self, mark: Any, what: str) -> ConfigError:
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        return ConfigError(f"{where}{what}", file=self.file, expected=_BOUNDS_EXPECTED)
+
+    def add(self, values: int, depth: int, mark: Any) -> None:
+        self.total += values
+        if self.total > MAX_NODES:
+            raise self.error(mark, f"the YAML expands to more than {MAX_NODES} values (aliases)")
+        if len(self.stack) + depth > MAX_DEPTH:
+            raise self.error(mark, f"nested more than {MAX_DEPTH} levels deep")
+        if self.stack:
+            self.stack[-1][1] += values
+            self.stack[-1][2] = max(self.stack[-1][2], depth)
+
+    def event(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.CollectionStartEvent):
+            self.stack.append([event.anchor, 1, 0])
+            if len(self.stack) > MAX_DEPTH:
+                raise self.error(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, values, depth = self.stack.pop()
+            if anchor is not None:
+                self.sizes[anchor] = (values, depth + 1)
+            if self.stack:
+                self.stack[-1][1] += values
+                self.stack[-1][2] = max(self.stack[-1][2], depth + 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                self.sizes[event.anchor] = (1, 0)
+            self.add(1, 0, event.start_mark)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(entry[0] == event.anchor for entry in self.stack):
+                raise self.error(
+                    event.start_mark,
+                    f"alias *{event.anchor} refers to the node that contains it (recursive)",
+                )
+            values, depth = self.sizes.get(event.anchor, (1, 0))
+            self.add(values, depth, event.start_mark)
+
+
+def _check_yaml_bounds(text: str, file: str) -> None:
+    """Refuse YAML too deep or too big once aliases are expanded (see :class:`_YamlBounds`).
+
+    Raises:
+        ConfigError: too deep, too many values after expansion, or an alias inside its anchor.
+    """
+    bounds = _YamlBounds(file)
+    try:
+        for event in yaml.parse(text, Loader=_StrictYamlLoader):
+            bounds.event(event)
+    except yaml.YAMLError:
+        return  # the loader reports syntax errors with their position
+
+
 def _parse_yaml(text: str, file: str) -> object:
+    _check_yaml_bounds(text, file)
     try:
         return yaml.load(text, Loader=_StrictYamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:

@@ -118,12 +118,16 @@ class Settings(_Model):
     refresh_margin: float = Field(
         default=300.0,
         ge=0,
-        description="Seconds before expiry at which watch mode acquires a fresh token (>= 0).",
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds before expiry at which watch mode acquires a fresh token (0-86400).",
     )
     retry_deadline: float = Field(
         default=120.0,
         gt=0,
-        description="Seconds: the total time budget for the retries of one acquisition (> 0).",
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds: the total time budget for the retries of one acquisition (<= 86400).",
     )
     fail_fast: bool = Field(
         default=False,
