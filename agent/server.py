@@ -43,12 +43,12 @@ from aiohttp import web
 
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
+from agent.envvalues import oidc_request_uri
 from agent.exceptions import (
     AuthenticationError,
     CredentialUnavailableError,
     EntraError,
     UsageError,
-    credential_unavailable,
 )
 from agent.logs import get_logger, redact_text, register_secret
 from agent.mi_protocol import (
@@ -68,7 +68,6 @@ from agent.mi_protocol import (
     parse_imds_request,
     select_connection,
 )
-from agent.protocol import MISSING_OIDC_URI
 from agent.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -189,14 +188,13 @@ class TokenServer:
         Raises:
             UsageError: ``host`` is not loopback, or the port cannot be bound.
             ConfigError: a connection's System.AccessToken variable is missing.
-            CredentialUnavailableError: ``SYSTEM_OIDCREQUESTURI`` is not set.
+            ConfigError: ``SYSTEM_OIDCREQUESTURI`` is not set (the job environment).
         """
         if self._runner is not None:
             raise RuntimeError("the token server is already started")
         bind = check_loopback_host(host)
         environ = self._environ()
-        if not environ.get("SYSTEM_OIDCREQUESTURI"):
-            raise credential_unavailable(MISSING_OIDC_URI)
+        oidc_request_uri(environ)  # the job environment first: CONFIG, with a hint
         self._session = aiohttp.ClientSession(trust_env=False)
         try:
             self._credentials = self._build_credentials(environ)

@@ -28,7 +28,7 @@ from structlog.testing import capture_logs
 
 from agent.cli.main import main
 from agent.config import Connection, load_config
-from agent.exceptions import CredentialUnavailableError, UsageError
+from agent.exceptions import ConfigError, UsageError
 from agent.mi_protocol import (
     IdentitySelector,
     Refusal,
@@ -680,7 +680,7 @@ class TestHardening:
     async def test_missing_oidc_uri_fails_at_start(self, monkeypatch):
         """Outside a pipeline (no SYSTEM_OIDCREQUESTURI) the server refuses to start."""
         monkeypatch.setenv("SYSTEM_ACCESSTOKEN", "x" * 20)
-        with pytest.raises(CredentialUnavailableError, match="SYSTEM_OIDCREQUESTURI"):
+        with pytest.raises(ConfigError, match="SYSTEM_OIDCREQUESTURI is not set"):
             await TokenServer({"prod": PROD}).start()
 
     async def test_two_servers_have_different_secrets(self, emu, http):

@@ -1,0 +1,469 @@
+"""Every input gets a clear answer: one line, a documented exit code, never a traceback.
+
+Each class of bad input is a table of variants run through the real CLI (subprocesses) against
+a real emulator process (`azauth emulator`), so the exit code and the message are what a user
+sees.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.cli.main import _internal_error
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "11111111-2222-3333-4444-555555555555"
+SC = "00000000-aaaa-bbbb-cccc-000000000001"
+
+PROFILE = f"""
+[connections.prod]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+
+[profiles.ci]
+connections = ["prod"]
+
+[[profiles.ci.outputs]]
+kind = "token_file"
+path = "out/arm.token"
+"""
+
+PIPELINE_PROFILE = (
+    PROFILE
+    + """
+[[profiles.ci.outputs]]
+kind = "pipeline_variables"
+variables = { ARM_TOKEN = "access_token" }
+"""
+)
+
+
+def azauth(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 60, shell_suffix: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run azauth; ``shell_suffix`` (``>&-``, ``| head -c1``) runs it through bash."""
+    command = [sys.executable, "-m", "agent", *args]
+    if shell_suffix:
+        line = f'{shlex.join(command)} {shell_suffix}; echo "rc=${{PIPESTATUS[0]}}" >&2'
+        return subprocess.run(
+            ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "internal error" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def emulator_env() -> Iterator[dict[str, str]]:
+    """A real `azauth emulator` process; the environment its export lines describe."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZAUTH_", "SYSTEM_"))}
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "agent", "emulator", "--trust-any-app"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for _ in range(10):
+        line = proc.stdout.readline()
+        if not line.startswith("export "):
+            break
+        name, _, value = line[len("export ") :].strip().partition("=")
+        env[name] = shlex.split(value)[0]
+        if name == "AZURE_AUTHORITY_HOST":
+            break
+    assert "SYSTEM_OIDCREQUESTURI" in env
+    yield env
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def work(tmp_path: Path, emulator_env: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    (tmp_path / "azauth.toml").write_text(PROFILE)
+    env = dict(emulator_env)
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "SSL_CERT_DIR"):
+        env.pop(name, None)  # each test sets the one it is about
+    env["AZAUTH_CACHE_DIR"] = str(tmp_path / "cache")
+    env["HOME"] = str(tmp_path)
+    return tmp_path, env
+
+
+COMMANDS = {
+    "run": ("run",),
+    "token": ("token", "--no-cache"),
+    "status --check": ("status", "--check"),
+    "exec": ("exec", "--no-outputs", "--", "true"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. No traceback: CA bundles
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("SSL_CERT_FILE", "{tmp}/gone/ca.pem", "does not exist"),
+        ("SSL_CERT_FILE", "{tmp}", "is a directory"),
+        ("SSL_CERT_FILE", "{tmp}/azauth.toml", "cannot be loaded"),
+        ("REQUESTS_CA_BUNDLE", "{tmp}/gone.pem", "does not exist"),
+        ("SSL_CERT_DIR", "{tmp}/azauth.toml", "is not a directory"),
+    ],
+)
+def test_a_bad_ca_bundle_is_a_config_error_naming_the_variable(
+    work, command, variable, value, problem
+):
+    cwd, env = work
+    env[variable] = value.format(tmp=cwd)
+
+    result = azauth(*COMMANDS[command], cwd=cwd, env=env)
+
+    no_traceback(result)
+    assert result.returncode == 3, result.stderr + result.stdout
+    assert f"environment variable {variable}=" in result.stderr + result.stdout
+    assert problem in result.stderr + result.stdout
+
+
+def test_a_bad_ca_bundle_with_emulate_is_a_config_error_too(work):
+    cwd, env = work
+    env["SSL_CERT_FILE"] = str(cwd / "deleted-ca.pem")  # a stopped `emulator --tls` left this
+    result = azauth("run", "--emulate", cwd=cwd, env=env)
+    no_traceback(result)
+    assert result.returncode == 3
+    assert "SSL_CERT_FILE" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. No traceback: environment values
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(
+    ("variable", "decorate"),
+    [
+        ("SYSTEM_ACCESSTOKEN", lambda v: v + "\n"),
+        ("SYSTEM_ACCESSTOKEN", lambda v: v + "\r"),
+        ("SYSTEM_ACCESSTOKEN", lambda v: v + "\r\n"),
+        ("SYSTEM_ACCESSTOKEN", lambda v: f"  {v}\t"),
+        ("SYSTEM_OIDCREQUESTURI", lambda v: v + "\r\n"),
+        ("AZURE_AUTHORITY_HOST", lambda v: f" {v}\n"),
+    ],
+)
+def test_surrounding_whitespace_is_trimmed(work, command, variable, decorate):
+    cwd, env = work
+    env[variable] = decorate(env[variable])
+    result = azauth(*COMMANDS[command], cwd=cwd, env=env)
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(
+    ("variable", "decorate", "problem"),
+    [
+        ("SYSTEM_ACCESSTOKEN", lambda v: v[:5] + "\x01" + v[5:], "control character"),
+        ("SYSTEM_ACCESSTOKEN", lambda v: v[:5] + " " + v[5:], "control character or space"),
+        ("SYSTEM_ACCESSTOKEN", lambda v: v[:5] + "\r\nX-Evil: 1" + v[5:], "U+000D"),
+        ("SYSTEM_ACCESSTOKEN", lambda _: "   ", "is empty"),
+        ("SYSTEM_OIDCREQUESTURI", lambda v: v + "\nx", "U+000A"),
+        ("SYSTEM_OIDCREQUESTURI", lambda _: "", "is empty"),
+        ("AZURE_AUTHORITY_HOST", lambda v: v[:10] + "\x7f" + v[10:], "U+007F"),
+    ],
+)
+def test_an_invalid_environment_value_is_a_config_error_naming_it(
+    work, command, variable, decorate, problem
+):
+    cwd, env = work
+    token = env["SYSTEM_ACCESSTOKEN"]
+    env[variable] = decorate(env[variable])
+
+    result = azauth(*COMMANDS[command], cwd=cwd, env=env)
+
+    no_traceback(result)
+    shown = result.stderr + result.stdout
+    assert result.returncode == 3, shown
+    assert variable in shown
+    assert problem in shown
+    assert token not in shown
+    assert token[5:] not in shown
+
+
+def test_the_library_raises_the_documented_config_error():
+    from agent import AzurePipelinesCredential
+    from agent.exceptions import ConfigError
+
+    good = AzurePipelinesCredential(
+        tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC,
+        system_access_token="abc\r\n", oidc_request_uri=" https://x.example/oidc\n",
+    )  # fmt: skip
+    assert good._system_access_token == "abc"
+    with pytest.raises(ConfigError, match="system_access_token holds a control") as caught:
+        AzurePipelinesCredential(
+            tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC,
+            system_access_token="abc\ndef",
+        )  # fmt: skip
+    assert isinstance(caught.value, ValueError)  # what azure-identity raises for bad arguments
+    assert "def" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. No traceback: numbers on the command line (usage, 2) and in the file (config, 3)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("run", "--refresh-margin", "inf"),
+        ("run", "--refresh-margin", "nan"),
+        ("run", "--refresh-margin", "-1"),
+        ("run", "--concurrency", "0"),
+        ("run", "--concurrency", "1e3"),
+        ("exec", "--refresh-margin", "nan", "--", "true"),
+        ("serve", "--port", "70000"),
+        ("serve", "--port", "-1"),
+        ("serve", "--max-requests", "0"),
+        ("emulator", "--port", "70000"),
+        ("emulator", "--latency", "inf"),
+        ("emulator", "--oidc-lifetime", "nan"),
+        ("emulator", "--token-lifetime", "0"),
+    ],
+)
+def test_bad_numbers_on_the_command_line_are_usage_errors(work, argv):
+    cwd, env = work
+    result = azauth(*argv, cwd=cwd, env=env, timeout=20)
+    no_traceback(result)
+    assert result.returncode == 2, result.stderr
+    assert f"argument {argv[1]}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "where"),
+    [
+        ("refresh_margin = inf", "file"),
+        ("refresh_margin = nan", "file"),
+        ("retry_deadline = inf", "file"),
+        ("refresh_margin = 1e400", "file"),
+        ("AZAUTH_SETTINGS__REFRESH_MARGIN=nan", "env"),
+        ("AZAUTH_SETTINGS__RETRY_DEADLINE=inf", "env"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_non_finite_numbers_in_the_settings_are_config_errors(work, setting, where, command):
+    cwd, env = work
+    if where == "file":
+        (cwd / "azauth.toml").write_text(f"[settings]\n{setting}\n" + PROFILE)
+    else:
+        name, _, value = setting.partition("=")
+        env[name] = value
+    result = azauth(command, cwd=cwd, env=env)
+    no_traceback(result)
+    assert result.returncode == 3, result.stderr
+    assert "settings." in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. No traceback: YAML and TOML that explode
+
+
+def _alias_bomb() -> str:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+        previous = name
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("bomb.yaml", _alias_bomb(), "more than 10000 values"),
+        ("self.yaml", "a: &a [*a]\n", "recursive"),
+        ("self-map.yaml", "a: &a {b: *a}\n", "recursive"),
+        ("deep.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n", "levels deep"),
+        ("deep-block.yaml", "".join("  " * i + f"k{i}:\n" for i in range(200)) + "\n", "deep"),
+        ("deep.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n", "levels deep"),
+        ("deep-inline.toml", "a = " + "{b = " * 40 + "1" + "}" * 40 + "\n", "levels deep"),
+    ],
+)
+def test_explosive_files_are_bounded_config_errors(work, name, text, problem):
+    cwd, env = work
+    (cwd / name).write_text(text)
+    started = time.monotonic()
+    result = azauth("validate", "--config", name, cwd=cwd, env=env, timeout=30)
+    assert time.monotonic() - started < 10
+    no_traceback(result)
+    assert result.returncode == 3, result.stderr
+    assert problem in result.stderr
+    assert name in result.stderr
+
+
+def test_a_file_with_ordinary_aliases_still_loads(work):
+    cwd, env = work
+    (cwd / "azauth.yaml").write_text(
+        f"""
+ids: &ids {{tenant_id: "{TENANT}", client_id: "{CLIENT}"}}
+connections:
+  prod: {{<<: *ids, service_connection_id: "{SC}"}}
+profiles:
+  ci: {{connections: [prod]}}
+""".replace("ids: &ids", "x-ids: &ids")
+    )
+    (cwd / "azauth.toml").unlink()
+    result = azauth("validate", cwd=cwd, env=env)
+    # x-ids is an unknown key: the file is parsed (aliases resolved) and then checked
+    assert result.returncode == 3
+    assert "x-ids" in result.stderr
+    assert "levels deep" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. No traceback: closed and broken standard streams
+
+
+@pytest.mark.parametrize(
+    ("argv", "suffix", "code", "message"),
+    [
+        (("profiles",), ">&-", 2, "standard output is closed"),
+        (("token",), ">&-", 2, "standard output is closed"),
+        (("schema",), ">&-", 2, "standard output is closed"),
+        (("env", "--profile", "ci"), ">&-", 2, "standard output is closed"),
+        (("git-credential", "get"), "<&-", 2, "azauth: error:"),
+        (("validate",), ">&-", 0, "OK"),
+        (("validate",), "<&-", 0, "OK"),
+    ],
+)
+def test_closed_standard_streams(work, argv, suffix, code, message):
+    cwd, env = work
+    result = azauth(*argv, cwd=cwd, env=env, shell_suffix=suffix)
+    no_traceback(result)
+    assert f"rc={code}" in result.stderr
+    assert message in result.stderr
+
+
+def test_run_with_pipeline_variables_refuses_a_closed_stdout_before_any_work(work):
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(PIPELINE_PROFILE)
+    result = azauth("run", cwd=cwd, env=env, shell_suffix=">&-")
+    no_traceback(result)
+    assert "rc=2" in result.stderr
+    assert "##vso" in result.stderr
+    assert not (cwd / "out").exists()
+
+
+def test_run_with_stderr_closed_keeps_logs_off_stdout(work):
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(PIPELINE_PROFILE)
+    result = azauth("run", "--log-format", "json", cwd=cwd, env=env, shell_suffix="2>&-")
+    assert result.stdout.splitlines()
+    assert all(line.startswith("##vso[") for line in result.stdout.splitlines())
+    assert (cwd / "out/arm.token").exists()
+
+
+@pytest.mark.parametrize(
+    "argv", [("schema",), ("run", "--emulate"), ("emulator", "--help"), ("--help",)]
+)
+def test_a_reader_that_goes_away_ends_quietly(work, argv):
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(PIPELINE_PROFILE)
+    result = azauth(*argv, cwd=cwd, env=env, shell_suffix="2>&1 | head -c1")
+    assert len(result.stdout) == 1
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipe" not in result.stderr
+    code = int(result.stderr.strip().rsplit("rc=", 1)[1])
+    assert code in (0, 141)
+
+
+def test_the_last_resort_handler_prints_one_line_and_the_traceback_only_at_vv(capsys):
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    try:
+        raise RuntimeError(f"unexpected\nstate {jwt}")
+    except RuntimeError as exc:
+        error = exc
+    assert _internal_error(error, verbose=0) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("azauth: internal error: RuntimeError: unexpected state ")
+    assert "(please report" in err
+    assert jwt not in err
+    assert "Traceback" not in err
+
+    assert _internal_error(error, verbose=2) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert jwt not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. One meaning per exit code: the job environment is CONFIG (3), with a hint
+
+
+@pytest.mark.parametrize(
+    "command",
+    [*COMMANDS, "serve", "git-credential"],
+)
+@pytest.mark.parametrize(
+    ("missing", "hint"),
+    [
+        ("SYSTEM_OIDCREQUESTURI", "referenced in the stage"),
+        ("SYSTEM_ACCESSTOKEN", "$(System.AccessToken)"),
+    ],
+)
+def test_an_environment_that_is_not_a_pipeline_job_is_exit_3_with_a_hint(
+    work, command, missing, hint
+):
+    cwd, env = work
+    del env[missing]
+    argv = {"serve": ("serve",), "git-credential": ("git-credential", "get")}.get(
+        command, COMMANDS.get(command, ())
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", *argv],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=30, check=False,
+        input="protocol=https\nhost=dev.azure.com\n\n",
+    )  # fmt: skip
+    shown = result.stderr + result.stdout
+    no_traceback(result)
+    assert result.returncode == 3, shown
+    assert missing in shown
+    assert hint in shown
+    assert "--emulate" in shown
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("token", "--scope", "nope"),
+        ("token", "--scope", "https://vault.azure.net"),
+        ("token", "--scope", "https://management.azure.com/.default", "--scope", "x y/.default"),
+        ("token", "--output", "yaml"),
+        ("token", "--connection", "nope"),
+    ],
+)
+def test_arguments_are_checked_before_any_network_call(work, argv):
+    cwd, env = work
+    env["SYSTEM_OIDCREQUESTURI"] = "https://192.0.2.1/unreachable/oidctoken"  # never contacted
+    started = time.monotonic()
+    result = azauth(*argv, cwd=cwd, env=env, timeout=30)
+    no_traceback(result)
+    assert result.returncode == 2, result.stderr
+    assert time.monotonic() - started < 10
