@@ -46,11 +46,11 @@ from agent.config import FederatedTokenFileOutput
 from agent.exceptions import ExitCode, UsageError
 from agent.logs import get_logger
 from agent.outputs.fields import TokenFields
-from agent.outputs.presets import PRESETS, preset_variables
+from agent.outputs.presets import PRESETS, competing_variables, preset_variables
 from agent.runner import Runner, RunReport, render_summary
 
 if TYPE_CHECKING:
-    from agent.config import ResolvedProfile
+    from agent.config import Output, ResolvedProfile
 
 __all__ = [
     "CONFLICTING_VARIABLES",
@@ -198,12 +198,16 @@ def exec_profile(
 ) -> ResolvedProfile:
     """Return ``profile`` as the supervisor delivers it.
 
-    Its outputs (or none when ``outputs`` is false), plus a federated token file output at
-    ``token_file`` for ``connection``. Connections no remaining output uses are dropped, so
-    they cost no token request; when nothing would be left, every connection is kept (each
-    then proves its identity with its default scope, as in ``azauth run``).
+    Its outputs except pipeline variables (or none when ``outputs`` is false), plus a federated
+    token file output at ``token_file`` for ``connection``. Connections no remaining output uses
+    are dropped, so they cost no token request; when nothing would be left, every connection is
+    kept (each then proves its identity with its default scope, as in ``azauth run``).
     """
-    kept = list(profile.outputs) if outputs else []
+    # Pipeline variables belong to `azauth run`: their ##vso lines would land on the command's
+    # stdout (`azauth exec -- cmd > out.json`), so exec never delivers them.
+    kept: list[Output] = (
+        [o for o in profile.outputs if o.kind != "pipeline_variables"] if outputs else []
+    )
     if connection is not None and token_file is not None:
         kept.append(
             FederatedTokenFileOutput(
@@ -257,11 +261,14 @@ def build_child_env(
     keep_system_token: bool = False,
     config_file: str | None = None,
     extra: Mapping[str, str] | None = None,
+    presets: Sequence[str] = (),
 ) -> dict[str, str]:
     """Return the command's environment.
 
     In order: ``base``; minus the system access token variables (unless
-    ``keep_system_token``); minus :data:`CONFLICTING_VARIABLES` (with ``clear_env``); plus the
+    ``keep_system_token``); minus :data:`CONFLICTING_VARIABLES` (with ``clear_env``); minus the
+    variables competing with ``presets`` (:func:`agent.outputs.presets.competing_variables`,
+    always: an ``ARM_OIDC_TOKEN`` from an earlier step makes Terraform refuse); plus the
     preset ``variables``; plus ``AZAUTH_PROFILE``, ``AZAUTH_CONFIG`` (when there is a file) and
     :data:`NESTING_VARIABLE`, so that ``azauth`` commands run by the command use the same
     profile; plus ``extra`` (env providers), which wins over everything.
@@ -275,6 +282,8 @@ def build_child_env(
     if clear_env:
         for name in CONFLICTING_VARIABLES:
             env.pop(name, None)
+    for name in competing_variables(presets):  # a preset owns its consumer's choice
+        env.pop(name, None)
     env.update(variables)
     env[_PROFILE_ENV] = profile.name
     if config_file is not None:
@@ -558,6 +567,7 @@ async def _supervise(
             keep_system_token=request.keep_system_token,
             config_file=request.config_file,
             extra=extra,
+            presets=request.presets if variables else (),
         )
         return await _run_command(request.command, child_env, relay, err)
     raise AssertionError("unreachable")  # pragma: no cover - AsyncExitStack never swallows

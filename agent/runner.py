@@ -30,10 +30,10 @@ from agent.credential import AzurePipelinesCredential, OidcToken
 from agent.exceptions import AuthenticationError, AzauthError, ConfigError, ExitCode, OutputError
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write, remove_output
-from agent.outputs.env_file import render_env_file
+from agent.outputs.env_file import UNSETTING_DIALECTS, render_env_file
 from agent.outputs.fields import TokenFields
 from agent.outputs.pipeline_variables import render_pipeline_variables
-from agent.outputs.presets import resolve_variables
+from agent.outputs.presets import competing_variables, resolve_variables
 from agent.outputs.token_file import render_federated_token_file, render_token_file
 from agent.registry_delivery import RegistryDelivery
 from agent.retry import RetryPolicy
@@ -561,7 +561,11 @@ class Runner:
             # The token file first: the env file points at it.
             files.append((federated, render_federated_token_file(report.oidc.token)))
         values = resolve_variables(output.preset, output.variables, fields)
-        files.append((output.path, render_env_file(values, output.dialect).encode("utf-8")))
+        unset: list[str] = []
+        if output.dialect in UNSETTING_DIALECTS:  # a preset owns its consumer's choice
+            unset = competing_variables([output.preset], values)
+        text = render_env_file(values, output.dialect, unset=unset)
+        files.append((output.path, text.encode("utf-8")))
         return files
 
     async def _print_pipeline_variables(

@@ -282,7 +282,9 @@ class TestTheCommandsEnvironment:
 
         code, out, _ = await azauth_exec(*python(SHOW, *names), cwd=workdir)
         assert code == 0
-        assert {k: v for k, v in json.loads(out).items() if not k.startswith("_")} == ambient
+        # the default preset (azure-identity) owns AZURE_CLIENT_SECRET; the rest stays
+        expected = ambient | {"AZURE_CLIENT_SECRET": None}
+        assert {k: v for k, v in json.loads(out).items() if not k.startswith("_")} == expected
 
         code, out, _ = await azauth_exec("--clear-env", *python(SHOW, *names), cwd=workdir)
         assert code == 0

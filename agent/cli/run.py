@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from agent.cli import numbers
@@ -204,6 +205,14 @@ async def _main(args: argparse.Namespace, loaded: LoadedConfig, profile: Resolve
 
     log = get_logger("agent.cli.run")
     env: dict[str, str] = dict(os.environ)
+    for name, where in competing_present(profile, env).items():
+        log.warning(
+            "competing_variable",
+            variable=name,
+            outputs=where,
+            hint=f"{name} is set here and the output cannot unset it; its consumer may pick it "
+            "over the preset's credential: unset it in the step that reads the output",
+        )
     emulator = await start_emulator(profile, env) if args.emulate else None
     if emulator is not None:
         log.info("emulator_started", url=emulator.url)
@@ -236,6 +245,30 @@ async def _main(args: argparse.Namespace, loaded: LoadedConfig, profile: Resolve
     finally:
         if emulator is not None:
             await emulator.close()
+
+
+def competing_present(profile: ResolvedProfile, env: Mapping[str, str]) -> dict[str, list[str]]:
+    """Variables competing with a preset, set in ``env``, that an output cannot unset.
+
+    ``sh`` and ``pwsh`` env files unset them themselves; ``dotenv``, ``docker`` and ``systemd``
+    files and pipeline variables can only add. Returns each name with the paths of the outputs
+    concerned, so that ``run`` warns once per variable.
+    """
+    from agent.outputs.env_file import UNSETTING_DIALECTS  # noqa: PLC0415
+    from agent.outputs.presets import PRESET_NAMES, competing_variables  # noqa: PLC0415
+
+    found: dict[str, list[str]] = {}
+    for output in profile.outputs:
+        if output.kind not in ("env_file", "pipeline_variables") or output.preset is None:
+            continue
+        if output.kind == "env_file" and output.dialect in UNSETTING_DIALECTS:
+            continue
+        where = output.path if output.kind == "env_file" else "pipeline variables"
+        setting = {*PRESET_NAMES[output.preset], *output.variables}
+        for name in competing_variables([output.preset], setting):
+            if env.get(name):
+                found.setdefault(name, []).append(where)
+    return found
 
 
 def _reload(

@@ -35,9 +35,9 @@ the mapping's order and ends with a newline. Variable names must match
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["DIALECTS", "HEADER", "check_variable_name", "render_env_file"]
+__all__ = ["DIALECTS", "HEADER", "UNSETTING_DIALECTS", "check_variable_name", "render_env_file"]
 
 DIALECTS: tuple[str, ...] = ("dotenv", "docker", "systemd", "sh", "pwsh")
 
@@ -63,12 +63,19 @@ def check_variable_name(name: str) -> None:
         )
 
 
-def render_env_file(values: Mapping[str, str], dialect: str) -> str:
+UNSETTING_DIALECTS = ("sh", "pwsh")
+"""Dialects whose files can remove a variable (``unset NAME``, ``Remove-Item Env:NAME``); the
+others are read into an environment that starts from the reader's own and can only add."""
+
+
+def render_env_file(values: Mapping[str, str], dialect: str, *, unset: Sequence[str] = ()) -> str:
     """Return the text of an environment file defining ``values`` for ``dialect``'s reader.
 
     Args:
         values: variable name to value, rendered in iteration order.
         dialect: one of :data:`DIALECTS`.
+        unset: names the file removes before it sets ``values`` (the variables competing with
+            a preset); only for :data:`UNSETTING_DIALECTS`.
 
     Raises:
         ValueError: the dialect is unknown, a name is invalid, or a value cannot be represented
@@ -80,6 +87,15 @@ def render_env_file(values: Mapping[str, str], dialect: str) -> str:
             f"unknown env file dialect {dialect!r} (expected one of {', '.join(DIALECTS)})"
         )
     lines = [HEADER]
+    if unset:
+        if dialect not in UNSETTING_DIALECTS:
+            raise ValueError(f"{dialect} env files cannot unset variables")
+        for name in unset:
+            check_variable_name(name)
+        if dialect == "sh":
+            lines.append(f"unset {' '.join(unset)}")
+        else:
+            lines.extend(f"Remove-Item Env:{name} -ErrorAction SilentlyContinue" for name in unset)
     for name, value in values.items():
         check_variable_name(name)
         _check_value(name, value)

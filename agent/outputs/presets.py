@@ -24,14 +24,114 @@ which an explicit mapping to ``service_connection_id`` can provide).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from agent.clouds import CLOUDS
 from agent.outputs.fields import FIELD_NAMES, TokenFields
 
-__all__ = ["PRESETS", "preset_variables", "resolve_variables"]
+__all__ = [
+    "COMPETING_VARIABLES",
+    "PRESETS",
+    "PRESET_NAMES",
+    "competing_variables",
+    "preset_names",
+    "preset_variables",
+    "resolve_variables",
+]
 
 PRESETS: tuple[str, ...] = ("terraform", "pulumi", "azure-identity")
+
+_ARM_NAMES = (
+    "ARM_USE_OIDC",
+    "ARM_CLIENT_ID",
+    "ARM_TENANT_ID",
+    "ARM_SUBSCRIPTION_ID",
+    "ARM_OIDC_TOKEN_FILE_PATH",
+    "ARM_ENVIRONMENT",
+)
+PRESET_NAMES: dict[str, tuple[str, ...]] = {
+    "terraform": _ARM_NAMES,
+    "pulumi": _ARM_NAMES,
+    "azure-identity": (
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_AUTHORITY_HOST",
+    ),
+}
+"""Every name a preset may set (``ARM_SUBSCRIPTION_ID`` and ``ARM_ENVIRONMENT`` only sometimes)."""
+
+# The other variables the consumer reads to choose a credential or a cloud. A preset owns them:
+# left in place next to the preset's, they win (go-azure-sdk tries certificate and secret before
+# OIDC; azure-identity's EnvironmentCredential comes before WorkloadIdentityCredential) or make
+# the consumer refuse to start (`ARM_OIDC_TOKEN` next to `ARM_OIDC_TOKEN_FILE_PATH`: "mismatch
+# between supplied OIDC token and supplied OIDC token file contents").
+_ARM_COMPETING = (
+    "ARM_OIDC_TOKEN",
+    "ARM_CLIENT_ID_FILE_PATH",
+    "ARM_CLIENT_SECRET",
+    "ARM_CLIENT_SECRET_FILE_PATH",
+    "ARM_CLIENT_CERTIFICATE",
+    "ARM_CLIENT_CERTIFICATE_PATH",
+    "ARM_CLIENT_CERTIFICATE_PASSWORD",
+    "ARM_OIDC_REQUEST_TOKEN",
+    "ARM_OIDC_REQUEST_URL",
+    "ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID",
+    "ARM_OIDC_AZURE_SERVICE_CONNECTION_ID",
+    "ARM_USE_MSI",
+    "ARM_MSI_ENDPOINT",
+    "ARM_USE_CLI",
+    "ARM_USE_AKS_WORKLOAD_IDENTITY",
+    "ARM_METADATA_HOSTNAME",
+    "ARM_ACCESS_KEY",
+    "ARM_SAS_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+)
+COMPETING_VARIABLES: dict[str, tuple[str, ...]] = {
+    "terraform": _ARM_COMPETING,
+    "pulumi": _ARM_COMPETING,
+    "azure-identity": (
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PATH",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+        "AZURE_USERNAME",
+        "AZURE_PASSWORD",
+        "AZURE_TOKEN_CREDENTIALS",
+    ),
+}
+"""Per preset: the variables its consumer reads to pick a credential that the preset does not set.
+
+``azauth exec`` removes them from the command's environment, ``sh``/``pwsh`` env files unset
+them, and ``azauth run`` warns about those present when a dialect cannot unset."""
+
+
+def competing_variables(presets: Sequence[str | None], setting: Collection[str] = ()) -> list[str]:
+    """The competing variables of ``presets`` (the preset names a preset may leave unset too).
+
+    A preset name it does not set this time (``ARM_ENVIRONMENT`` in the public cloud) is
+    competing as well, unless ``setting`` (the names being set) has it.
+    """
+    names: dict[str, None] = {}
+    for preset in presets:
+        if preset is None:
+            continue
+        for name in (*PRESET_NAMES.get(preset, ()), *COMPETING_VARIABLES.get(preset, ())):
+            if name not in setting:
+                names[name] = None
+    return list(names)
+
+
+def preset_names(preset: str, *, subscription: bool, sovereign: bool) -> tuple[str, ...]:
+    """The names ``preset`` sets for a connection with/without subscription, in which cloud."""
+    return tuple(
+        name
+        for name in PRESET_NAMES[preset]
+        if (name != "ARM_SUBSCRIPTION_ID" or subscription)
+        and (name != "ARM_ENVIRONMENT" or sovereign)
+    )
+
 
 _PUBLIC_CLOUD = "public"
 
