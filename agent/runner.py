@@ -577,13 +577,7 @@ class Runner:
             fields = self._fields(plan, output)
             try:
                 values = resolve_variables(output.preset, output.variables, fields)
-                # Preset variables hold ids and paths; `secret = true` makes them secret too.
-                secret_names = {
-                    name
-                    for name in values
-                    if output.secret
-                    or (name in output.variables and output.is_secret(output.variables[name]))
-                }
+                secret_names = output.secret_names(values)
                 text = render_pipeline_variables(
                     values, secret_names=secret_names, is_output=output.is_output
                 )

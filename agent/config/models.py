@@ -30,6 +30,8 @@ from agent.config.errors import Problem, invalid
 from agent.config.resolution import check_config
 from agent.exceptions import ConfigError
 from agent.outputs.fields import FIELD_NAMES, SECRET_FIELDS, FieldName
+from agent.outputs.pipeline_variables import looks_public
+from agent.outputs.presets import PRESET_NAMES as PRESET_VARIABLE_NAMES
 
 if TYPE_CHECKING:
     from pydantic_settings import PydanticBaseSettingsSource
@@ -396,9 +398,15 @@ class PipelineVariablesOutput(_Model):
     secret: bool | None = Field(
         default=None,
         description=(
-            "Mark every variable secret (true) or none (false); default: secret exactly for the "
-            "secret fields (access_token, oidc_token)."
+            "Default: secret exactly for the secret fields (access_token, oidc_token). false: "
+            "none. true: also every value that is not public or well known (true/false, "
+            "numbers, GUIDs, paths, URLs, short values), which would mask that text everywhere "
+            "in the job log; name such variables in secret_variables to opt in."
         ),
+    )
+    secret_variables: list[EnvName] = Field(
+        default_factory=list,
+        description="Variables of this output also set issecret=true, whatever their value.",
     )
     is_output: bool = Field(
         default=False, description="Make the variables output variables (isoutput=true)."
@@ -409,9 +417,42 @@ class PipelineVariablesOutput(_Model):
         _require_variables(self.kind, self.preset, self.variables)
         return self
 
-    def is_secret(self, field: str) -> bool:
-        """Whether the variable holding ``field`` is set with ``issecret=true``."""
-        return self.secret if self.secret is not None else field in SECRET_FIELDS
+    def secret_names(self, values: Mapping[str, str]) -> set[str]:
+        """The names among ``values`` (this output's resolved variables) set ``issecret=true``.
+
+        A variable is secret when it holds a secret field, or is in ``secret_variables``, or
+        ``secret = true`` and its value is not public (:func:`looks_public`); ``secret = false``
+        marks none. Preset variables hold ids, paths and ``true``: never secret by default.
+        """
+        if self.secret is False:
+            return set()
+        listed = set(self.secret_variables)
+        names = set()
+        for name, value in values.items():
+            field = self.variables.get(name)
+            if (
+                name in listed
+                or field in SECRET_FIELDS
+                or (self.secret is True and not looks_public(value))
+            ):
+                names.add(name)
+        return names
+
+    def public_variables_under_secret_true(self) -> list[str]:
+        """With ``secret = true``: the variables that hold public fields (ids, paths, flags).
+
+        ``validate`` warns about them: ``secret = true`` does not mask them (masking ``true`` or
+        a path hides it everywhere in the job log) unless they are listed by name.
+        """
+        if self.secret is not True:
+            return []
+        names = [
+            name
+            for name in PRESET_VARIABLE_NAMES.get(self.preset or "", ())
+            if name not in self.variables
+        ]
+        names += [name for name, field in self.variables.items() if field not in SECRET_FIELDS]
+        return [name for name in names if name not in self.secret_variables]
 
 
 class DockerConfigOutput(_Model):

@@ -25,6 +25,7 @@ from collections.abc import Set as AbstractSet
 __all__ = [
     "escape_data",
     "escape_property",
+    "looks_public",
     "render_pipeline_variables",
     "render_set_secret",
     "render_set_variable",
@@ -39,6 +40,25 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # but a very short line ("}", "--") would mask ordinary text everywhere; such lines carry no
 # secret on their own.
 _MIN_LINE_MASK = 8
+
+
+_PUBLIC = re.compile(
+    r"(?i)true|false|yes|no|on|off|[-+]?\d+(\.\d+)?"  # flags and numbers
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # GUIDs: public ids
+    r"|\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)"  # timestamps
+    r"|[a-z][a-z0-9+.-]*://\S*|[/\\~.]\S*|[a-z]:[/\\]\S*"  # URLs and paths
+)
+_MIN_PRIVATE_LENGTH = 16
+
+
+def looks_public(value: str) -> bool:
+    """Whether ``value`` is public or well known: a flag, number, GUID, URL, path, or short.
+
+    Registering such a value as a secret masks that text everywhere in the job's log (every
+    ``true``, every tenant id), so ``secret = true`` leaves them alone unless a variable is
+    listed by name.
+    """
+    return len(value) < _MIN_PRIVATE_LENGTH or _PUBLIC.fullmatch(value.strip()) is not None
 
 
 def escape_data(text: str) -> str:

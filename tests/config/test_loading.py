@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import pytest
 
@@ -467,19 +468,43 @@ class TestOutputs:
         )
         assert load_config(write(workdir / "azauth.toml", same_connection)).profile("leaf")
 
-    def test_secret_defaults_follow_the_field(self) -> None:
-        """Pipeline variables are secret for secret fields unless ``secret`` says otherwise."""
-        default = PipelineVariablesOutput(kind="pipeline_variables", preset="terraform")
-        forced = PipelineVariablesOutput(
-            kind="pipeline_variables", preset="terraform", secret=False
+    @pytest.mark.parametrize(
+        ("options", "expected"),
+        [
+            ({}, {"TOKEN", "JWT"}),
+            ({"secret": False}, set()),
+            ({"secret": True}, {"TOKEN", "JWT", "OPAQUE"}),
+            ({"secret_variables": ["TENANT", "ARM_USE_OIDC"]}, {"TOKEN", "JWT", "TENANT", "ARM_USE_OIDC"}),
+            ({"secret": True, "secret_variables": ["EXPIRES"]}, {"TOKEN", "JWT", "OPAQUE", "EXPIRES"}),
+        ],
+    )  # fmt: skip
+    def test_secret_marks_secret_fields_and_never_public_values_unless_named(
+        self, options: dict[str, Any], expected: set[str]
+    ) -> None:
+        """``secret = true`` never masks ``true``, numbers, GUIDs, paths or URLs by itself."""
+        output = PipelineVariablesOutput(
+            kind="pipeline_variables",
+            preset="terraform",
+            variables={
+                "TOKEN": "access_token",
+                "JWT": "oidc_token",
+                "TENANT": "tenant_id",
+                "EXPIRES": "expires_on",
+                "OPAQUE": "scope",
+            },
+            **options,
         )
-
-        assert [default.is_secret(f) for f in ("access_token", "oidc_token", "client_id")] == [
-            True,
-            True,
-            False,
-        ]
-        assert forced.is_secret("access_token") is False
+        values = {
+            "TOKEN": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.e30.sig",
+            "JWT": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.e30.sig2",
+            "TENANT": "3f6c2a4e-8b1d-4c7a-9e25-6d0f1b8a7c43",
+            "EXPIRES": "1795834640",
+            "OPAQUE": "an opaque value that is long enough",
+            "ARM_USE_OIDC": "true",
+            "ARM_CLIENT_ID": "9a1e7b52-4c3d-4f8e-b6a0-2d5c8e1f3b74",
+            "ARM_OIDC_TOKEN_FILE_PATH": "/home/vsts/work/_temp/prod.federated-token",
+        }
+        assert output.secret_names(values) == expected
         assert {"access_token", "oidc_token"} == SECRET_FIELDS
 
     def test_field_names_are_pinned(self) -> None:
