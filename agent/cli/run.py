@@ -73,6 +73,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="deliver once and exit (default)")
     mode.add_argument("--watch", action="store_true", help="keep outputs fresh until stopped")
+    mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (connections, scopes, files, variables; secrets masked) on stdout "
+        "without contacting anything or writing any file",
+    )
     parser.add_argument(
         "--emulate",
         action="store_true",
@@ -121,6 +127,11 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, ResolvedProfile]:
 def run(args: argparse.Namespace) -> int:
     """Run the profile; return the exit code of the run (see the README's exit-code table)."""
     loaded, profile = _load(args)
+    if args.dry_run:
+        from agent.plan import render_plan  # noqa: PLC0415
+
+        sys.stdout.write(render_plan(profile, os.environ))
+        return int(ExitCode.OK)
     _check_stdout(profile)
     configure_logging_from_args(args, profile.settings)
     return asyncio.run(_main(args, loaded, profile))

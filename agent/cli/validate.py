@@ -55,8 +55,29 @@ def run(args: argparse.Namespace) -> int:
             f"; profile {profile.name!r}: {_count(len(profile.connections), 'connection')}, "
             f"{_count(len(profile.outputs), 'output')}"
         )
+    for warning in warnings(loaded):
+        print(f"azauth: warning: {warning}", file=sys.stderr)
     print(f"azauth: OK: {line}", file=sys.stderr)
     return ExitCode.OK
+
+
+def warnings(loaded: LoadedConfig) -> list[str]:
+    """What is valid but probably not meant: ``secret = true`` over public values."""
+    found = []
+    prefix = f"{loaded.source}: " if loaded.source is not None else ""
+    for name, profile in loaded.config.profiles.items():
+        for index, output in enumerate(profile.outputs):
+            if output.kind != "pipeline_variables":
+                continue
+            public = output.public_variables_under_secret_true()
+            if public:
+                found.append(
+                    f"{prefix}profiles.{name}.outputs[{index}].secret: secret = true does not "
+                    f"mask {', '.join(public)}: their values are public or well known (ids, "
+                    "paths, true) and masking them would hide that text everywhere in the job "
+                    "log; name any that must be secret in secret_variables"
+                )
+    return found
 
 
 def summarize(loaded: LoadedConfig) -> str:

@@ -50,6 +50,7 @@ from agent.config.errors import (
     looks_like_jwt,
 )
 from agent.config.models import LOAD_PLAN_KEY, PATTERN_MEANINGS, AzauthConfig
+from agent.config.paths import expand_output_paths
 from agent.config.resolution import ResolvedProfile, resolve_profile
 from agent.exceptions import ConfigError
 
@@ -209,29 +210,37 @@ def load_config(
 class TomlProfileSource(TomlConfigSettingsSource):
     """pydantic-settings' TOML source, reading with azauth's strict parser."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+    def __init__(
+        self, settings_cls: type[BaseSettings], path: Path, environ: Mapping[str, str]
+    ) -> None:
         self.path = path
+        self.environ = environ
         self.digest = ""
         super().__init__(settings_cls, toml_file=path)
 
     def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
         raw = _read_bytes(file_path, self.path)
         self.digest = hashlib.sha256(raw).hexdigest()
-        return parse_document(raw, "toml", file=str(self.path))
+        data = parse_document(raw, "toml", file=str(self.path))
+        return _expand_paths(data, self.environ, str(self.path))
 
 
 class YamlProfileSource(YamlConfigSettingsSource):
     """pydantic-settings' YAML source, reading with azauth's strict parser."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+    def __init__(
+        self, settings_cls: type[BaseSettings], path: Path, environ: Mapping[str, str]
+    ) -> None:
         self.path = path
+        self.environ = environ
         self.digest = ""
         super().__init__(settings_cls, yaml_file=path)
 
     def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
         raw = _read_bytes(file_path, self.path)
         self.digest = hashlib.sha256(raw).hexdigest()
-        return parse_document(raw, "yaml", file=str(self.path))
+        data = parse_document(raw, "yaml", file=str(self.path))
+        return _expand_paths(data, self.environ, str(self.path))
 
 
 class MappingEnvSource(EnvSettingsSource):
@@ -273,9 +282,9 @@ class _LoadPlan:
             implicit = InitSettingsSource(settings_cls, init_kwargs=self.implicit or {})
             return (init_settings, self.env_source, implicit)
         if syntax_of(self.path) == "toml":
-            self.file_source = TomlProfileSource(settings_cls, self.path)
+            self.file_source = TomlProfileSource(settings_cls, self.path, self.environ)
         else:
-            self.file_source = YamlProfileSource(settings_cls, self.path)
+            self.file_source = YamlProfileSource(settings_cls, self.path, self.environ)
         return (init_settings, self.env_source, self.file_source)
 
     def digest(self) -> str:
@@ -342,6 +351,19 @@ def parse_document(raw: bytes, syntax: str, *, file: str) -> dict[str, Any]:
             expected="keys such as `version`, `connections` and `profiles` at the top level",
         )
     problems = list(_scan(data, ()))
+    if problems:
+        findings = [Finding(format_key_path(p.path), p.message, p.expected) for p in problems]
+        raise config_error(findings, file=file)
+    return data
+
+
+def _expand_paths(data: dict[str, Any], environ: Mapping[str, str], file: str) -> dict[str, Any]:
+    """Expand ``~`` and ``${VAR}`` in output paths (:mod:`agent.config.paths`).
+
+    Raises:
+        ConfigError: an unset or empty variable, an Azure Pipelines macro, an unknown user.
+    """
+    problems = expand_output_paths(data, environ)
     if problems:
         findings = [Finding(format_key_path(p.path), p.message, p.expected) for p in problems]
         raise config_error(findings, file=file)

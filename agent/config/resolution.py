@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from agent.config.errors import KeyPath, Problem, did_you_mean, format_key_path
@@ -223,7 +224,9 @@ def _resolved_problems(config: AzauthConfig, name: str, lineage: list[str]) -> I
     for index, output in enumerate(config.profiles[name].outputs):
         yield from _output_problems(config, name, ("profiles", name, "outputs", index), output)
     yield from _registry_problems(config, name, lineage, connections)
-    yield from _path_problems(config, lineage, connections)
+    resolved = list(_lineage_outputs(config, lineage, connections))
+    yield from _path_problems(resolved)
+    yield from _pipeline_variable_problems(config, name, resolved)
 
 
 def _registry_problems(
@@ -263,32 +266,105 @@ def _registry_problems(
                 )
 
 
-def _path_problems(
+def _lineage_outputs(
     config: AzauthConfig, lineage: list[str], connections: list[str]
-) -> Iterator[Problem]:
-    """Two outputs of one resolved profile writing the same file."""
-    writers: dict[str, tuple[tuple[object, ...], KeyPath]] = {}
+) -> Iterator[tuple[KeyPath, Output, str]]:
+    """The outputs of a resolved profile with their key paths and connections, in order.
+
+    Outputs whose connection is missing or foreign are left out: they are reported with the
+    output's own profile.
+    """
     for depth, owner in enumerate(lineage):
         owner_connections = _connection_names(config, lineage[: depth + 1])
         for index, output in enumerate(config.profiles[owner].outputs):
-            where: KeyPath = ("profiles", owner, "outputs", index)
             connection = output.connection
             if connection is None and len(owner_connections) == 1:
                 connection = owner_connections[0]
-            if connection is None or connection not in connections:
-                continue  # reported with the output's own profile
-            for key, target, identity in _written_files(output, connection, where):
-                # Not Path.resolve(): symlinks are the writer's business; equal spellings ours.
-                normalized = os.path.normcase(os.path.abspath(target))  # noqa: PTH100
-                first = writers.get(normalized)
-                if first is None:
-                    writers[normalized] = (identity, (*where, key))
-                elif first[0] != identity or identity[0] != "federated":
-                    yield Problem(
-                        (*where, key),
-                        f"{target!r} is also written by {format_key_path(first[1])}",
-                        _SHARED_FILE_RULE,
-                    )
+            if connection is not None and connection in connections:
+                yield ("profiles", owner, "outputs", index), output, connection
+
+
+def _path_problems(resolved: list[tuple[KeyPath, Output, str]]) -> Iterator[Problem]:
+    """Two outputs writing the same file; a file where another output needs a directory.
+
+    ``out/x`` and ``out/x/y`` cannot both be written: the first makes ``out/x`` a file.
+    """
+    writers: dict[str, tuple[tuple[object, ...], KeyPath]] = {}
+    for where, output, connection in resolved:
+        for key, target, identity in _written_files(output, connection, where):
+            # Not Path.resolve(): symlinks are the writer's business; equal spellings ours.
+            normalized = os.path.normcase(os.path.abspath(target))  # noqa: PTH100
+            first = writers.get(normalized)
+            if first is None:
+                writers[normalized] = (identity, (*where, key))
+            elif first[0] != identity or identity[0] != "federated":
+                yield Problem(
+                    (*where, key),
+                    f"{target!r} is also written by {format_key_path(first[1])}",
+                    _SHARED_FILE_RULE,
+                )
+    for normalized, (_, key_path) in writers.items():
+        for parent in PurePath(normalized).parents:
+            other = writers.get(str(parent))
+            if other is not None:
+                yield Problem(
+                    key_path,
+                    f"needs the directory {str(parent)!r}, which {format_key_path(other[1])} "
+                    "writes as a file",
+                    "paths where no output's file is another output's directory",
+                )
+                break
+
+
+def _pipeline_variable_problems(
+    config: AzauthConfig, name: str, resolved: list[tuple[KeyPath, Output, str]]
+) -> Iterator[Problem]:
+    """Pipeline variables set twice, and presets pointing at a file the profile never writes.
+
+    Two ``##vso[task.setvariable]`` lines for one name: the later silently overwrites the
+    earlier (through ``extends`` too, and between a preset and another output's mapping).
+    """
+    from agent.outputs.presets import preset_names  # noqa: PLC0415 - cheap, but not at import
+
+    setters: dict[str, KeyPath] = {}
+    keeps_file = {
+        connection
+        for _, output, connection in resolved
+        if output.kind == "federated_token_file"
+        or (output.kind == "env_file" and output.effective_federated_token_path is not None)
+    }
+    for where, output, connection in resolved:
+        if output.kind != "pipeline_variables":
+            continue
+        settings = config.connections[connection]
+        names: list[tuple[str, KeyPath]] = []
+        if output.preset is not None:
+            preset = preset_names(
+                output.preset,
+                subscription=settings.subscription_id is not None,
+                sovereign=settings.cloud != "public",
+            )
+            names += [(n, (*where, "preset")) for n in preset if n not in output.variables]
+            if connection not in keeps_file:
+                yield Problem(
+                    (*where, "preset"),
+                    f"preset {output.preset!r} sets a variable pointing at connection "
+                    f"{connection!r}'s federated token file, and profile {name!r} keeps none",
+                    f"a federated_token_file output (or an env_file with a preset) for "
+                    f"connection {connection!r} in the profile, or variables without the preset",
+                )
+        names += [(n, (*where, "variables", n)) for n in output.variables]
+        for variable, key_path in names:
+            first = setters.get(variable)
+            if first is None:
+                setters[variable] = key_path
+            elif first[:4] != key_path[:4]:
+                yield Problem(
+                    key_path,
+                    f"pipeline variable {variable} is also set by {format_key_path(first)}; the "
+                    "later line would silently overwrite the earlier",
+                    "each pipeline variable set by one output of the profile",
+                )
 
 
 def _output_problems(
