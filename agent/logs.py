@@ -36,8 +36,11 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from agent import _secrets
 
 __all__ = [
+    "LOG_FORMATS",
     "MASK",
     "MIN_SECRET_LENGTH",
+    "AzurePipelinesRenderer",
+    "active_format",
     "add_logger_name",
     "configure_logging",
     "forget_secrets",
@@ -72,6 +75,76 @@ _LEVELS = {
 }
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+LOG_FORMATS = ("auto", "console", "json", "azure-pipelines")
+"""``auto``: ``azure-pipelines`` when ``TF_BUILD`` is set (an Azure Pipelines job), else
+``console`` on a terminal and ``json`` otherwise."""
+
+LogFormat = Literal["auto", "console", "json", "azure-pipelines"]
+_active_format: str = "auto"
+
+# The log viewer formats a line that starts with one of these prefixes (and group markers); the
+# agent runs a "##vso[" command found anywhere in a line.
+_PIPELINES_PREFIX = {
+    "debug": "##[debug]",
+    "warning": "##[warning]",
+    "error": "##[error]",
+    "critical": "##[error]",
+}
+_SKIP_KEYS = frozenset({"event", "level", "timestamp", "logger", "_record", "_from_structlog"})
+
+
+def _pipelines_text(value: object) -> str:
+    """One-line text that cannot start or carry a logging command (``##`` becomes ``# #``)."""
+    if isinstance(value, list | tuple):
+        text = ", ".join(str(item) for item in value)
+    else:
+        text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("##", "# #")
+    if not text or any(c.isspace() for c in text) or "=" in text or '"' in text:
+        text = '"' + text.replace('"', '\\"') + '"'
+    return text
+
+
+class AzurePipelinesRenderer:
+    """Render an event as one Azure Pipelines log line: ``[##[level]]event key=value ...``.
+
+    Warnings and errors start with ``##[warning]`` / ``##[error]`` (highlighted by the log
+    viewer), debug with ``##[debug]``, info is plain. Values are kept on one line and ``##``
+    inside them is broken up, so a logged value can never become a logging command.
+    """
+
+    def __call__(self, _logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+        """Return the line (the last processor of the chain)."""
+        level = str(event_dict.get("level", method_name)).lower()
+        prefix = _PIPELINES_PREFIX.get(level, "")
+        event = str(event_dict.get("event", "")).replace("\n", " ").replace("##", "# #")
+        parts = [f"{prefix}azauth: {event}"]
+        parts += [
+            f"{key}={_pipelines_text(value)}"
+            for key, value in event_dict.items()
+            if key not in _SKIP_KEYS and key != "exception"
+        ]
+        line = " ".join(parts)
+        exception = event_dict.get("exception")
+        if exception:
+            line += " exception=" + _pipelines_text(exception)
+        return line
+
+
+def active_format() -> str:
+    """The log format chosen by the last :func:`configure_logging` (``auto`` resolved)."""
+    return _active_format
+
+
+def resolve_format(fmt: str, stream: TextIO, env: Mapping[str, str] | None = None) -> str:
+    """``auto`` made concrete: azure-pipelines under ``TF_BUILD``, console on a tty, else json."""
+    if fmt != "auto":
+        return fmt
+    environ = os.environ if env is None else env
+    if environ.get("TF_BUILD"):
+        return "azure-pipelines"
+    return "console" if _isatty(stream) else "json"
 
 
 def _is_secret_key(key: object) -> bool:
@@ -203,7 +276,7 @@ def _resolve_level(level: str) -> int:
 
 def configure_logging(
     *,
-    fmt: Literal["auto", "console", "json"] = "auto",
+    fmt: LogFormat = "auto",
     level: str = "info",
     stream: TextIO | None = None,
 ) -> None:
@@ -211,7 +284,9 @@ def configure_logging(
 
     Args:
         fmt: ``console`` (human-readable, colours on a terminal), ``json`` (one JSON object per
-            line) or ``auto``: console when ``stream`` is a terminal, JSON otherwise.
+            line), ``azure-pipelines`` (plain lines; warnings and errors as ``##[warning]`` /
+            ``##[error]``) or ``auto``: azure-pipelines when ``TF_BUILD`` is set, else console
+            when ``stream`` is a terminal, else JSON.
         level: ``debug``, ``info``, ``warning`` or ``error``. Records of other libraries are
             shown from ``warning`` up (``debug`` shows theirs too).
         stream: where to write; standard error by default. Never standard output, which carries
@@ -223,16 +298,19 @@ def configure_logging(
     target = stream if stream is not None else sys.stderr
     number = _resolve_level(level)
     is_tty = _isatty(target)
-    if fmt == "auto":
-        fmt = "console" if is_tty else "json"
+    resolved = resolve_format(fmt, target)
     renderer: Processor
-    if fmt == "console":
+    if resolved == "console":
         colors = is_tty and "NO_COLOR" not in os.environ
         renderer = structlog.dev.ConsoleRenderer(colors=colors)
-    elif fmt == "json":
+    elif resolved == "json":
         renderer = structlog.processors.JSONRenderer()
+    elif resolved == "azure-pipelines":
+        renderer = AzurePipelinesRenderer()
     else:
-        raise ValueError(f"unknown log format {fmt!r} (expected auto, console or json)")
+        raise ValueError(f"unknown log format {fmt!r} (expected {', '.join(LOG_FORMATS)})")
+    global _active_format  # noqa: PLW0603 - one process-wide logging configuration
+    _active_format = resolved
     structlog.configure(
         processors=[
             redact_secrets,

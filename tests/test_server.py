@@ -761,6 +761,7 @@ class TestCli:
             "--connection",
             "prod",
             "--emulate",
+            "-v",
             "--imds",
             "--log-format",
             "json",

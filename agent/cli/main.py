@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
         return int(handler(args))
     except AzauthError as exc:
         # One line, no traceback: the message is written for the user and holds no secret.
-        print(f"azauth: error: {exc}", file=sys.stderr)
+        print(f"{error_prefix()}azauth: error: {pipeline_safe(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
@@ -109,6 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
         return quiet_broken_pipe()
     except Exception as exc:  # noqa: BLE001 - the last resort: a bug, never a traceback
         return _internal_error(exc, verbose=getattr(args, "verbose", 0) or 0)
+
+
+def error_prefix() -> str:
+    """``##[error]`` in an Azure Pipelines job (``TF_BUILD``): the log shows the line in red."""
+    return "##[error]" if os.environ.get("TF_BUILD") else ""
+
+
+def pipeline_safe(text: str) -> str:
+    """In a pipeline job, break up ``##`` so quoted input can never become a logging command."""
+    return text.replace("##", "# #") if os.environ.get("TF_BUILD") else text
 
 
 def _internal_error(exc: BaseException, *, verbose: int) -> int:
@@ -120,11 +131,11 @@ def _internal_error(exc: BaseException, *, verbose: int) -> int:
 
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         sys.stderr.write(redact_text(text))
-    detail = redact_text(str(exc)).replace("\n", " ").strip()
+    detail = pipeline_safe(redact_text(str(exc)).replace("\n", " ").strip())
     name = type(exc).__name__
     print(
-        f"azauth: internal error: {name}{': ' + detail if detail else ''} (please report; "
-        "-vv shows the traceback)",
+        f"{error_prefix()}azauth: internal error: {name}{': ' + detail if detail else ''} "
+        "(please report; -vv shows the traceback)",
         file=sys.stderr,
     )
     return int(ExitCode.INTERNAL)

@@ -30,8 +30,11 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--log-format``, ``-v`` and ``-q``."""
     parser.add_argument(
         "--log-format",
-        choices=("auto", "console", "json"),
-        help="log format on stderr (default: settings.log_format; auto = console on a terminal)",
+        choices=("auto", "console", "json", "azure-pipelines"),
+        help=(
+            "log format on stderr (default: settings.log_format; auto = azure-pipelines under "
+            "TF_BUILD, else console on a terminal, else json)"
+        ),
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logs (-v info, -vv debug)"
@@ -51,9 +54,9 @@ def configure_logging_from_args(args: argparse.Namespace, settings: Any = None) 
     if args.quiet:
         level = "error"
     chosen = args.log_format or (getattr(settings, "log_format", "auto") if settings else "auto")
-    fmt: Literal["auto", "console", "json"] = "auto"
-    if chosen in ("console", "json"):
-        fmt = "console" if chosen == "console" else "json"
+    fmt: Literal["auto", "console", "json", "azure-pipelines"] = "auto"
+    if chosen in ("console", "json", "azure-pipelines"):
+        fmt = chosen  # type: ignore[assignment] # narrowed by the membership test
     configure_logging(fmt=fmt, level=level)
 
 
@@ -302,7 +305,11 @@ def _print_summary(args: argparse.Namespace, report: RunReport) -> None:
         return
     import time  # noqa: PLC0415
 
+    from agent.logs import active_format  # noqa: PLC0415
     from agent.runner import render_summary  # noqa: PLC0415
 
-    sys.stderr.write(render_summary(report, time.time()))
+    text = render_summary(report, time.time())
+    if active_format() == "azure-pipelines":  # a collapsible section in the job log
+        text = f"##[group]azauth summary\n{text.replace('##', '# #')}##[endgroup]\n"
+    sys.stderr.write(text)
     sys.stderr.flush()

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             f"{_count(len(profile.outputs), 'output')}"
         )
     for warning in warnings(loaded):
-        print(f"azauth: warning: {warning}", file=sys.stderr)
+        prefix = "##[warning]" if os.environ.get("TF_BUILD") else ""
+        print(f"{prefix}azauth: warning: {warning.replace('##', '# #')}", file=sys.stderr)
     print(f"azauth: OK: {line}", file=sys.stderr)
     return ExitCode.OK
 

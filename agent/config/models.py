@@ -139,13 +139,19 @@ class Settings(_Model):
         default=False,
         description="Watch mode: delete the written outputs when stopped by SIGTERM or SIGINT.",
     )
-    log_format: Literal["auto", "console", "json"] = Field(
+    log_format: Literal["auto", "console", "json", "azure-pipelines"] = Field(
         default="auto",
-        description="The format of log lines on stderr: auto (console on a terminal, else json).",
+        description=(
+            "The format of log lines on stderr: auto (azure-pipelines when TF_BUILD is set, "
+            "else console on a terminal, else json)."
+        ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        default="info",
-        description="The least severe log level written: debug, info, warning or error.",
+        default="warning",
+        description=(
+            "The least severe log level written: debug, info, warning (default; -v shows info, "
+            "-vv debug) or error."
+        ),
     )
 
 

@@ -74,7 +74,7 @@ class TestPrecedence:
         assert load_config(path).config.settings.concurrency == 5
         flagged = load_config(path, settings_overrides={"concurrency": 7, "log_level": None})
         assert flagged.config.settings.concurrency == 7
-        assert flagged.config.settings.log_level == "info"
+        assert flagged.config.settings.log_level == "warning"
 
     def test_environment_overrides_are_typed(
         self, workdir: Path, monkeypatch: pytest.MonkeyPatch
