@@ -137,8 +137,7 @@ BROKEN = [
         id="empty-variable",
     ),
     pytest.param(
-        '[profiles.ci]\nconnections = ["prod"]\n'
-        + output("ci", kind="token_file", path="out/$/x"),
+        '[profiles.ci]\nconnections = ["prod"]\n' + output("ci", kind="token_file", path="out/$/x"),
         "profiles.ci.outputs[0].path",
         "lone `$`",
         id="lone-dollar",

@@ -8,6 +8,7 @@ sees.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -467,3 +468,215 @@ def test_arguments_are_checked_before_any_network_call(work, argv):
     no_traceback(result)
     assert result.returncode == 2, result.stderr
     assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. run --dry-run contacts nothing and writes nothing
+
+
+def test_dry_run_prints_the_plan_without_contacting_anything(work):
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(PIPELINE_PROFILE)
+    env["SYSTEM_OIDCREQUESTURI"] = "https://192.0.2.1/unreachable/oidctoken"  # never contacted
+    del env["SYSTEM_ACCESSTOKEN"]
+    started = time.monotonic()
+
+    result = azauth("run", "--dry-run", cwd=cwd, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 10
+    assert not (cwd / "out").exists()
+    assert f"write {cwd}/out/arm.token (0600)" in result.stdout
+    assert "acquire https://management.azure.com/.default" in result.stdout
+    assert "ARM_TOKEN=*** (secret)" in result.stdout
+    assert "##vso[" not in result.stdout.replace("##vso[task.setvariable] lines", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Outputs land where they must
+
+
+def test_exec_never_prints_pipeline_variables_on_the_commands_stdout(work):
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(PIPELINE_PROFILE)
+    result = azauth("exec", "--", sys.executable, "-c", "print('{}')", cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "{}\n"
+    assert (cwd / "out/arm.token").exists()  # the other outputs are still delivered
+
+
+SHOW_ENV = "import json, os, sys; print(json.dumps({n: os.environ.get(n) for n in sys.argv[1:]}))"
+
+
+@pytest.mark.parametrize(
+    ("preset", "competing", "kept"),
+    [
+        ("terraform", {"ARM_OIDC_TOKEN": "eyJhbGciOiJSUzI1NiJ9.e30.x"}, {}),
+        ("terraform", {"ARM_CLIENT_SECRET": "s", "ARM_CLIENT_CERTIFICATE_PATH": "/c.pfx"}, {}),
+        ("terraform", {"ARM_USE_MSI": "true", "ARM_USE_CLI": "true", "ARM_MSI_ENDPOINT": "x"}, {}),
+        ("terraform", {"ARM_CLIENT_ID_FILE_PATH": "/id", "ARM_ENVIRONMENT": "china"}, {}),
+        ("pulumi", {"ARM_OIDC_REQUEST_TOKEN": "t", "ARM_OIDC_REQUEST_URL": "u"}, {"TF_LOG": "1"}),
+        ("azure-identity", {"AZURE_CLIENT_SECRET": "s", "AZURE_USERNAME": "u"}, {"ARM_USE_MSI": "1"}),
+    ],
+)  # fmt: skip
+def test_exec_removes_what_competes_with_the_preset(work, preset, competing, kept):
+    cwd, env = work
+    env.update(competing)
+    env.update(kept)
+    names = [*competing, *kept]
+
+    result = azauth(
+        "exec", "--preset", preset, "--", sys.executable, "-c", SHOW_ENV, *names,
+        cwd=cwd, env=env,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    import json
+
+    seen = json.loads(result.stdout)
+    assert seen == dict.fromkeys(competing) | kept
+
+
+@pytest.mark.parametrize(
+    ("preset", "ambient", "shell"),
+    [
+        ("terraform", "ARM_OIDC_TOKEN", "bash"),
+        ("terraform", "ARM_CLIENT_SECRET", "dash"),
+        ("pulumi", "ARM_USE_MSI", "bash"),
+        ("azure-identity", "AZURE_CLIENT_SECRET", "bash"),
+        ("azure-identity", "AZURE_TOKEN_CREDENTIALS", "dash"),
+    ],
+)
+def test_sh_env_files_unset_what_competes(work, preset, ambient, shell):
+    import shutil
+
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(
+        PROFILE
+        + f'\n[[profiles.ci.outputs]]\nkind = "env_file"\npath = "out/p.sh"\ndialect = "sh"\n'
+        f'preset = "{preset}"\n'
+    )
+    result = azauth("run", cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    read = subprocess.run(
+        [shell, "-c", f'. ./out/p.sh; echo "${{{ambient}-unset}}"'],
+        cwd=cwd, env=env | {ambient: "from-an-earlier-step"}, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    assert read.stdout == "unset\n"
+
+
+@pytest.mark.parametrize("dialect", ["dotenv", "docker", "systemd"])
+def test_run_warns_once_per_competing_variable_a_file_cannot_unset(work, dialect):
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(
+        PROFILE
+        + f'\n[[profiles.ci.outputs]]\nkind = "env_file"\npath = "out/a.env"\ndialect = "{dialect}"\n'
+        'preset = "terraform"\n'
+        '\n[[profiles.ci.outputs]]\nkind = "env_file"\npath = "out/b.env"\ndialect = "dotenv"\n'
+        'preset = "terraform"\n'
+    )
+    env.update({"ARM_OIDC_TOKEN": "x" * 40, "ARM_CLIENT_SECRET": "s", "ARM_CLIENT_ID": "ok"})
+    env["TF_BUILD"] = "True"
+    result = azauth("run", cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "competing_variable" in line]
+    assert len(warnings) == 2
+    assert {w.split("variable=")[1].split()[0] for w in warnings} == {
+        "ARM_OIDC_TOKEN",
+        "ARM_CLIENT_SECRET",
+    }
+    assert all(w.startswith("##[warning]azauth: competing_variable ") for w in warnings)
+    assert "x" * 40 not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Pipeline-native output under TF_BUILD
+
+# The Azure Pipelines log: a formatting command starts the line; "##vso[" anywhere is a command.
+FORMAT_LINE = re.compile(r"^##\[(warning|error|debug|group|endgroup)\]")
+PLAIN_LINE = re.compile(r"^azauth: \S[^\r\n]*$")
+
+
+def check_pipeline_log(stderr: str) -> list[str]:
+    """Every line is plain or starts with one formatting command; none carries a ##vso."""
+    lines = stderr.splitlines()
+    for line in lines:
+        assert "##vso[" not in line, line
+        body = FORMAT_LINE.sub("", line)
+        assert "##" not in body, line
+    return lines
+
+
+@pytest.mark.parametrize("verbosity", [(), ("-v",), ("-vv",), ("-q",)])
+def test_tf_build_selects_the_azure_pipelines_log_format(work, verbosity):
+    cwd, env = work
+    env["TF_BUILD"] = "True"
+    result = azauth("run", *verbosity, cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = check_pipeline_log(result.stderr)
+    assert not any(line.startswith("{") for line in lines)  # no JSON
+    if verbosity == ("-q",):
+        assert lines == []
+        return
+    start, end = lines.index("##[group]azauth summary"), lines.index("##[endgroup]")
+    assert lines[start + 1].startswith("CONNECTION  SCOPE")
+    assert end == len(lines) - 1
+    logs = lines[:start]
+    if not verbosity:
+        assert logs == []  # warnings and errors only
+    else:
+        assert any(line.startswith("azauth: token_acquired connection=prod ") for line in logs)
+        for line in logs:
+            body = line.removeprefix("##[debug]")
+            assert PLAIN_LINE.match(body) or line.startswith("##[debug]"), line
+
+
+def test_json_stays_available_under_tf_build(work):
+    cwd, env = work
+    env["TF_BUILD"] = "True"
+    result = azauth("run", "-v", "--log-format", "json", cwd=cwd, env=env)
+    assert result.returncode == 0
+    assert result.stderr.splitlines()[0].startswith("{")
+    assert "##[group]" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "variables", "first"),
+    [
+        (("run",), {"SYSTEM_ACCESSTOKEN": ""}, "##[error]azauth: "),
+        (("validate", "--config", "missing.toml"), {}, "##[error]azauth: error: "),
+        (("token", "--scope", "##vso[task.setvariable variable=X]y"), {}, "##[error]azauth: error: "),
+    ],
+)  # fmt: skip
+def test_errors_are_pipeline_errors_and_never_commands(work, argv, variables, first):
+    cwd, env = work
+    env["TF_BUILD"] = "True"
+    env.update(variables)
+    result = azauth(*argv, cwd=cwd, env=env)
+    assert result.returncode in (2, 3)
+    check_pipeline_log(result.stderr)
+    assert any(line.startswith(first) for line in result.stderr.splitlines())
+
+
+def test_pipelines_renderer_lines_follow_the_grammar():
+    from agent.logs import AzurePipelinesRenderer
+
+    render = AzurePipelinesRenderer()
+    cases = [
+        ("warning", "competing_variable", {"variable": "ARM_OIDC_TOKEN"},
+            "##[warning]azauth: competing_variable variable=ARM_OIDC_TOKEN"),
+        ("error", "refresh_failed", {"error": "a b\nc"},
+            '##[error]azauth: refresh_failed error="a b\\nc"'),
+        ("info", "token_acquired", {"scope": "https://x/.default", "expires_in": 10},
+            "azauth: token_acquired scope=https://x/.default expires_in=10"),
+        ("debug", "x", {"v": "##vso[task.setvariable variable=A]b"},
+            '##[debug]azauth: x v="# #vso[task.setvariable variable=A]b"'),
+        ("critical", "boom", {}, "##[error]azauth: boom"),
+    ]  # fmt: skip
+    for level, event, extra, expected in cases:
+        line = render(None, level, {"event": event, "level": level, **extra})
+        assert line == expected
+        check_pipeline_log(line)
