@@ -73,7 +73,12 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 @pytest.fixture(scope="module")
 def emulator_env() -> Iterator[dict[str, str]]:
     """A real `azauth emulator` process; the environment its export lines describe."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZAUTH_", "SYSTEM_"))}
+    leaky = ("AZAUTH_", "SYSTEM_", "AZURE_", "ARM_", "AZURESUBSCRIPTION_", "IDENTITY_", "MSI_")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(leaky) and not k.upper().endswith("_PROXY") and k != "TF_BUILD"
+    }
     proc = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "agent", "emulator", "--trust-any-app"],
         stdout=subprocess.PIPE,
