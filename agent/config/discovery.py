@@ -125,7 +125,11 @@ def implicit_config_data(env: Mapping[str, str], searched: list[Path]) -> dict[s
     Raises:
         ConfigError: there is no profile file and the required variables are not all set.
     """
-    values = {key: env.get(variable) for key, variable in IMPLICIT_VARIABLES.items()}
+    # Ids have no use for surrounding whitespace (a CRLF .env file adds "\r"): trimmed.
+    values = {
+        key: (env.get(variable) or "").strip() or None
+        for key, variable in IMPLICIT_VARIABLES.items()
+    }
     missing = [IMPLICIT_VARIABLES[key] for key in _REQUIRED if not values[key]]
     if missing:
         looked = ", ".join(str(candidate) for candidate in searched)

@@ -124,7 +124,8 @@ class LoadedConfig:
             environ = os.environ
         names = self.profile_names
         file = str(self.source) if self.source is not None else None
-        for chosen, origin in ((name, "--profile"), (environ.get(PROFILE_ENV), PROFILE_ENV)):
+        from_env = (environ.get(PROFILE_ENV) or "").strip()  # names hold no whitespace
+        for chosen, origin in ((name, "--profile"), (from_env, PROFILE_ENV)):
             if not chosen:
                 continue
             if chosen not in self.config.profiles:

@@ -685,3 +685,36 @@ def test_pipelines_renderer_lines_follow_the_grammar():
         line = render(None, level, {"event": event, "level": level, **extra})
         assert line == expected
         check_pipeline_log(line)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AZURESUBSCRIPTION_TENANT_ID", TENANT + "\r"),
+        ("AZURESUBSCRIPTION_CLIENT_ID", f" {CLIENT}\n"),
+        ("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", SC + "\r\n"),
+    ],
+)
+def test_ids_from_azuresubscription_variables_are_trimmed(work, variable, value):
+    cwd, env = work
+    (cwd / "azauth.toml").unlink()
+    env.update(
+        {
+            "AZURESUBSCRIPTION_TENANT_ID": TENANT,
+            "AZURESUBSCRIPTION_CLIENT_ID": CLIENT,
+            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": SC,
+            variable: value,
+        }
+    )
+    result = azauth("token", "--no-cache", cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(".") == 2  # a JWT
+
+
+@pytest.mark.parametrize("value", ["ci\n", " ci", "ci\r\n"])
+def test_the_profile_named_in_the_environment_is_trimmed(work, value):
+    cwd, env = work
+    env["AZAUTH_PROFILE"] = value
+    result = azauth("validate", cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "profile 'ci'" in result.stderr
