@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 from aiohttp import web
 
+from agent._http import ssl_context_from_env
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
 from agent.envvalues import oidc_request_uri
@@ -195,6 +196,7 @@ class TokenServer:
         bind = check_loopback_host(host)
         environ = self._environ()
         oidc_request_uri(environ)  # the job environment first: CONFIG, with a hint
+        ssl_context_from_env(environ)  # a broken CA bundle fails the start, not each request
         self._session = aiohttp.ClientSession(trust_env=False)
         try:
             self._credentials = self._build_credentials(environ)

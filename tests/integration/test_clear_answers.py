@@ -118,13 +118,19 @@ COMMANDS = {
     "status --check": ("status", "--check"),
     "exec": ("exec", "--no-outputs", "--", "true"),
 }
+# Commands that fail at start without running anything else (serve would otherwise listen).
+CA_COMMANDS = {
+    **COMMANDS,
+    "serve": ("serve",),
+    "exec --serve": ("exec", "--no-outputs", "--serve", "--", "true"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # 1. No traceback: CA bundles
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", list(CA_COMMANDS))
 @pytest.mark.parametrize(
     ("variable", "value", "problem"),
     [
@@ -141,7 +147,7 @@ def test_a_bad_ca_bundle_is_a_config_error_naming_the_variable(
     cwd, env = work
     env[variable] = value.format(tmp=cwd)
 
-    result = azauth(*COMMANDS[command], cwd=cwd, env=env)
+    result = azauth(*CA_COMMANDS[command], cwd=cwd, env=env, timeout=30)
 
     no_traceback(result)
     assert result.returncode == 3, result.stderr + result.stdout
