@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from agent._secrets import redact_text
-from agent.exceptions import EntraError, OidcRequestError
+from agent.exceptions import EntraError, ExitCode, OidcRequestError
 from agent.retry import RETRYABLE_STATUSES
 
 __all__ = [
@@ -356,7 +356,7 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
         if hint:
             parts.append(hint)
         parts.append(f"({_devops_diagnostics(response)})")
-        raise OidcRequestError(
+        error = OidcRequestError(
             " ".join(parts),
             status_code=response.status,
             service_connection_id=service_connection_id,
@@ -364,6 +364,11 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
             msedge_ref=response.header("x-msedge-ref"),
             retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
         )
+        if "no explicit reference" in server_message.lower():
+            # The job is not set up for this connection: the job environment, like a missing
+            # SYSTEM_ACCESSTOKEN mapping, not a refused identity.
+            error.exit_code = ExitCode.CONFIG
+        raise error
     if document is None:
         raise OidcRequestError(
             "Azure DevOps answered 200 to the OIDC token request for service connection "

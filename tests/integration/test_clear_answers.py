@@ -724,3 +724,24 @@ def test_the_profile_named_in_the_environment_is_trimmed(work, value):
     result = azauth("validate", cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr
     assert "profile 'ci'" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("run",), ("token", "--no-cache"), ("status", "--check")])
+async def test_a_connection_not_referenced_in_the_stage_is_exit_3_with_the_hint(
+    emulator, tmp_path, command
+):
+    import asyncio
+
+    emulator.add_service_connection(SC, referenced=False)
+    (tmp_path / "azauth.toml").write_text(PROFILE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", *command, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "AZAUTH_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    shown = out.decode() + err.decode()
+    assert proc.returncode == 3, shown
+    assert "no explicit reference" in shown
+    assert "referenced in the same stage" in shown
+    assert "Traceback" not in shown
