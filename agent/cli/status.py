@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +183,19 @@ def _connection_status(
         )
     if not environ.get(_OIDC_URI):
         problems.append(f"{_OIDC_URI} is not set: not inside an Azure Pipelines job")
+    # Set but unusable (a control character inside, only whitespace): the message run would give.
+    from agent.envvalues import oidc_request_uri  # noqa: PLC0415
+
+    checks_to_run: list[tuple[Callable[[], str], bool]] = [
+        (lambda: connection.system_access_token(environ), token_set),
+        (lambda: oidc_request_uri(environ), bool(environ.get(_OIDC_URI))),
+    ]
+    for check, is_set in checks_to_run:
+        if is_set:
+            try:
+                check()
+            except ConfigError as exc:
+                problems.append(str(exc))
     return {
         "tenant_id": connection.tenant_id,
         "client_id": connection.client_id,

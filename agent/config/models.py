@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_args
 from urllib.parse import urlsplit
@@ -444,19 +444,21 @@ class PipelineVariablesOutput(_Model):
                 names.add(name)
         return names
 
-    def public_variables_under_secret_true(self) -> list[str]:
+    def public_variables_under_secret_true(
+        self, preset_variables: Sequence[str] | None = None
+    ) -> list[str]:
         """With ``secret = true``: the variables that hold public fields (ids, paths, flags).
 
-        ``validate`` warns about them: ``secret = true`` does not mask them (masking ``true`` or
-        a path hides it everywhere in the job log) unless they are listed by name.
+        ``preset_variables``: the names the preset sets for this output's connection (default:
+        every name it may set). ``validate`` warns about them: ``secret = true`` does not mask
+        them (masking ``true`` or a path hides it everywhere in the job log) unless they are
+        named in ``secret_variables``.
         """
         if self.secret is not True:
             return []
-        names = [
-            name
-            for name in PRESET_VARIABLE_NAMES.get(self.preset or "", ())
-            if name not in self.variables
-        ]
+        if preset_variables is None:
+            preset_variables = PRESET_VARIABLE_NAMES.get(self.preset or "", ())
+        names = [name for name in preset_variables if name not in self.variables]
         names += [name for name, field in self.variables.items() if field not in SECRET_FIELDS]
         return [name for name in names if name not in self.secret_variables]
 

@@ -745,3 +745,16 @@ async def test_a_connection_not_referenced_in_the_stage_is_exit_3_with_the_hint(
     assert "no explicit reference" in shown
     assert "referenced in the same stage" in shown
     assert "Traceback" not in shown
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SYSTEM_ACCESSTOKEN", "abc\x01def"), ("SYSTEM_OIDCREQUESTURI", "https://x y/oidc")],
+)
+def test_status_shows_the_problem_run_would_fail_on(work, variable, value):
+    cwd, env = work
+    env[variable] = value
+    result = azauth("status", cwd=cwd, env=env)
+    assert result.returncode == 0  # status without --check reports, it does not fail
+    assert f"problem: environment variable {variable}" in result.stdout
+    assert "def" not in result.stdout.split("problem:")[1]
