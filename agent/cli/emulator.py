@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         import cryptography  # noqa: F401, PLC0415 - only the emulator needs it
     except ImportError:
         raise UsageError(
-            "the emulator needs the 'cryptography' package: pip install 'azauth[emulator]'"
+            "the emulator needs the 'cryptography' package: pip install cryptography (or the "
+            "emulator extra: pip install '.[emulator]' in a checkout of azauth)"
         ) from None
     import asyncio  # noqa: PLC0415 - see _serve
 

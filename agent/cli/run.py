@@ -166,7 +166,8 @@ async def start_emulator(
         from agent.testing.emulator import Emulator  # noqa: PLC0415 - needs the emulator extra
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise UsageError(
-            f"--emulate needs the emulator extra ({exc}): pip install 'azauth[emulator]'"
+            f"--emulate needs the emulator extra ({exc}): pip install cryptography (or "
+            "pip install '.[emulator]' in a checkout of azauth)"
         ) from None
     emulator = Emulator()
     await emulator.start(tls=tls)

@@ -995,7 +995,7 @@ class TestCli:
         )
 
         assert result.returncode == 2
-        assert "pip install 'azauth[emulator]'" in result.stderr
+        assert "pip install '.[emulator]' in a checkout" in result.stderr
         assert result.stdout == ""
 
     def test_export_lines_survive_a_real_shell(self):
