@@ -150,7 +150,8 @@ def _cached(
     variable = cache.read_variable(selector)
     if variable is None:
         return None
-    system_access_token = env.get(variable)
+    # Trimmed as the full command trims it (agent.envvalues), so both find the same entry.
+    system_access_token = (env.get(variable) or "").strip()
     if not system_access_token:
         return None
     entry = cache.load(tokencache.entry_key(selector, variable, system_access_token))

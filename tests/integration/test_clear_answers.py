@@ -758,3 +758,18 @@ def test_status_shows_the_problem_run_would_fail_on(work, variable, value):
     assert result.returncode == 0  # status without --check reports, it does not fail
     assert f"problem: environment variable {variable}" in result.stdout
     assert "def" not in result.stdout.split("problem:")[1]
+
+
+def test_a_trimmed_token_is_served_warm_from_the_cache(work):
+    """The fast path trims like the full command: a CRLF token still hits the cache."""
+    cwd, env = work
+    env["SYSTEM_ACCESSTOKEN"] += "\r\n"
+    first = azauth("token", cwd=cwd, env=env)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "agent", "token"], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0
+    assert again.stdout == first.stdout
+    assert "aiohttp" not in again.stderr  # answered by the warm path, not a new request
