@@ -105,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
     operation = args.operation
     if operation not in {"get", "erase"}:
         return ExitCode.OK
+    if not text.strip():
+        raise UsageError(
+            f"git-credential {operation}: no request on standard input (git writes "
+            "`protocol=...` and `host=...` lines there; run it through git's credential.helper)"
+        )
     try:
         request = parse_git_credential(text)
     except ValueError as exc:

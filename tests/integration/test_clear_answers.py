@@ -359,7 +359,7 @@ profiles:
         (("token",), ">&-", 2, "standard output is closed"),
         (("schema",), ">&-", 2, "standard output is closed"),
         (("env", "--profile", "ci"), ">&-", 2, "standard output is closed"),
-        (("git-credential", "get"), "<&-", 2, "azauth: error:"),
+        (("git-credential", "get"), "<&-", 2, "no request on standard input"),
         (("validate",), ">&-", 0, "OK"),
         (("validate",), "<&-", 0, "OK"),
     ],
