@@ -127,6 +127,9 @@ def test_yaml_blocks_parse(index):
 # command lines
 
 
+_LEADERS = frozenset({"nohup", "exec", "time", "command", "-", "script:", "|"})
+
+
 def _command_lines() -> list[tuple[str, list[str]]]:
     """Every ``azauth ...`` invocation in the shell-like blocks, as argv lists."""
     found = []
@@ -144,6 +147,9 @@ def _command_lines() -> list[tuple[str, list[str]]]:
             for start, word in enumerate(words):
                 if Path(word).name != "azauth" or start + 1 >= len(words):
                     continue
+                before = words[start - 1] if start else ""
+                if before and not (set(before) <= set(";&|()<>") or before in _LEADERS):
+                    continue  # "azauth" in prose (displayName: Install azauth ...)
                 argv = []
                 for item in words[start + 1 :]:
                     if item and set(item) <= set(";&|()<>"):
@@ -177,9 +183,19 @@ def _run_readme_command(argv: list[str], cwd: Path, **kwargs):
     )  # fmt: skip
 
 
+# The exec and serve sections follow the pipeline example and use its two-connection profile.
+SHOWN_WITH_THE_PROFILE = section("`azauth exec`") + section("`azauth serve`")
+
+
 @pytest.mark.parametrize(
     "prefix",
-    sorted({tuple(argv[: argv.index("--")]) for _, argv in COMMAND_LINES if argv[0] == "exec"}),
+    sorted(
+        {
+            tuple(argv[: argv.index("--")])
+            for line, argv in COMMAND_LINES
+            if argv[0] == "exec" and line in SHOWN_WITH_THE_PROFILE
+        }
+    ),
 )
 def test_exec_examples_run_with_the_profile_shown(tmp_path, prefix):
     (tmp_path / "azauth.toml").write_text(pipeline_profile())
@@ -192,7 +208,11 @@ def test_exec_examples_run_with_the_profile_shown(tmp_path, prefix):
 @pytest.mark.parametrize(
     "argv",
     sorted(
-        {tuple(argv) for _, argv in COMMAND_LINES if argv[0] == "serve" and "--profile" in argv}
+        {
+            tuple(argv)
+            for line, argv in COMMAND_LINES
+            if argv[0] == "serve" and line in SHOWN_WITH_THE_PROFILE
+        }
     ),
 )
 def test_serve_examples_start_with_the_profile_shown(tmp_path, argv):
@@ -214,6 +234,10 @@ def test_serve_examples_start_with_the_profile_shown(tmp_path, argv):
 
 # ---------------------------------------------------------------------------------------------
 # the install recipe
+
+
+def test_no_example_installs_azauth_from_a_package_index():
+    assert not re.search(r"pip install (-\w+ )*(--user )?azauth\b(?!\[)(?! @)", README)
 
 
 def test_the_install_recipe_installs_a_working_azauth_from_a_pinned_commit(tmp_path):
