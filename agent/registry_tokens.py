@@ -86,7 +86,7 @@ def cached_refresh_token(registry: str, env: Mapping[str, str], now: float) -> s
     variable = cache.read_variable(selector)
     if variable is None:
         return None
-    system_access_token = env.get(variable)
+    system_access_token = (env.get(variable) or "").strip()  # trimmed as agent.envvalues does
     if not system_access_token:
         return None
     entry = cache.load(tokencache.entry_key(selector, variable, system_access_token))
@@ -271,7 +271,7 @@ def forget_refresh_token(registry: str, env: Mapping[str, str]) -> bool:
         return False
     cache = tokencache.TokenCache(tokencache.cache_dir(env))
     variable = cache.read_variable(selector)
-    token = env.get(variable) if variable else None
+    token = (env.get(variable) or "").strip() if variable else None
     if variable is None or not token:
         return False
     return cache.remove(tokencache.entry_key(selector, variable, token))
