@@ -10,6 +10,9 @@ takes azauth's registries back out of it.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -35,6 +38,9 @@ __all__ = ["RegistryDelivery"]
 
 _log = get_logger("agent.registry_delivery")
 _MAX_CONFIG_BYTES = 1024 * 1024
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class RegistryDelivery:
@@ -144,14 +150,36 @@ class RegistryDelivery:
 
 
 def _read_existing(path: str) -> bytes | None:
-    """The current bytes of a file an output merges into, or ``None`` when there is none."""
+    """The current bytes of a file an output merges into, or ``None`` when there is none.
+
+    Only a regular file is read: a symbolic link is not followed (it would merge another
+    file's content, and the write refuses links anyway) and a FIFO or device is not opened for
+    reading (``O_NONBLOCK``: a FIFO without a writer must not hang the runner).
+
+    Raises:
+        OutputError: the file is a link, not a regular file, unreadable, or larger than 1 MiB.
+    """
     try:
-        with open(path, "rb") as file:  # noqa: PTH123 - str paths throughout
-            data = file.read(_MAX_CONFIG_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):  # noqa: PTH114 - str paths
+            raise OutputError(
+                "the existing file is a symbolic link; refusing to merge", path=path
+            ) from None
         raise OutputError(f"cannot read the existing file: {exc.strerror}", path=path) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError(
+                "the existing file is not a regular file; refusing to merge", path=path
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(_MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise OutputError(f"cannot read the existing file: {exc.strerror}", path=path) from None
+    finally:
+        os.close(fd)
     if len(data) > _MAX_CONFIG_BYTES:
         raise OutputError("the existing file is larger than 1 MiB; refusing to merge", path=path)
     return data

@@ -195,6 +195,34 @@ async def test_an_existing_file_that_is_not_json_is_left_alone(workdir, tls_emu)
     assert "refusing to overwrite it" in str(report.connections[0].error)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "dangling symlink", "directory"])
+async def test_an_existing_path_that_is_no_regular_file_is_refused_without_reading_it(
+    workdir, tls_emu, kind: str
+) -> None:
+    """A FIFO must not hang the runner; a link is neither followed nor merged from."""
+    write_profile(workdir, tls_emu, "credHelpers")
+    (workdir / "docker").mkdir()
+    target = workdir / "docker" / "config.json"
+    other = workdir / "someone-elses.json"
+    other.write_text('{"auths": {"private.example": {"auth": "c2VjcmV0"}}}')
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink":
+        target.symlink_to(other)
+    elif kind == "dangling symlink":
+        target.symlink_to(workdir / "missing.json")
+    else:
+        target.mkdir()
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        report = await asyncio.wait_for(runner.run_once(), timeout=30)
+
+    assert report.exit_code == ExitCode.OUTPUT
+    assert "refusing to merge" in str(report.connections[0].error)
+    assert other.read_text() == '{"auths": {"private.example": {"auth": "c2VjcmV0"}}}'
+    assert os.path.lexists(target)
+
+
 async def test_a_refused_exchange_fails_the_output_and_names_the_registry(workdir, tls_emu) -> None:
     write_profile(workdir, tls_emu, "auths")
     tls_emu.registry.tenant_id = "someone-else"
