@@ -24,9 +24,10 @@ def docker_credential_main() -> None:
         import os  # noqa: PLC0415
         import time  # noqa: PLC0415
 
+        from agent.docker_credential import read_request  # noqa: PLC0415 - stdlib only
         from agent.registry_tokens import warm_get  # noqa: PLC0415 - stdlib only
 
-        data = sys.stdin.buffer.read(1024 * 1024)
+        data = read_request(sys.stdin.buffer if sys.stdin is not None else None)
         try:
             answer = warm_get(data, os.environ, time.time())
         except Exception:  # noqa: BLE001 - the warm path never fails: the full command decides

@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import json
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 __all__ = [
     "ACR_USERNAME",
     "NOT_FOUND",
@@ -29,6 +33,7 @@ __all__ = [
     "OPERATIONS",
     "USAGE",
     "parse_store_request",
+    "read_request",
     "read_server_url",
     "registry_host",
     "render_get",
@@ -56,6 +61,22 @@ def unknown_action(action: str) -> str:
 
 _MAX_INPUT = 64 * 1024
 _MAX_HOST = 253 + 6
+_MAX_READ = 1024 * 1024
+
+
+def read_request(stream: BinaryIO | None) -> bytes:
+    """What a client wrote on standard input (at most 1 MiB); ``b""`` when there is none.
+
+    ``stream`` is ``sys.stdin.buffer``, or ``None`` when the helper was started with standard
+    input closed. A closed or unreadable stream reads as empty, so the operation answers with
+    the protocol's message (``no credentials server URL``) instead of failing.
+    """
+    if stream is None:
+        return b""
+    try:
+        return stream.read(_MAX_READ) or b""
+    except (OSError, ValueError):
+        return b""
 
 
 def read_server_url(data: bytes) -> str:
@@ -101,11 +122,33 @@ def registry_host(server_url: str) -> str:
         raise ValueError("not a registry host or URL")
     if parts.scheme not in {"", "https", "http"}:
         raise ValueError("not a registry host or URL")
+    if not _is_host_name(host):
+        raise ValueError("not a registry host or URL")
     shown = f"[{host}]" if ":" in host else host
     result = f"{shown}:{port}" if port is not None else shown
     if len(result) > _MAX_HOST:
         raise ValueError("not a registry host or URL")
     return result.lower()
+
+
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_IPV6_CHARS = frozenset("0123456789abcdef:.")
+
+
+def _is_host_name(host: str) -> bool:
+    """Whether ``host`` (lower case, without brackets) is a DNS name, an IPv4 or IPv6 address.
+
+    The domain grammar of Docker image references (``distribution/reference``): dot-separated
+    labels of letters, digits and inner hyphens. Anything else (``%``, a backslash, ``;``,
+    quotes) is not a registry, and must never become part of a URL azauth sends a token to.
+    """
+    if ":" in host:
+        return host.count(":") >= 2 and set(host) <= _IPV6_CHARS
+    labels = host.lower().split(".")
+    return all(
+        label and set(label) <= _LABEL_CHARS and label[0] != "-" and label[-1] != "-"
+        for label in labels
+    )
 
 
 def render_get(server_url: str, username: str, secret: str) -> str:

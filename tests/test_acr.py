@@ -137,6 +137,27 @@ def test_registry_host_refuses_what_is_not_a_registry(server: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "server",
+    [
+        "evil.example\\.azurecr.io",
+        "evil.example%2f.azurecr.io",
+        "https://evil.example%2F.azurecr.io/v2/",
+        "evil.example;.azurecr.io",
+        'evil.example".azurecr.io',
+        "evil.example&x=.azurecr.io",
+        "x..azurecr.io",
+        "-x.azurecr.io",
+        "x_y.azurecr.io",
+        "[fe80::1%25eth0]:443",
+    ],
+)
+def test_a_host_with_characters_no_host_name_has_is_not_a_registry(server: str) -> None:
+    """Such a name ends in .azurecr.io but must never become the host of a URL a token goes to."""
+    with pytest.raises(ValueError, match="not a registry host"):
+        dc.registry_host(server)
+
+
+@pytest.mark.parametrize(
     ("host", "expected"),
     [
         ("contoso.azurecr.io", True),

@@ -217,6 +217,46 @@ async def test_get_and_erase_without_a_server_url_say_so(
         assert (result.returncode, result.stdout) == (1, "no credentials server URL\n")
 
 
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ("get", "no credentials server URL"),
+        ("erase", "no credentials server URL"),
+        ("store", "the store request is not a JSON object"),
+    ],
+)
+async def test_a_closed_stdin_is_an_empty_request_not_a_crash(
+    helper_env: dict[str, str], action: str, message: str
+) -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["sh", "-c", 'exec "$0" "$1" <&-', str(HELPER), action],
+        capture_output=True,
+        text=True,
+        env=helper_env,
+        timeout=60,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout) == (1, message + "\n")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "server", ["evil.example\\.azurecr.io", "evil.example%2f.azurecr.io", "x;y.azurecr.io"]
+)
+async def test_a_host_name_with_odd_characters_is_not_found_and_no_token_is_requested(
+    acr: Emulator, tmp_path: Path, helper_env: dict[str, str], server: str
+) -> None:
+    # One connection, no registries table: every *.azurecr.io host would be served.
+    write_profile(tmp_path / "azauth.toml", acr, None)
+
+    result = await helper(helper_env, "get", stdin=server)
+
+    assert (result.returncode, result.stdout) == (1, "credentials not found in native keychain\n")
+    assert acr.counts["token"] == 0
+
+
 async def test_list_maps_every_registry_of_the_profile_to_the_null_guid(
     acr: Emulator, helper_env: dict[str, str]
 ) -> None:

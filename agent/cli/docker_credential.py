@@ -61,7 +61,7 @@ def _store(data: bytes, env: Mapping[str, str]) -> int:
 def _read_stdin(action: str) -> bytes:
     if action == "list":
         return b""
-    return sys.stdin.buffer.read(1024 * 1024)
+    return dc.read_request(sys.stdin.buffer if sys.stdin is not None else None)
 
 
 def _get(data: bytes, env: Mapping[str, str]) -> int:
