@@ -61,12 +61,37 @@ class ResolvedProfile:
         if output.kind == "federated_token_file":
             return None
         if output.kind == "docker_config":
-            from agent.acr import acr_scope  # noqa: PLC0415 - the registry concept stays there
-
-            assert output.connection is not None
-            return output.scope or acr_scope("", self.connections[output.connection].cloud)
+            return self._registry_scope(output)
         assert output.connection is not None
         return output.scope or self.connections[output.connection].default_scope
+
+    def _registry_scope(self, output: Output) -> str:
+        """The Entra scope a docker_config output exchanges.
+
+        Its own ``scope``; else, in ``auths`` mode, the one its registries use (their
+        ``scope`` in the ``registries`` table, or their cloud's ACR audience: one scope,
+        checked on load); else the ACR audience of the connection's cloud.
+        """
+        from agent.acr import acr_scope  # noqa: PLC0415 - the registry concept stays there
+        from agent.registry_tokens import (  # noqa: PLC0415
+            RegistryNotServedError,
+            output_registries,
+            served_registry,
+        )
+
+        assert output.kind == "docker_config"
+        assert output.connection is not None
+        if output.scope:
+            return output.scope
+        if output.mode == "auths":
+            for registry in output_registries(self, output):
+                try:
+                    connection, scope = served_registry(self, registry)
+                except RegistryNotServedError:
+                    continue
+                if connection == output.connection:
+                    return scope
+        return acr_scope("", self.connections[output.connection].cloud)
 
     def federated_token_file_for(self, connection: str) -> str | None:
         """A file this profile keeps ``connection``'s federated token in, if it has one."""
@@ -248,6 +273,9 @@ def _registry_problems(
                 f"{did_you_mean(binding.connection, connections)}",
                 f"one of: {', '.join(connections)}",
             )
+    from agent.config.registry_checks import docker_config_problems  # noqa: PLC0415
+
+    yield from docker_config_problems(config, name, lineage)
     from agent.acr import is_acr_host  # noqa: PLC0415 - the registry concept stays there
 
     served = {host for ancestor in lineage for host in config.profiles[ancestor].registries}

@@ -306,6 +306,106 @@ registries = ["contoso.azurecr.io", "contoso.azurecr.i"]
     assert "did you mean 'contoso.azurecr.io'" in message
 
 
+TWO_CONNECTIONS = f"""
+[connections.acr]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+[connections.other]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+"""
+ONE_CONNECTION = TWO_CONNECTIONS.split("[connections.other]", maxsplit=1)[0]
+ARM = "https://management.azure.com/.default"
+
+
+@pytest.mark.parametrize(
+    ("profile", "where", "says"),
+    [
+        (  # one connection, no table: *.azurecr.io is served, but the output names none
+            ONE_CONNECTION + '[profiles.ci]\nconnections = ["acr"]\n'
+            '[[profiles.ci.outputs]]\nkind = "docker_config"\npath = "c.json"\n',
+            "profiles.ci.outputs[0].registries",
+            "writes no registry: profile 'ci' has no registries table",
+        ),
+        (  # auths mode: the table's registries all belong to the other connection
+            TWO_CONNECTIONS + '[profiles.ci]\nconnections = ["acr", "other"]\n'
+            '[profiles.ci.registries."a.azurecr.io"]\nconnection = "other"\n'
+            '[[profiles.ci.outputs]]\nkind = "docker_config"\npath = "c.json"\n'
+            'mode = "auths"\nconnection = "acr"\n',
+            "profiles.ci.outputs[0].registries",
+            "no registry of profile 'ci' uses connection 'acr'",
+        ),
+        (  # inherited: the base's output in a profile without registries
+            ONE_CONNECTION + '[profiles.base]\nconnections = ["acr"]\n'
+            '[profiles.base.registries."a.azurecr.io"]\n'
+            '[[profiles.base.outputs]]\nkind = "docker_config"\npath = "c.json"\n'
+            'mode = "auths"\nregistries = ["a.azurecr.io", "b.azurecr.io"]\n'
+            '[profiles.ci]\nextends = "base"\n'
+            '[profiles.ci.registries."b.azurecr.io"]\n'
+            f'scope = "{ARM}"\n',
+            "profiles.base.outputs[0].registries",
+            "need different Entra scopes",
+        ),
+        (  # auths mode listing a registry the table gives to another connection
+            TWO_CONNECTIONS + '[profiles.ci]\nconnections = ["acr", "other"]\n'
+            '[profiles.ci.registries."a.azurecr.io"]\nconnection = "acr"\n'
+            '[profiles.ci.registries."b.azurecr.io"]\nconnection = "other"\n'
+            '[[profiles.ci.outputs]]\nkind = "docker_config"\npath = "c.json"\n'
+            'mode = "auths"\nconnection = "acr"\nregistries = ["a.azurecr.io", "b.azurecr.io"]\n',
+            "profiles.ci.outputs[0].registries[1]",
+            "registry 'b.azurecr.io' uses connection 'other'",
+        ),
+        (  # auths mode: two registries of one connection with different scopes
+            ONE_CONNECTION + '[profiles.ci]\nconnections = ["acr"]\n'
+            '[profiles.ci.registries."a.azurecr.io"]\n'
+            f'[profiles.ci.registries."b.azurecr.io"]\nscope = "{ARM}"\n'
+            '[[profiles.ci.outputs]]\nkind = "docker_config"\npath = "c.json"\n'
+            'mode = "auths"\n',
+            "profiles.ci.outputs[0].registries",
+            "need different Entra scopes (a.azurecr.io: https://containerregistry.azure.net",
+        ),
+    ],
+)
+def test_a_docker_config_output_that_cannot_work_is_a_config_error(
+    tmp_path, profile: str, where: str, says: str
+) -> None:
+    from agent.exceptions import ConfigError
+
+    (tmp_path / "azauth.toml").write_text(profile, encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "azauth.toml", env={})
+
+    message = str(caught.value)
+    assert where in message
+    assert says in message
+
+
+async def test_an_auths_output_exchanges_the_token_of_its_registries_scope(
+    workdir, tls_emu
+) -> None:
+    """A registry's ``scope`` in the table is what the output's Entra token asks for."""
+    registry = registry_of(tls_emu)
+    (workdir / "azauth.toml").write_text(
+        ONE_CONNECTION
+        + '[profiles.ci]\nconnections = ["acr"]\n'
+        + f'[profiles.ci.registries."{registry}"]\nscope = "{ARM}"\n'
+        + '[[profiles.ci.outputs]]\nkind = "docker_config"\npath = "docker/config.json"\n'
+        + 'mode = "auths"\n',
+        encoding="utf-8",
+    )
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        report = await runner.run_once()
+
+    assert report.exit_code == ExitCode.OK
+    forms = [r.form for r in tls_emu.requests if r.endpoint == "token"]
+    assert [form["scope"] for form in forms if form is not None] == [ARM]
+    assert registry in config_file(workdir)["auths"]
+
+
 @pytest.mark.parametrize("users_entry", [True, False])
 async def test_remove_outputs_takes_back_only_our_registries(workdir, tls_emu, users_entry) -> None:
     write_profile(workdir, tls_emu, "credHelpers")
