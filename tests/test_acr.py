@@ -274,12 +274,20 @@ async def test_exchange_then_token_then_manifest(emu: Emulator) -> None:
             f"{emu.url}/v2/other/manifests/v1", headers={"Authorization": f"Bearer {access}"}
         ) as resp:
             other = (resp.status, resp.headers["WWW-Authenticate"])
+        async with session.get(
+            f"{emu.url}/v2/hello/tags/list", headers={"Authorization": f"Bearer {access}"}
+        ) as resp:
+            tags = (resp.status, await resp.json())
+        async with session.get(f"{emu.url}/v2/hello/tags/list") as resp:
+            tags_challenge = resp.headers["WWW-Authenticate"]
 
     assert (manifest, digest) == (image.manifest, image.digest)
     assert missing[0] == 404
     assert missing[1]["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert other[0] == 401  # the access token covers repository hello only
     assert 'scope="repository:other:pull"' in other[1]
+    assert tags == (200, {"name": "hello", "tags": ["v1"]})
+    assert 'scope="repository:hello:pull"' in tags_challenge
 
 
 @pytest.mark.parametrize(

@@ -412,11 +412,15 @@ async def test_skopeo_inspects_and_copies_through_the_helper_with_a_refresh_betw
     image = acr.registry.images["hello"]
 
     inspected = await skopeo(env, "inspect", "--raw", f"docker://{registry}/hello:v1")
+    described = await skopeo(env, "inspect", f"docker://{registry}/hello:v1")  # lists the tags
     await asyncio.sleep(8.5)  # the first refresh token has expired
     copied = await skopeo(env, "copy", f"docker://{registry}/hello:v1", f"dir:{tmp_path / 'out'}")
 
     assert inspected.returncode == 0, inspected.stderr
     assert inspected.stdout.encode() == image.manifest
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["RepoTags"] == ["v1"]
+    assert json.loads(described.stdout)["Digest"] == image.digest
     assert copied.returncode == 0, copied.stderr
     for digest, blob in image.blobs.items():
         assert (tmp_path / "out" / digest.removeprefix("sha256:")).read_bytes() == blob

@@ -13,7 +13,8 @@ data-plane REST specification (2021-07-01) and the Docker registry token specifi
   ``refresh_token``) and ``GET /oauth2/token?service=&scope=`` with Basic
   ``00000000-0000-0000-0000-000000000000:<refresh token>``: answer ``{"access_token": JWT}``
   for the requested repository scopes (pull only).
-- ``GET /v2/``, ``GET|HEAD /v2/<name>/manifests/<ref>``, ``GET|HEAD /v2/<name>/blobs/<digest>``:
+- ``GET /v2/``, ``GET /v2/<name>/tags/list``, ``GET|HEAD /v2/<name>/manifests/<ref>``,
+  ``GET|HEAD /v2/<name>/blobs/<digest>``:
   without a valid registry access token, ``401`` with
   ``WWW-Authenticate: Bearer realm="https://<host>/oauth2/token",service="<host>"[,scope=…]``.
 
@@ -160,6 +161,7 @@ class Registry:
         router.add_post("/oauth2/exchange", self._exchange)
         router.add_route("*", "/oauth2/token", self._token)
         router.add_get("/v2/", self._base)
+        router.add_get("/v2/{name:.+}/tags/list", self._tags)
         router.add_get("/v2/{name:.+}/manifests/{reference}", self._manifest)
         router.add_get("/v2/{name:.+}/blobs/{digest}", self._blob)
 
@@ -350,6 +352,19 @@ class Registry:
         return web.Response(
             status=200, body=image.manifest, content_type=MANIFEST_TYPE, headers=headers
         )
+
+    async def _tags(self, request: web.Request) -> web.Response:
+        """``GET /v2/<name>/tags/list``: ``{"name", "tags"}`` (``skopeo inspect`` lists them)."""
+        self.counts["registry"] += 1
+        name = request.match_info["name"]
+        if not self._authorized(request, name):
+            return self._challenge(request, f"repository:{name}:pull")
+        image = self.images.get(name)
+        if image is None:
+            return _error(
+                404, "NAME_UNKNOWN", "repository name not known to registry", {"Name": name}
+            )
+        return _json(200, {"name": name, "tags": [image.tag]})
 
     async def _blob(self, request: web.Request) -> web.Response:
         self.counts["registry"] += 1
