@@ -131,16 +131,23 @@ def exchange_request(registry: str, tenant: str, access_token: str) -> HttpReque
 
 
 def parse_exchange_response(
-    response: HttpResponse, registry: str, *, fallback_expires_on: int
+    response: HttpResponse,
+    registry: str,
+    *,
+    fallback_expires_on: int,
+    now: float | None = None,
 ) -> RefreshToken:
     """The refresh token of a ``/oauth2/exchange`` answer.
 
     Its expiry is the token's ``exp`` claim; ``fallback_expires_on`` (the Entra token's expiry)
-    when the token carries none.
+    when the token carries none. With ``now`` (epoch seconds), a token that has already expired
+    by this machine's clock is refused: it could never be served, and a watch would exchange
+    again at once, in a loop.
 
     Raises:
-        RegistryError: the registry refused (its error code and message quoted), or the answer
-            is not the documented JSON; ``retryable`` for 408, 429 and 5xx.
+        RegistryError: the registry refused (its error code and message quoted), the answer
+            is not the documented JSON, or the token has expired; ``retryable`` for 408, 429,
+            5xx and an expired token.
     """
     status = response.status
     document = _json_object(response.body)
@@ -164,6 +171,14 @@ def parse_exchange_response(
         )
     exp = unverified_claims(token).get("exp")
     expires_on = exp if isinstance(exp, int) and not isinstance(exp, bool) else fallback_expires_on
+    if now is not None and expires_on <= now:
+        raise RegistryError(
+            f"registry {registry} answered a refresh token that expired {int(now - expires_on)} s "
+            "ago by this machine's clock (is the clock right?)",
+            registry=registry,
+            status_code=status,
+            retryable=True,
+        )
     return RefreshToken(token, registry, expires_on)
 
 

@@ -20,6 +20,7 @@ async def exchange_refresh_token(
     tenant: str,
     access_token: str,
     access_token_expires_on: int,
+    now: float | None = None,
 ) -> acr.RefreshToken:
     """Exchange an Entra access token for ``registry``'s ACR refresh token.
 
@@ -30,6 +31,8 @@ async def exchange_refresh_token(
         access_token: the Entra access token (ACR or ARM audience).
         access_token_expires_on: its expiry (epoch seconds), the refresh token's expiry when
             the refresh token carries none.
+        now: the current time (epoch seconds): a refresh token already expired by then is
+            refused (a :class:`~agent.acr.RegistryError`, retryable).
 
     Raises:
         RegistryError: the registry refused or answered something unreadable.
@@ -38,7 +41,7 @@ async def exchange_refresh_token(
     register_secret(access_token)
     response = await http.send(acr.exchange_request(registry, tenant, access_token))
     token = acr.parse_exchange_response(
-        response, registry, fallback_expires_on=access_token_expires_on
+        response, registry, fallback_expires_on=access_token_expires_on, now=now
     )
     register_secret(token.token)
     return token

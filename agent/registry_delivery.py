@@ -91,6 +91,7 @@ class RegistryDelivery:
                         tenant=tid if isinstance(tid, str) and tid else tenant,
                         access_token=info.token,
                         access_token_expires_on=int(info.expires_on),
+                        now=self._clock.time(),
                     )
                 except AzauthError as exc:
                     first_error = first_error or exc

@@ -307,6 +307,7 @@ def _exchange(
                 tenant=_tenant_id(entra.access_token, entra.tenant),
                 access_token=entra.access_token,
                 access_token_expires_on=entra.expires_on,
+                now=clock.time(),
             )
         finally:
             await http.close()

@@ -64,6 +64,31 @@ def test_a_refresh_token_without_exp_expires_with_the_entra_token() -> None:
 
 
 @pytest.mark.parametrize(
+    ("claims", "now"),
+    [
+        ({"exp": 1000}, 1000.0),  # expires this very second
+        ({"exp": 1000}, 5000.0),  # long expired (a registry clock far behind ours)
+        ({}, 43.0),  # no exp: the Entra token's expiry (42) has passed too
+    ],
+)
+def test_a_refresh_token_already_expired_is_a_retryable_error_not_a_token(
+    claims: dict[str, int], now: float
+) -> None:
+    token = SigningKey().sign({"aud": "r.azurecr.io", **claims}) if claims else "opaque"
+
+    with pytest.raises(acr.RegistryError, match="expired") as caught:
+        acr.parse_exchange_response(
+            response(200, {"refresh_token": token}),
+            "r.azurecr.io",
+            fallback_expires_on=42,
+            now=now,
+        )
+
+    assert caught.value.retryable
+    assert token not in str(caught.value)
+
+
+@pytest.mark.parametrize(
     ("status", "body", "retryable", "shown"),
     [
         (

@@ -336,6 +336,18 @@ async def test_a_refused_exchange_is_one_line_on_stdout_and_exit_1(
     assert "eyJ" not in result.stdout + result.stderr
 
 
+async def test_an_expired_refresh_token_from_the_registry_is_not_handed_out(
+    acr: Emulator, helper_env: dict[str, str]
+) -> None:
+    acr.registry.refresh_token_lifetime = -60  # the registry's clock is a minute behind
+
+    result = await helper(helper_env, "get", stdin=registry_of(acr))
+
+    assert result.returncode == 1
+    assert "answered a refresh token that expired" in result.stdout
+    assert "eyJ" not in result.stdout + result.stderr
+
+
 async def test_arm_audience_tokens_are_refused_when_the_registry_disables_them(
     acr: Emulator, helper_env: dict[str, str], tmp_path: Path
 ) -> None:

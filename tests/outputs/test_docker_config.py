@@ -277,6 +277,34 @@ async def test_watch_keeps_a_valid_refresh_token_in_the_file_through_outages(
     assert tls_emu.registry.counts["exchange"] >= 3 * 3600 // 1200
 
 
+@pytest.mark.parametrize("lifetime", [0, -600])
+async def test_watch_does_not_spin_on_refresh_tokens_that_are_born_expired(
+    workdir, tls_emu, lifetime
+) -> None:
+    """A registry (or a skewed clock) answering expired refresh tokens gets backoff, not a loop."""
+    clock = FakeClock()
+    tls_emu.clock = clock
+    tls_emu.registry.refresh_token_lifetime = lifetime
+    write_profile(workdir, tls_emu, "auths")
+    stop = asyncio.Event()
+    async with Runner(
+        load_config().profile(), env=dict(os.environ), clock=clock, stdout=io.StringIO()
+    ) as runner:
+        start = clock.time()
+        task = asyncio.create_task(runner.watch(stop))
+        await asyncio.sleep(1.0)  # real time: a spinning watch exchanges hundreds of times
+        stop.set()
+        await task
+        error = runner.reports["acr"].error
+
+    exchanges = tls_emu.registry.counts["exchange"]
+    assert exchanges >= 2  # it kept trying
+    assert clock.time() - start >= exchanges - 1  # ...at least a (fake) second apart
+    assert not (workdir / "docker" / "config.json").exists()
+    assert error is not None
+    assert "expired" in str(error)
+
+
 def test_a_docker_config_registry_the_profile_does_not_serve_is_a_config_error(tmp_path) -> None:
     from agent.exceptions import ConfigError
 
