@@ -23,7 +23,12 @@ from agent.exceptions import AzauthError, OutputError
 from agent.jwt import unverified_claims
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write
-from agent.outputs.docker_config import remove_registries, render_docker_config
+from agent.outputs.docker_config import (
+    Entries,
+    remove_registries,
+    render_docker_config,
+    users_entries,
+)
 from agent.registry_tokens import output_registries, refresh_on
 
 if TYPE_CHECKING:
@@ -55,6 +60,8 @@ class RegistryDelivery:
         self._retry = retry
         self._tokens: dict[tuple[str, str], RefreshToken] = {}
         self._due: dict[tuple[str, str], float] = {}
+        # path -> the user's entries for our registries before our first write (remove_on_exit).
+        self._originals: dict[str, Entries] = {}
 
     def due(self, connection: str, scope: str, when: float) -> float:
         """``when``, or earlier if a refresh token exchanged with ``scope``'s token is due."""
@@ -114,6 +121,8 @@ class RegistryDelivery:
         assert output.kind == "docker_config"
         registries = output_registries(self._profile, output)
         existing = _read_existing(output.path)
+        if output.path not in self._originals:
+            self._originals[output.path] = users_entries(existing, registries)
         if output.mode == "credHelpers":
             return render_docker_config(existing, cred_helpers=registries)
         tokens: dict[str, str] = {}
@@ -141,7 +150,10 @@ class RegistryDelivery:
             return False
         try:
             existing = _read_existing(path)
-            remaining = remove_registries(existing, registries) if existing is not None else None
+            originals = self._originals.get(path)
+            remaining = (
+                remove_registries(existing, registries, originals) if existing is not None else None
+            )
             if remaining is None:
                 return False
             atomic_write(path, remaining)

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from agent.docker_credential import ACR_USERNAME
 
-__all__ = ["HELPER_SUFFIX", "remove_registries", "render_docker_config"]
+__all__ = ["HELPER_SUFFIX", "remove_registries", "render_docker_config", "users_entries"]
 
 HELPER_SUFFIX = "azauth"
 """The ``credHelpers`` value naming ``docker-credential-azauth``."""
@@ -91,10 +91,45 @@ def _section(document: dict[str, object], name: str) -> dict[str, object]:
     return dict(section)
 
 
-def remove_registries(existing: bytes, registries: list[str] | tuple[str, ...]) -> bytes | None:
+Entries = dict[str, dict[str, object]]
+"""``{"credHelpers": {registry: value}, "auths": {registry: entry}}``."""
+
+
+def users_entries(existing: bytes | None, registries: list[str] | tuple[str, ...]) -> Entries:
+    """The entries ``existing`` has for ``registries`` that azauth did not write.
+
+    Taken before azauth's first write, so that ``remove_on_exit`` can put them back. A
+    ``credHelpers`` entry naming ``azauth``, and an ``auths`` entry with the null-GUID user
+    and an identity token (an ACR refresh token, as azauth writes it), are azauth's own,
+    left by an earlier run: they are not kept.
+
+    Raises:
+        ValueError: the file is not a Docker config.
+    """
+    document = _parse(existing)
+    helpers = _section(document, "credHelpers")
+    auths = _section(document, "auths")
+    basic = base64.b64encode(f"{ACR_USERNAME}:".encode()).decode()
+    kept: Entries = {"credHelpers": {}, "auths": {}}
+    for registry in registries:
+        helper = helpers.get(registry)
+        if registry in helpers and helper != HELPER_SUFFIX:
+            kept["credHelpers"][registry] = helper
+        entry = auths.get(registry)
+        ours = isinstance(entry, dict) and entry.get("auth") == basic and "identitytoken" in entry
+        if registry in auths and not ours:
+            kept["auths"][registry] = entry
+    return kept
+
+
+def remove_registries(
+    existing: bytes, registries: list[str] | tuple[str, ...], restore: Entries | None = None
+) -> bytes | None:
     """``existing`` without these registries' entries; ``None`` when nothing else is left.
 
-    What ``remove_on_exit`` writes back: the user's own entries and keys stay.
+    What ``remove_on_exit`` writes back: the user's own entries and keys stay, and the entries
+    the user had for these registries before azauth wrote its own (``restore``, from
+    :func:`users_entries`) come back.
 
     Raises:
         ValueError: the file is not a Docker config (it is then left alone).
@@ -104,6 +139,7 @@ def remove_registries(existing: bytes, registries: list[str] | tuple[str, ...]) 
         section = _section(document, name)
         for registry in registries:
             section.pop(registry, None)
+        section.update((restore or {}).get(name, {}))
         if section:
             document[name] = section
         else:

@@ -458,6 +458,46 @@ async def test_remove_outputs_takes_back_only_our_registries(workdir, tls_emu, u
         assert not target.exists()
 
 
+@pytest.mark.parametrize(
+    ("mode", "before", "after"),
+    [
+        # The user pointed the registry at another helper: it is theirs again afterwards.
+        ("credHelpers", {"credHelpers": {"R": "desktop"}}, {"credHelpers": {"R": "desktop"}}),
+        # The user's only entry was a password for the registry: the file is not deleted.
+        ("credHelpers", {"auths": {"R": {"auth": "dXNlcjpwdw=="}}}, None),
+        ("auths", {"credHelpers": {"R": "ecr-login"}, "credsStore": "pass"}, None),
+        # An entry an earlier azauth run left behind is not "the user's": the file goes.
+        ("credHelpers", {"credHelpers": {"R": "azauth"}}, {}),
+    ],
+)
+async def test_remove_outputs_gives_back_the_users_own_entry_for_our_registry(
+    workdir, tls_emu, mode: str, before: dict, after: dict | None
+) -> None:
+    registry = registry_of(tls_emu)
+    write_profile(workdir, tls_emu, mode)
+    target = workdir / "docker" / "config.json"
+    target.parent.mkdir()
+    original = json.loads(json.dumps(before).replace('"R"', json.dumps(registry)))
+    target.write_text(json.dumps(original))
+
+    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+        report = await runner.run_once()
+        assert report.exit_code == ExitCode.OK
+        written = json.loads(target.read_text())
+        assert (registry in written.get("credHelpers", {})) is (mode == "credHelpers")
+        runner.remove_outputs()
+
+    expected = (
+        original
+        if after is None
+        else json.loads(json.dumps(after).replace('"R"', json.dumps(registry)))
+    )
+    if expected:
+        assert json.loads(target.read_text()) == expected
+    else:
+        assert not target.exists()
+
+
 def test_remove_registries_keeps_everything_else() -> None:
     from agent.outputs.docker_config import remove_registries
 
