@@ -639,6 +639,8 @@ def summary_rows(report: RunReport, now: float) -> list[tuple[str, str, str, str
             rows.append(
                 (conn.name, "(OIDC token)", _format_delta(conn.oidc.expires_on - now), outputs)
             )
+        if conn.delivered.get(""):  # outputs that carry no token (docker_config credHelpers)
+            rows.append((conn.name, "-", "-", ", ".join(conn.delivered[""])))
         if conn.error is not None:
             rows.append((conn.name, "-", "-", f"FAILED: {conn.error}"))
     return rows

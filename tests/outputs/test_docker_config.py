@@ -15,7 +15,7 @@ import pytest
 from agent.config import load_config
 from agent.exceptions import ExitCode
 from agent.outputs.docker_config import render_docker_config
-from agent.runner import Runner
+from agent.runner import Runner, render_summary
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
 
@@ -164,6 +164,8 @@ async def test_cred_helpers_mode_needs_no_token_and_merges(workdir, tls_emu) -> 
     assert stat.S_IMODE((workdir / "docker" / "config.json").stat().st_mode) == 0o600
     assert tls_emu.counts["token"] == 0
     assert tls_emu.registry.counts["exchange"] == 0
+    summary = render_summary(report, 0).splitlines()
+    assert summary[1].split() == ["acr", "-", "-", "docker/config.json"]
 
 
 async def test_auths_mode_writes_a_refresh_token_the_registry_accepts(workdir, tls_emu) -> None:
