@@ -185,7 +185,7 @@ def parse_exchange_response(
 def _json_object(body: bytes) -> dict[str, object] | None:
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
         return None
     return document if isinstance(document, dict) else None
 

@@ -175,7 +175,7 @@ def parse_store_request(data: bytes) -> tuple[str, str]:
     """
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # Recursion: nested too deeply
         raise ValueError("the store request is not a JSON object") from None
     if not isinstance(document, dict):
         raise ValueError("the store request is not a JSON object")  # noqa: TRY004 - bad input

@@ -289,7 +289,7 @@ def build_oidc_request(
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested too deeply
         return None
     return value if isinstance(value, dict) else None
 

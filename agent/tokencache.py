@@ -375,7 +375,7 @@ def decode_entry(data: bytes) -> CacheEntry | None:
         refresh_on = document.get("refresh_on")
         scopes = document["scopes"]
         subscription = document.get("subscription")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # Recursion: nested too deeply
         return None
     valid = (
         all(isinstance(value, str) for value in strings)

@@ -445,3 +445,63 @@ def test_the_default_scope_is_acrs_audience_in_the_registrys_cloud(
     registry: str, cloud: str, scope: str
 ) -> None:
     assert acr.acr_scope(registry, cloud) == scope
+
+
+# ------------------------------------------------------------------------------------------------
+# JSON nested too deeply for Python's parser (RecursionError, not ValueError) from a registry,
+# a client, a file or the cache: every parser treats it as unreadable, none raises it.
+
+DEEP = b"[" * 100_000
+
+
+def _deep_jwt() -> str:
+    payload = base64.urlsafe_b64encode(DEEP).decode().rstrip("=")
+    return f"eyJhbGciOiJub25lIn0.{payload}.sig"
+
+
+@pytest.mark.parametrize("status", [200, 401, 503])
+def test_a_registry_answer_nested_too_deeply_is_a_registry_error(status: int) -> None:
+    with pytest.raises(acr.RegistryError):
+        acr.parse_exchange_response(response(status, DEEP), "r.azurecr.io", fallback_expires_on=1)
+
+
+def test_a_refresh_token_with_a_payload_nested_too_deeply_has_no_claims() -> None:
+    from agent.jwt import unverified_claims
+
+    assert unverified_claims(_deep_jwt()) == {}
+    token = acr.parse_exchange_response(
+        response(200, {"refresh_token": _deep_jwt()}), "r.azurecr.io", fallback_expires_on=42
+    )
+    assert token.expires_on == 42
+
+
+def test_entra_and_devops_answers_nested_too_deeply_are_protocol_errors() -> None:
+    from agent import protocol
+    from agent.exceptions import AuthenticationError
+
+    deep = HttpResponse(200, "OK", {}, DEEP)
+    with pytest.raises(AuthenticationError):
+        protocol.parse_token_response(deep, request_time=0)
+    with pytest.raises(AuthenticationError):
+        protocol.parse_oidc_response(deep, "00000000-aaaa-bbbb-cccc-000000000001")
+
+
+def test_a_cache_entry_nested_too_deeply_is_a_miss() -> None:
+    from agent.tokencache import decode_entry
+
+    assert decode_entry(DEEP) is None
+
+
+@pytest.mark.parametrize("existing", [DEEP, b'{"auths": ' + DEEP])
+def test_a_docker_config_nested_too_deeply_is_never_overwritten(existing: bytes) -> None:
+    from agent.outputs.docker_config import remove_registries, render_docker_config
+
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        render_docker_config(existing, cred_helpers=["r.azurecr.io"])
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        remove_registries(existing, ["r.azurecr.io"])
+
+
+def test_a_store_request_nested_too_deeply_is_the_protocol_error() -> None:
+    with pytest.raises(ValueError, match="the store request is not a JSON object"):
+        dc.parse_store_request(b'{"ServerURL": ' + DEEP)

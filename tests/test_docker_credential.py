@@ -296,6 +296,15 @@ async def test_store_refuses_bad_requests_with_the_protocol_messages(
     assert (result.returncode, result.stdout) == (1, message + "\n")
 
 
+async def test_a_store_request_nested_too_deeply_is_refused_without_a_traceback(
+    helper_env: dict[str, str],
+) -> None:
+    result = await helper(helper_env, "store", stdin='{"ServerURL": ' + "[" * 200_000)
+
+    assert (result.returncode, result.stdout) == (1, "the store request is not a JSON object\n")
+    assert "Traceback" not in result.stderr
+
+
 async def test_erase_drops_the_cached_refresh_token(
     acr: Emulator, helper_env: dict[str, str]
 ) -> None:

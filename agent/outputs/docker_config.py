@@ -77,7 +77,7 @@ def _parse(existing: bytes | None) -> dict[str, object]:
         return {}
     try:
         document = json.loads(existing.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # Recursion: nested too deeply
         raise ValueError("the existing file is not JSON; refusing to overwrite it") from None
     if not isinstance(document, dict):
         raise ValueError("the existing file is not a JSON object; refusing to overwrite it")  # noqa: TRY004
