@@ -28,6 +28,9 @@ from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
 from agent.credential import AzurePipelinesCredential, OidcToken
 from agent.exceptions import AuthenticationError, AzauthError, ConfigError, ExitCode, OutputError
+from agent.feeds import FEED_OUTPUT_KINDS
+from agent.feeds.outputs import feed_files
+from agent.feeds.writer import MergedNpmrc
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write, remove_output
 from agent.outputs.env_file import UNSETTING_DIALECTS, render_env_file
@@ -67,7 +70,7 @@ class ConnectionPlan:
 
 
 def _needs_access_token(output: Output) -> bool:
-    if output.kind == "token_file":
+    if output.kind == "token_file" or output.kind in FEED_OUTPUT_KINDS:
         return True
     if output.kind == "docker_config":
         return output.mode == "auths"  # its Entra token is exchanged at each registry
@@ -188,6 +191,7 @@ class Runner:
         self._written: dict[str, None] = {}
         # docker_config outputs: their ACR refresh tokens and when those are due again.
         self._registries = RegistryDelivery(profile, env=env, clock=self._clock, retry=self._retry)
+        self._merged: dict[str, str] = {}  # npmrc path -> the connection whose block is there
         self._stdout_lock = asyncio.Lock()
         # Set by watch() once the first delivery is done, so supervisors (azauth exec) can
         # start their command only then.
@@ -220,11 +224,16 @@ class Runner:
         """Delete every file this runner wrote (``remove_on_exit``); return the removed ones.
 
         A docker_config file only loses azauth's registries (deleted when nothing else is left).
+        From a merged npmrc only this runner's lines are removed.
         """
         return [
             path
             for path in self._written
-            if not self._registries.restore(path) and remove_output(path)
+            if (
+                MergedNpmrc.remove(path, self._merged[path])
+                if path in self._merged
+                else not self._registries.restore(path) and remove_output(path)
+            )
         ]
 
     # ----------------------------------------------------------------------------------------
@@ -498,7 +507,7 @@ class Runner:
         Rendering is done here; the writes (each with two fsyncs) run in worker threads, so
         they overlap one another and never stall the event loop other connections use.
         """
-        jobs: list[tuple[Output, str, list[tuple[str, bytes]]]] = []
+        jobs: list[tuple[Output, str, list[tuple[str, bytes | MergedNpmrc]]]] = []
         first_error = await self._registries.exchange(
             plan.name,
             plan.connection.tenant_id,
@@ -525,14 +534,18 @@ class Runner:
                 first_error = first_error or result
                 _log.error("output_failed", connection=plan.name, path=label, error=str(result))
                 continue
-            for path, _ in files:
+            for path, data in files:
                 self._written[path] = None
+                if isinstance(data, MergedNpmrc):
+                    self._merged[path] = data.owner
             self._record(plan, output, label)
             _log.debug("output_written", connection=plan.name, path=label)
         if first_error is not None:
             raise first_error
 
-    def _render_files(self, plan: ConnectionPlan, output: Output) -> list[tuple[str, bytes]]:
+    def _render_files(
+        self, plan: ConnectionPlan, output: Output
+    ) -> list[tuple[str, bytes | MergedNpmrc]]:
         """The files one output consists of, in the order they must be written.
 
         Raises:
@@ -544,7 +557,9 @@ class Runner:
         except ValueError as exc:
             raise OutputError(str(exc), path=output.path) from None
 
-    def _render(self, plan: ConnectionPlan, output: Output) -> list[tuple[str, bytes]]:
+    def _render(
+        self, plan: ConnectionPlan, output: Output
+    ) -> list[tuple[str, bytes | MergedNpmrc]]:
         report = self.reports[plan.name]
         if output.kind == "federated_token_file":
             assert report.oidc is not None
@@ -554,8 +569,10 @@ class Runner:
         fields = self._fields(plan, output)
         if output.kind == "token_file":
             return [(output.path, render_token_file(fields, output.format))]
+        if output.kind in FEED_OUTPUT_KINDS:
+            return feed_files(output, fields.access_token, self.profile.feeds_for(output))
         assert output.kind == "env_file"
-        files = []
+        files: list[tuple[str, bytes | MergedNpmrc]] = []
         federated = output.effective_federated_token_path
         if federated is not None and report.oidc is not None:
             # The token file first: the env file points at it.
@@ -604,9 +621,12 @@ class Runner:
                 labels.append(label)
 
 
-def _write_files(files: list[tuple[str, bytes]]) -> None:
+def _write_files(files: list[tuple[str, bytes | MergedNpmrc]]) -> None:
     for path, data in files:
-        atomic_write(path, data)
+        if isinstance(data, MergedNpmrc):
+            data.write()
+        else:
+            atomic_write(path, data)
 
 
 def _uses(output: Output, scopes: tuple[str, ...], oidc: bool, profile: ResolvedProfile) -> bool:

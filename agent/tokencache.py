@@ -78,6 +78,7 @@ __all__ = [
     "identify_config",
     "is_fresh",
     "is_usable",
+    "read_private",
     "refresh_margin",
     "selector_for",
 ]
@@ -629,6 +630,14 @@ class CacheLock:
 
 def _owned(info: os.stat_result) -> bool:
     return not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
+
+
+def read_private(path: str) -> bytes | None:
+    """The bytes of ``path`` if the cache may trust it (see :func:`_read_private`), else ``None``.
+
+    Other stores of azauth's private files (the feeds' routing records) use the same rule.
+    """
+    return _read_private(path)
 
 
 def _read_private(path: str) -> bytes | None:

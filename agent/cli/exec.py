@@ -114,6 +114,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument(
+        "--feeds",
+        action="store_true",
+        help=(
+            "also configure the profile's Azure Artifacts feeds for COMMAND, privately: the "
+            "keyring backend (pip, uv, twine), an npmrc (NPM_CONFIG_USERCONFIG), and NuGet and "
+            "uv variables"
+        ),
+    )
+    parser.add_argument(
         "--remove-on-exit",
         action="store_true",
         default=None,
@@ -187,6 +196,15 @@ async def _main(
         request = dataclasses.replace(
             request, outputs=True, providers=(*request.providers, registries.provider)
         )
+    feeds = None
+    if args.feeds:
+        from agent.feeds.execenv import prepare  # noqa: PLC0415 - only with --feeds
+
+        feeds = prepare(profile, env, outputs=request.outputs)
+        profile = feeds.profile
+        request = dataclasses.replace(
+            request, outputs=True, providers=(*request.providers, feeds.provide)
+        )
     emulator = await start_emulator(profile, env, tls=True) if args.emulate else None
     try:
         return await supervise(profile, request, env=env)
@@ -195,6 +213,8 @@ async def _main(
             await emulator.close()
         if registries is not None:
             registries.remove()
+        if feeds is not None:
+            feeds.cleanup()
 
 
 def _token_server(profile: ResolvedProfile, *, imds: bool) -> EnvProvider:

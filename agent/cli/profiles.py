@@ -61,6 +61,10 @@ def render_profiles(loaded: LoadedConfig, active: str | None) -> str:
             _connection_line(connection_name, connection)
             for connection_name, connection in profile.connections.items()
         )
+        lines.extend(
+            f"    feed {feed.name}: {feed.url} (connection {feed.connection})"
+            for feed in profile.feeds
+        )
         lines.extend(_output_line(profile, output) for output in profile.outputs)
         if not profile.outputs:
             lines.append("    (no outputs)")

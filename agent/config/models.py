@@ -29,6 +29,8 @@ from agent.clouds import CLOUDS, Cloud, cloud_for_authority
 from agent.config.errors import Problem, invalid
 from agent.config.resolution import check_config
 from agent.exceptions import ConfigError
+from agent.feeds import FEED_OUTPUT_KINDS
+from agent.feeds.urls import AZURE_DEVOPS_SCOPE, FEED_URL_EXPECTED, parse_feed_url
 from agent.outputs.fields import FIELD_NAMES, SECRET_FIELDS, FieldName
 from agent.outputs.pipeline_variables import looks_public
 from agent.outputs.presets import PRESET_NAMES as PRESET_VARIABLE_NAMES
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from pydantic_settings import PydanticBaseSettingsSource
 
 __all__ = [
+    "FEED_OUTPUT_KINDS",
     "FIELD_NAMES",
     "LOAD_PLAN_KEY",
     "PATTERN_MEANINGS",
@@ -47,7 +50,11 @@ __all__ = [
     "DockerConfigOutput",
     "EnvFileOutput",
     "FederatedTokenFileOutput",
+    "Feed",
+    "FeedEnvFileOutput",
     "FieldName",
+    "MavenSettingsOutput",
+    "NpmrcOutput",
     "Output",
     "PipelineVariablesOutput",
     "Profile",
@@ -64,6 +71,7 @@ TENANT_OR_ANY_PATTERN = r"^(\*|[A-Za-z0-9.-]+)$"
 ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SCOPE_PATTERN = r"^\S+/\.default$"
+NPM_SCOPE_PATTERN = r"^@[a-z0-9][a-z0-9._~-]*$"
 # Any path that names a file: not empty, no NUL byte, not ending in a directory separator.
 PATH_PATTERN = r"^[^\x00]*[^\x00/\\]$"
 # A container registry's host, lower case, with an optional port: contoso.azurecr.io[:443].
@@ -92,6 +100,7 @@ PATTERN_MEANINGS: dict[str, str] = {
     SCOPE_PATTERN: "a scope ending in /.default, such as https://management.azure.com/.default",
     PATH_PATTERN: "a file path, not empty and not ending in a slash",
     REGISTRY_PATTERN: "a registry host in lower case, with an optional port: contoso.azurecr.io",
+    NPM_SCOPE_PATTERN: "an npm scope such as @contoso (lowercase)",
 }
 """Each pattern above in words, for error messages."""
 
@@ -527,12 +536,107 @@ def _require_variables(kind: str, preset: str | None, variables: Mapping[str, st
         )
 
 
+class Feed(_Model):
+    """An Azure Artifacts feed, or every feed of an organization, read as a connection's identity.
+
+    The keyring backend answers URLs below ``url`` with that connection's Azure DevOps token;
+    the npmrc, maven_settings and feed_env_file outputs configure each client for the feed.
+    """
+
+    name: Name = Field(
+        description=(
+            "The feed's name in client configuration: the uv index name (UV_INDEX_<NAME>_*), "
+            "the NuGet source name and the Maven server id."
+        )
+    )
+    url: str = Field(
+        description=(
+            "The feed URL, https://pkgs.dev.azure.com/ORG[/PROJECT]/_packaging/FEED (or "
+            "https://ORG.pkgs.visualstudio.com/...), or an organization URL "
+            "https://pkgs.dev.azure.com/ORG for every feed of it (keyring only). Other hosts are "
+            "read with the same path layout; plain http only for loopback hosts."
+        )
+    )
+    connection: ConnectionRef = None
+    npm_scope: Annotated[str, StringConstraints(pattern=NPM_SCOPE_PATTERN)] | None = Field(
+        default=None,
+        description=(
+            "npmrc outputs: the npm scope (@name) whose packages come from this feed; without "
+            "it the feed becomes the default registry."
+        ),
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        try:
+            return parse_feed_url(value).url
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "feed_url_invalid", "{reason}", {"reason": str(exc), "expected": FEED_URL_EXPECTED}
+            ) from None
+
+
+FeedNames = Annotated[
+    list[Name],
+    Field(
+        description=(
+            "The feeds (by name) this output configures; default: every feed of the profile "
+            "read by the output's connection."
+        )
+    ),
+]
+FeedScope = Annotated[
+    Scope,
+    Field(description="The scope of the access token (default: Azure DevOps)."),
+]
+
+
+class NpmrcOutput(_Model):
+    """Registry and _authToken lines for the feeds' npm endpoints, merged into an npmrc file.
+
+    Other lines of an existing file are kept; the file is replaced atomically (mode 0600).
+    """
+
+    kind: Literal["npmrc"]
+    connection: ConnectionRef = None
+    path: FilePath = Field(description="The npmrc file to merge into (created when missing).")
+    feeds: FeedNames = Field(default_factory=list)
+    scope: FeedScope = AZURE_DEVOPS_SCOPE
+
+
+class MavenSettingsOutput(_Model):
+    """A Maven settings.xml with one <server> per feed (id: the feed's name)."""
+
+    kind: Literal["maven_settings"]
+    connection: ConnectionRef = None
+    path: FilePath = Field(description="The settings.xml to write (pass it with mvn -s).")
+    feeds: FeedNames = Field(default_factory=list)
+    scope: FeedScope = AZURE_DEVOPS_SCOPE
+
+
+class FeedEnvFileOutput(_Model):
+    """Feed credentials as environment variables: NuGet, uv and twine read them."""
+
+    kind: Literal["feed_env_file"]
+    connection: ConnectionRef = None
+    path: FilePath = Field(description="The file to write, relative to the working directory.")
+    dialect: Dialect = Field(
+        default="dotenv", description="The file syntax: dotenv, docker, systemd, sh or pwsh."
+    )
+    feeds: FeedNames = Field(default_factory=list)
+    scope: FeedScope = AZURE_DEVOPS_SCOPE
+
+
 Output = Annotated[
     TokenFileOutput
     | FederatedTokenFileOutput
     | EnvFileOutput
     | PipelineVariablesOutput
-    | DockerConfigOutput,
+    | DockerConfigOutput
+    | NpmrcOutput
+    | MavenSettingsOutput
+    | FeedEnvFileOutput,
     Field(discriminator="kind"),
 ]
 
@@ -560,6 +664,13 @@ class Profile(_Model):
         description=(
             "Container registries (host -> connection) that docker-credential-azauth, "
             "docker_config outputs and `azauth exec --registry` serve; inherited through extends."
+        ),
+    )
+    feeds: list[Feed] = Field(
+        default_factory=list,
+        description=(
+            "Azure Artifacts feeds (or organizations) and the connection whose identity reads "
+            "each; inherited feeds come first."
         ),
     )
 

@@ -14,6 +14,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from agent.config.errors import KeyPath, Problem, did_you_mean, format_key_path
+from agent.config.feeds import feed_problems
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from agent.config.models import (
         AzauthConfig,
         Connection,
+        Feed,
         Output,
         Profile,
         RegistryBinding,
@@ -47,6 +49,7 @@ class ResolvedProfile:
         settings: the file's settings after environment and command-line overrides.
         registries: container registry host -> binding, inherited ones overridden by the
             profile's own; every binding's ``connection`` is filled in.
+        feeds: inherited feeds first, then its own; ``connection`` is never ``None``.
     """
 
     name: str
@@ -55,6 +58,15 @@ class ResolvedProfile:
     outputs: list[Output]
     settings: Settings
     registries: dict[str, RegistryBinding] = dataclasses.field(default_factory=dict)
+    feeds: list[Feed] = dataclasses.field(default_factory=list)
+
+    def feeds_for(self, output: Output) -> list[Feed]:
+        """The feeds a feed output configures: those it names, else its connection's feeds."""
+        names = getattr(output, "feeds", None) or []
+        if names:
+            by_name = {feed.name: feed for feed in self.feeds}
+            return [by_name[name] for name in names if name in by_name]
+        return [feed for feed in self.feeds if feed.connection == output.connection]
 
     def scope_for(self, output: Output) -> str | None:
         """The scope of the access token ``output`` uses; ``None`` for federated token files."""
@@ -130,6 +142,13 @@ def resolve_profile(config: AzauthConfig, name: str) -> ResolvedProfile:
             if output.connection is None:
                 output = output.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
             filled.append(output)
+    feeds = []
+    for depth, ancestor in enumerate(lineage):
+        owner_connections = _connection_names(config, lineage[: depth + 1])
+        for feed in config.profiles[ancestor].feeds:
+            if feed.connection is None:
+                feed = feed.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
+            feeds.append(feed)
     description = config.profiles[name].description
     registries: dict[str, RegistryBinding] = {}
     for depth, ancestor in enumerate(lineage):
@@ -138,7 +157,15 @@ def resolve_profile(config: AzauthConfig, name: str) -> ResolvedProfile:
             if binding.connection is None:
                 binding = binding.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
             registries[host] = binding
-    return ResolvedProfile(name, description, connections, filled, config.settings, registries)
+    return ResolvedProfile(
+        name,
+        description,
+        connections,
+        filled,
+        config.settings,
+        registries=registries,
+        feeds=feeds,
+    )
 
 
 def _connection_names(config: AzauthConfig, lineage: list[str]) -> list[str]:
@@ -252,6 +279,7 @@ def _resolved_problems(config: AzauthConfig, name: str, lineage: list[str]) -> I
     resolved = list(_lineage_outputs(config, lineage, connections))
     yield from _path_problems(resolved)
     yield from _pipeline_variable_problems(config, name, resolved)
+    yield from feed_problems(config, name, lineage, connections)
 
 
 def _registry_problems(
@@ -325,7 +353,7 @@ def _path_problems(resolved: list[tuple[KeyPath, Output, str]]) -> Iterator[Prob
             first = writers.get(normalized)
             if first is None:
                 writers[normalized] = (identity, (*where, key))
-            elif first[0] != identity or identity[0] != "federated":
+            elif first[0] != identity or identity[0] not in {"federated", "merged"}:
                 yield Problem(
                     (*where, key),
                     f"{target!r} is also written by {format_key_path(first[1])}",
@@ -433,6 +461,10 @@ def _written_files(
         yield "path", output.path, ("federated", connection)
         return
     if output.kind == "pipeline_variables":
+        return
+    if output.kind == "npmrc":
+        # Merged files: each npmrc output replaces only its own lines, so they may share one.
+        yield "path", output.path, ("merged", "npmrc")
         return
     yield "path", output.path, ("output", *where)
     if output.kind == "env_file" and output.effective_federated_token_path is not None:

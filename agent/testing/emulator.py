@@ -44,6 +44,7 @@ from agent.clock import Clock, SystemClock
 from agent.testing import _acr as acr
 from agent.testing import _devops as devops
 from agent.testing import _entra as entra
+from agent.testing._feeds import FeedService
 from agent.testing._jwt_signing import SigningKey, b64url_encode
 from agent.testing._tls import TlsMaterial, create_tls_material
 
@@ -213,6 +214,10 @@ class Emulator:
             verify_entra_token=self.verify_access_token,
         )
 
+        #: Azure Artifacts feeds (``emu.feeds.add_feed(org, name)``), served on the same address.
+        self.feeds = FeedService(
+            self.verify_access_token, lambda: self.url, lambda: self.default_tenant_id
+        )
         self._failures: dict[str, deque[_Failure]] = {"oidc": deque(), "token": deque()}
         self._devops_key: SigningKey | None = None
         self._entra_key: SigningKey | None = None
@@ -468,6 +473,7 @@ class Emulator:
         router.add_get("/_signin", self._handle_signin)
         router.add_get("/error", self._handle_error_page)
         self.registry.add_routes(router)
+        self.feeds.add_routes(router)
         return app
 
     # ----------------------------------------------------------------------------- serving

@@ -33,7 +33,7 @@ class TestValidate:
         assert rc == 0
         assert captured.out == ""
         assert captured.err == (
-            f"azauth: OK: {path}: 2 profiles, 2 connections, 8 outputs; "
+            f"azauth: OK: {path}: 3 profiles, 2 connections, 11 outputs; "
             "profile 'base': 1 connection, 2 outputs\n"
         )
 
@@ -46,7 +46,7 @@ class TestValidate:
         rc = main(["validate"])
 
         assert rc == 0
-        assert "azauth.yaml.example: 2 profiles" in capsys.readouterr().err
+        assert "azauth.yaml.example: 3 profiles" in capsys.readouterr().err
 
     def test_implicit_configuration(
         self, pipeline_env: None, capsys: pytest.CaptureFixture[str]
@@ -169,7 +169,11 @@ class TestProfiles:
             "4f2b8d6a-1e3c-4a5b-9c7d-0e2f4a6b8c19, service connection e7a9c1b3-5d2f-4e8a-b0c4-6f1d3a5e7b92"
         ) in lines
         assert "    federated_token_file -> out/prod.jwt (connection prod)" in lines
-        assert sum(line.startswith("    ") and "->" in line for line in lines) == 2 + 8
+        assert sum(line.startswith("    ") and "->" in line for line in lines) == 2 + 8 + 3
+        assert (
+            "    feed shared: https://pkgs.dev.azure.com/fabrikam/platform/_packaging/shared "
+            "(connection shared)"
+        ) in lines
         assert "super-secret-system-token" not in captured.out + captured.err
 
     def test_environment_selects_the_active_profile(
