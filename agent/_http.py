@@ -4,6 +4,15 @@ Contracts:
 - redirects are never followed, so a bearer token never reaches a host it was not meant for;
 - ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` (either case, lower case
   winning) choose a proxy per request, as curl and requests do; ``~/.netrc`` is never read;
+  when none of the ``*_PROXY`` variables is set, the Azure Pipelines agent's ``AGENT_PROXYURL``,
+  ``AGENT_PROXYUSERNAME``, ``AGENT_PROXYPASSWORD`` and ``AGENT_PROXYBYPASSLIST`` (a JSON array
+  of regular expressions matched, case-insensitively, against the request URL) are honoured
+  the way the agent's own tasks (azure-pipelines-task-lib) honour them;
+- proxy credentials travel in ``Proxy-Authorization`` only: the password is a registered secret
+  and the proxy URL is shown without its user-info; a proxy answering 407 ends the exchange
+  at once with :class:`agent.exceptions.ProxyAuthenticationError` naming the proxy host;
+- an answer body larger than :data:`MAX_BODY_BYTES` is not read to its end: the exchange fails
+  with :class:`agent.exceptions.TransportError` naming the endpoint (memory stays bounded);
 - ``SSL_CERT_FILE`` or ``REQUESTS_CA_BUNDLE`` (and ``SSL_CERT_DIR``) replace the system trust store;
 - network failures and timeouts are retried by :class:`agent.retry.RetryPolicy`, then raised as
   :class:`agent.exceptions.TransportError` whose message names the host, not the request.
@@ -13,25 +22,37 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
+import re
 import ssl
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from agent._secrets import redact_text
+from agent._secrets import redact_text, register_secret, strip_userinfo
 from agent.clock import Clock, SystemClock
-from agent.exceptions import ConfigError, TransportError
+from agent.exceptions import ConfigError, ProxyAuthenticationError, TransportError
 from agent.protocol import HttpRequest, HttpResponse
 from agent.retry import RetryPolicy
 
-__all__ = ["HttpClient", "proxy_for", "ssl_context_from_env"]
+__all__ = ["MAX_BODY_BYTES", "HttpClient", "Proxy", "proxy_for", "ssl_context_from_env"]
 
 _log = logging.getLogger("agent.http")
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest answer body read from Azure DevOps or Entra (1 MiB). Real answers are a few KiB:
+a token answer is one JWT (under 16 KiB even with many groups) plus a few fields."""
+_READ_CHUNK = 64 * 1024
+_AGENT_PROXY_URL = "AGENT_PROXYURL"
+_AGENT_PROXY_USERNAME = "AGENT_PROXYUSERNAME"
+_AGENT_PROXY_PASSWORD = "AGENT_PROXYPASSWORD"  # noqa: S105 - a variable name
+_AGENT_PROXY_BYPASS = "AGENT_PROXYBYPASSLIST"
 
 
 def ssl_context_from_env(env: Mapping[str, str]) -> ssl.SSLContext:
@@ -102,8 +123,45 @@ def _ssl_context(
     return ssl.create_default_context(cafile=cafile, capath=capath)
 
 
-def proxy_for(url: str, env: Mapping[str, str]) -> str | None:
-    """Return the proxy URL for ``url`` under the ``*_PROXY`` / ``NO_PROXY`` variables, or None."""
+@dataclass(frozen=True)
+class Proxy:
+    """The proxy of one request: its URL without user-info, and its Basic credentials.
+
+    ``repr`` and :attr:`display` never show the password.
+    """
+
+    url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def display(self) -> str:
+        """``host:port`` of the proxy, for messages."""
+        parts = urlsplit(self.url)
+        return parts.netloc or self.url
+
+    def auth(self) -> aiohttp.BasicAuth | None:
+        """The ``Proxy-Authorization`` credentials, if any."""
+        if self.username is None and self.password is None:
+            return None
+        return aiohttp.BasicAuth(self.username or "", self.password or "")
+
+
+def _proxy_from_url(url: str, username: str | None = None, password: str | None = None) -> Proxy:
+    """Split user-info off ``url``; explicit ``username``/``password`` win over it."""
+    if "://" not in url:
+        url = f"http://{url}"  # curl's default scheme for a proxy
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        username = username if username is not None else unquote(parts.username or "")
+        password = password if password is not None else unquote(parts.password or "")
+        register_secret(parts.password)  # as written in the URL (percent-encoded)
+    register_secret(password)
+    return Proxy(strip_userinfo(url), username or None, password or None)
+
+
+def proxy_for(url: str, env: Mapping[str, str]) -> Proxy | None:
+    """Return the proxy for ``url`` under the environment, or None (see the module docstring)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     proxies: dict[str, str] = {}
@@ -114,13 +172,51 @@ def proxy_for(url: str, env: Mapping[str, str]) -> str | None:
             scheme = lowered[: -len("_proxy")]
             if name == lowered or scheme not in proxies:
                 proxies[scheme] = value
+    if not any(name in proxies for name in ("http", "https", "all")):
+        return _agent_proxy_for(url, env)
     proxy = proxies.get(parts.scheme) or proxies.get("all")
     if not proxy:
         return None
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined] # untyped
     if "no" in proxies and bypass(host, proxies):
         return None
-    return proxy
+    return _proxy_from_url(proxy)
+
+
+def _agent_proxy_for(url: str, env: Mapping[str, str]) -> Proxy | None:
+    """The Azure Pipelines agent's proxy (``AGENT_PROXY*``) for ``url``, or None."""
+    proxy_url = env.get(_AGENT_PROXY_URL, "").strip()
+    if not proxy_url:
+        return None
+    for pattern in _bypass_patterns(env.get(_AGENT_PROXY_BYPASS, "")):
+        if pattern.search(url):
+            return None
+    return _proxy_from_url(
+        proxy_url,
+        env.get(_AGENT_PROXY_USERNAME) or None,
+        env.get(_AGENT_PROXY_PASSWORD) or None,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _bypass_patterns(text: str) -> tuple[re.Pattern[str], ...]:
+    """Compile ``AGENT_PROXYBYPASSLIST``; entries that are not regular expressions are skipped."""
+    if not text.strip():
+        return ()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        _log.warning("%s is not a JSON array; no host bypasses the proxy", _AGENT_PROXY_BYPASS)
+        return ()
+    if not isinstance(items, list):
+        items = []
+    patterns = []
+    for item in items:
+        try:
+            patterns.append(re.compile(str(item), re.IGNORECASE))
+        except re.error:
+            _log.warning("%s: %r is not a regular expression; skipped", _AGENT_PROXY_BYPASS, item)
+    return tuple(patterns)
 
 
 class HttpClient:
@@ -188,7 +284,7 @@ class HttpClient:
         """
         session = self._get_session()
         policy = self._retry
-        host = urlsplit(request.url).netloc
+        host = _endpoint_host(request.url)
         proxy = proxy_for(request.url, self._environment())
         started = self._clock.monotonic()
         attempt = 0
@@ -197,6 +293,19 @@ class HttpClient:
             remaining = policy.deadline - (self._clock.monotonic() - started)
             try:
                 response = await self._attempt(session, request, proxy, max(0.1, remaining))
+            except aiohttp.ClientHttpProxyError as exc:
+                if exc.status == 407 and proxy is not None:
+                    raise _proxy_refused(proxy, host) from None
+                failure = f"the proxy answered {exc.status} to CONNECT"
+                delay = policy.backoff(attempt)
+                if attempt >= policy.max_attempts or not self._fits(started, delay):
+                    raise TransportError(
+                        f"Could not reach {host} through proxy "
+                        f"{proxy.display if proxy else '?'}: {failure} (after {attempt} attempt"
+                        f"{'s' if attempt > 1 else ''})."
+                    ) from None
+                await self._clock.sleep(delay)
+                continue
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failure = _describe(exc)
                 _log.debug("request to %s failed (attempt %d): %s", host, attempt, failure)
@@ -208,6 +317,8 @@ class HttpClient:
                     ) from None
                 await self._clock.sleep(delay)
                 continue
+            if response.status == 407 and proxy is not None:
+                raise _proxy_refused(proxy, host)
             if attempt < policy.max_attempts and policy.is_retryable_status(
                 response.status, response.headers
             ):
@@ -231,7 +342,7 @@ class HttpClient:
         self,
         session: aiohttp.ClientSession,
         request: HttpRequest,
-        proxy: str | None,
+        proxy: Proxy | None,
         budget: float,
     ) -> HttpResponse:
         timeout = aiohttp.ClientTimeout(total=min(self._timeout, budget))
@@ -241,11 +352,12 @@ class HttpClient:
             headers=dict(request.headers),
             data=request.body or None,
             allow_redirects=False,
-            proxy=proxy,
+            proxy=proxy.url if proxy is not None else None,
+            proxy_auth=proxy.auth() if proxy is not None else None,
             timeout=timeout,
             ssl=self._ssl if self._ssl is not None else True,
         ) as resp:
-            body = await resp.read()
+            body = await _read_bounded(resp, request.url)
             headers = {key.lower(): value for key, value in resp.headers.items()}
             return HttpResponse(resp.status, resp.reason or "", headers, body)
 
@@ -255,6 +367,51 @@ class HttpClient:
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+def _endpoint_host(url: str) -> str:
+    """``host[:port]`` of ``url`` without user-info, for messages."""
+    return strip_userinfo(urlsplit(url).netloc.rpartition("@")[2])
+
+
+def _endpoint(url: str) -> str:
+    """``scheme://host/path`` of ``url`` for messages: no user-info, no query (it may hold ids)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{_endpoint_host(url)}{parts.path}"
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, url: str) -> bytes:
+    """Read the body, refusing (without reading on) one larger than MAX_BODY_BYTES."""
+    too_large = TransportError(
+        f"The answer of {_endpoint(url)} is larger than {MAX_BODY_BYTES // 1024} KiB, the most "
+        "azauth reads from a token endpoint; nothing was read beyond that."
+    )
+    if resp.content_length is not None and resp.content_length > MAX_BODY_BYTES:
+        resp.close()
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            resp.close()
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _proxy_refused(proxy: Proxy, host: str) -> ProxyAuthenticationError:
+    how = (
+        "the credentials sent were refused"
+        if proxy.username or proxy.password
+        else "no credentials were configured"
+    )
+    return ProxyAuthenticationError(
+        f"The proxy refused authentication: {proxy.display} answered 407 Proxy Authentication "
+        f"Required to the request for {host} ({how}; set them in the proxy URL's user-info or "
+        "in AGENT_PROXYUSERNAME / AGENT_PROXYPASSWORD).",
+        status_code=407,
+    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,7 +12,16 @@ import re
 import threading
 from collections import OrderedDict
 
-__all__ = ["MASK", "MIN_SECRET_LENGTH", "forget_secrets", "redact_text", "register_secret"]
+__all__ = [
+    "MASK",
+    "MAX_SERVER_TEXT",
+    "MIN_SECRET_LENGTH",
+    "forget_secrets",
+    "redact_text",
+    "register_secret",
+    "server_text",
+    "strip_userinfo",
+]
 
 MASK = "***"
 MIN_SECRET_LENGTH = 8
@@ -21,6 +30,14 @@ handles (job tokens, JWTs) is that short."""
 # Bounded so a watch process running for weeks does not grow without limit.
 _MAX_SECRETS = 4096
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
+
+# ``scheme://user:password@host``: the user-info of any URL inside a text (RFC 3986 3.2.1).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
+# C0 and C1 controls, DEL, line and paragraph separators, bidirectional overrides and isolates:
+# anything that could start a new log line (``##vso[`` commands) or disguise what is shown.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+MAX_SERVER_TEXT = 400
+"""Characters of a server's own text (an error description, an id) azauth shows at most."""
 
 _lock = threading.Lock()
 _order: OrderedDict[str, None] = OrderedDict()  # every registered value, oldest first
@@ -91,6 +108,36 @@ def _mask_registered(text: str) -> str:
     return "".join(parts)
 
 
+def strip_userinfo(url: str) -> str:
+    """Return ``url`` (or any text holding URLs) without the ``user:password@`` of each URL.
+
+    ``http://user:pw@proxy:3128`` becomes ``http://proxy:3128``. Used on every URL before it
+    reaches a message, a log line, a summary or an HTTP answer (proxies, SYSTEM_OIDCREQUESTURI,
+    authorities alike).
+    """
+    if "@" not in url or "://" not in url:
+        return url
+    return _USERINFO.sub(r"\1", url)
+
+
 def redact_text(text: str) -> str:
-    """Return ``text`` with registered secrets and JWT-shaped substrings replaced by MASK."""
-    return _JWT.sub(MASK, _mask_registered(text))
+    """Return ``text`` with registered secrets, JWT-shaped substrings and URL user-info removed.
+
+    Every line azauth writes to stderr and every answer of ``azauth serve`` goes through this.
+    """
+    return strip_userinfo(_JWT.sub(MASK, _mask_registered(text)))
+
+
+def server_text(value: object, *, limit: int = MAX_SERVER_TEXT) -> str:
+    """Text a server chose (an error description, an id, a key), made safe to show.
+
+    Redacted as :func:`redact_text`, each run of control characters (newlines included)
+    replaced by one space, surrounding blanks removed, and cut to ``limit`` characters
+    (an ellipsis marks the cut). The one function for every server-controlled string azauth
+    prints, logs or forwards.
+    """
+    text = value if isinstance(value, str) else str(value)
+    text = _CONTROL.sub(" ", redact_text(text)).strip()
+    if len(text) > limit:
+        text = text[:limit].rstrip() + "…"
+    return text

@@ -11,6 +11,7 @@
         ├── OidcRequestError        step 1: Azure DevOps answered something other than a token
         ├── EntraError              step 2: Microsoft Entra answered an OAuth error
         └── TransportError          the network failed (connection, TLS, timeout) after retries
+            └── ProxyAuthenticationError   the proxy answered 407 (never retried)
 
 Contract: no message, ``repr`` or ``__cause__``/``__context__`` of these exceptions ever holds a
 system access token, an OIDC token or an access token. Errors raised while handling another
@@ -35,6 +36,7 @@ __all__ = [
     "ExitCode",
     "OidcRequestError",
     "OutputError",
+    "ProxyAuthenticationError",
     "TransportError",
     "UsageError",
 ]
@@ -218,6 +220,12 @@ class TransportError(AuthenticationError):
     """The network failed (connection refused, TLS, timeout) and retries did not help."""
 
     retryable = True
+
+
+class ProxyAuthenticationError(TransportError):
+    """The proxy refused authentication (407): retrying with the same credentials cannot help."""
+
+    retryable = False
 
 
 def _make_unavailable_class() -> type[CredentialUnavailableError]:

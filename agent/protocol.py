@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
-from agent._secrets import redact_text
+from agent._secrets import server_text
 from agent.exceptions import EntraError, ExitCode, OidcRequestError
 from agent.retry import RETRYABLE_STATUSES
 
@@ -58,8 +58,8 @@ INVALID_TENANT = (
     "Invalid tenant ID provided. You can locate your tenant ID by following the instructions "
     "here: https://learn.microsoft.com/partner-center/find-ids-and-domain-names"
 )
+_MAX_ID = 100  # characters of a server-chosen id (correlation id, trace id, e2eid) we show
 _TENANT_CHARS = frozenset(string.ascii_letters + string.digits + "-.")
-_MAX_QUOTED = 400  # characters of a server's own message we quote in ours
 
 # One-line hints for the AADSTS codes users of Azure Pipelines meet most.
 AADSTS_HINTS: dict[int, str] = {
@@ -294,16 +294,9 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _quote_server_text(text: object) -> str:
-    value = redact_text(str(text)).strip()
-    if len(value) > _MAX_QUOTED:
-        value = value[:_MAX_QUOTED] + "…"
-    return value
-
-
 def _devops_diagnostics(response: HttpResponse) -> str:
-    e2eid = response.header("x-vss-e2eid") or "not present"
-    ref = response.header("x-msedge-ref") or "not present"
+    e2eid = server_text(response.header("x-vss-e2eid") or "not present", limit=_MAX_ID)
+    ref = server_text(response.header("x-msedge-ref") or "not present", limit=_MAX_ID)
     return f"x-vss-e2eid: {e2eid}; x-msedge-ref: {ref}"
 
 
@@ -343,11 +336,11 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
         server_message = ""
         if document is not None:
             raw = document.get("message") or document.get("value") or ""
-            server_message = _quote_server_text(raw) if raw else ""
+            server_message = server_text(raw) if raw else ""
         hint = _oidc_hint(response.status, server_message)
         parts = [
             (
-                f"Azure DevOps answered {response.status} {response.reason} to the OIDC token "
+                f"Azure DevOps answered {response.status} {_reason(response)} to the OIDC token "
                 f"request for service connection {service_connection_id}."
             )
         ]
@@ -360,8 +353,8 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
             " ".join(parts),
             status_code=response.status,
             service_connection_id=service_connection_id,
-            e2eid=response.header("x-vss-e2eid"),
-            msedge_ref=response.header("x-msedge-ref"),
+            e2eid=_server_id(response.header("x-vss-e2eid")),
+            msedge_ref=_server_id(response.header("x-msedge-ref")),
             retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
         )
         if "no explicit reference" in server_message.lower():
@@ -377,8 +370,8 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
             f"`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`). ({_devops_diagnostics(response)})",
             status_code=200,
             service_connection_id=service_connection_id,
-            e2eid=response.header("x-vss-e2eid"),
-            msedge_ref=response.header("x-msedge-ref"),
+            e2eid=_server_id(response.header("x-vss-e2eid")),
+            msedge_ref=_server_id(response.header("x-msedge-ref")),
         )
     token = document.get("oidcToken")
     if not isinstance(token, str) or not token:
@@ -387,8 +380,8 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
             f"{service_connection_id}. ({_devops_diagnostics(response)})",
             status_code=200,
             service_connection_id=service_connection_id,
-            e2eid=response.header("x-vss-e2eid"),
-            msedge_ref=response.header("x-msedge-ref"),
+            e2eid=_server_id(response.header("x-vss-e2eid")),
+            msedge_ref=_server_id(response.header("x-msedge-ref")),
         )
     return token
 
@@ -446,13 +439,21 @@ def _int(value: object) -> int | None:
     return None
 
 
+def _reason(response: HttpResponse) -> str:
+    return server_text(response.reason, limit=_MAX_ID)
+
+
+def _server_id(value: object) -> str | None:
+    return (server_text(value, limit=_MAX_ID) or None) if value else None
+
+
 def _entra_error(response: HttpResponse, document: dict[str, Any]) -> EntraError:
-    error = str(document.get("error") or "unknown_error")
-    description = _quote_server_text(document.get("error_description") or "")
+    error = server_text(document.get("error") or "unknown_error", limit=_MAX_ID)
+    description = server_text(document.get("error_description") or "")
     codes_raw = document.get("error_codes")
     codes = tuple(c for c in map(_int, codes_raw) if c) if isinstance(codes_raw, list) else ()
-    correlation_id = document.get("correlation_id")
-    trace_id = document.get("trace_id")
+    correlation_id = _server_id(document.get("correlation_id"))
+    trace_id = _server_id(document.get("trace_id"))
     if description:
         message = f"Microsoft Entra ID error '({error}) {description}'"
     else:
@@ -461,9 +462,9 @@ def _entra_error(response: HttpResponse, document: dict[str, Any]) -> EntraError
     if hints:
         message += f" Hint: {hints[0]}."
     ids = []
-    if correlation_id and str(correlation_id) not in description:
+    if correlation_id and correlation_id not in description:
         ids.append(f"correlation_id: {correlation_id}")
-    if trace_id and str(trace_id) not in description:
+    if trace_id and trace_id not in description:
         ids.append(f"trace_id: {trace_id}")
     if ids:
         message += f" ({'; '.join(ids)})"
@@ -474,8 +475,8 @@ def _entra_error(response: HttpResponse, document: dict[str, Any]) -> EntraError
         error=error,
         error_codes=codes,
         description=description or None,
-        correlation_id=str(correlation_id) if correlation_id else None,
-        trace_id=str(trace_id) if trace_id else None,
+        correlation_id=correlation_id,
+        trace_id=trace_id,
         retryable=status in RETRYABLE_STATUSES or status >= 506,
     )
 
@@ -491,7 +492,7 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
     if document is None:
         kind = "an empty body" if not response.body.strip() else "a body that is not JSON"
         raise EntraError(
-            f"Unexpected response from Microsoft Entra ID: {response.status} {response.reason} "
+            f"Unexpected response from Microsoft Entra ID: {response.status} {_reason(response)} "
             f"with {kind}.",
             status_code=response.status,
             retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
@@ -502,7 +503,7 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
         raise EntraError("No response content from Microsoft Entra ID", status_code=response.status)
     if response.status != 200:
         raise EntraError(
-            f"Unexpected response from Microsoft Entra ID: {response.status} {response.reason}.",
+            f"Unexpected response from Microsoft Entra ID: {response.status} {_reason(response)}.",
             status_code=response.status,
             retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
         )
@@ -512,7 +513,8 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
     if expires_on is None and expires_in is not None:
         expires_on = request_time + expires_in
     if not isinstance(token, str) or not token or expires_on is None:
-        present = ", ".join(sorted(k for k in document if k != "access_token")) or "none"
+        names = sorted(server_text(k, limit=_MAX_ID) for k in document if k != "access_token")
+        present = server_text(", ".join(names[:20]) or "none")
         raise EntraError(
             "Unexpected response from Microsoft Entra ID: no access_token or expiry "
             f"(fields present: {present}).",

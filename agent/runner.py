@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self, TextIO
 
+from agent._secrets import server_text
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
 from agent.credential import AzurePipelinesCredential, OidcToken
@@ -668,8 +669,10 @@ def summary_rows(report: RunReport, now: float) -> list[tuple[str, str, str, str
 
 def render_summary(report: RunReport, now: float) -> str:
     """The summary table as text, for stderr."""
-    header = ("CONNECTION", "SCOPE", "EXPIRES IN", "OUTPUTS")
-    rows = [header, *summary_rows(report, now)]
+    rows = [("CONNECTION", "SCOPE", "EXPIRES IN", "OUTPUTS")]
+    # Each cell is shown as server text (redacted, one line, capped): error cells quote servers.
+    for row in summary_rows(report, now):
+        rows.append(tuple(server_text(cell, limit=1000) for cell in row))  # type: ignore[arg-type]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]

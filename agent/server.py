@@ -330,7 +330,7 @@ class TokenServer:
         try:
             token_request = self._check(request, protocol)
             name = select_connection(self._connections, token_request.selector, self._default)
-            return await self._answer(token_request, name)
+            return await self._answer(token_request, name, correlation_id)
         except Refusal as refusal:
             return self._refuse(protocol, refusal, correlation_id, request.path)
 
@@ -355,7 +355,9 @@ class TokenServer:
             return parse_app_service_request(request.query.items())
         return parse_imds_request(request.query.items(), request.headers)
 
-    async def _answer(self, token_request: TokenRequest, name: str) -> web.Response:
+    async def _answer(
+        self, token_request: TokenRequest, name: str, correlation_id: str
+    ) -> web.Response:
         if self._slots.locked():
             raise Refusal(
                 429,
@@ -364,7 +366,7 @@ class TokenServer:
                 retry_after=_RETRY_AFTER_BUSY,
             )
         async with self._slots:
-            info = await self._token(name, token_request.scope)
+            info = await self._token(name, token_request.scope, correlation_id)
         connection = self._connections[name]
         render = (
             app_service_token_body if token_request.protocol == "app_service" else imds_token_body
@@ -387,12 +389,20 @@ class TokenServer:
         )
         return web.json_response(body, headers=_NO_STORE)
 
-    async def _token(self, name: str, scope: str) -> Any:
+    async def _token(self, name: str, scope: str, correlation_id: str) -> Any:
         credential = self._credentials[name]
         try:
             return await credential.get_token_info(scope)
         except AuthenticationError as exc:
-            raise _upstream_refusal(exc) from None
+            # The upstream text (Entra's description, a proxy's name) goes to our log only; the
+            # client gets a generic message and the correlation id that finds this line.
+            _log.warning(
+                "upstream_failed",
+                connection=name,
+                error=redact_text(str(exc)),
+                correlation_id=correlation_id,
+            )
+            raise _upstream_refusal(exc, correlation_id) from None
         except ValueError as exc:
             raise Refusal(400, "invalid_resource", redact_text(str(exc))) from None
         except Exception as exc:  # noqa: BLE001 - one request fails, the server keeps serving
@@ -427,14 +437,18 @@ class TokenServer:
         )
 
 
-def _upstream_refusal(exc: AuthenticationError) -> Refusal:
+def _upstream_refusal(exc: AuthenticationError, correlation_id: str) -> Refusal:
     """Translate a failed acquisition into the answer a managed-identity endpoint would give.
 
     Entra's verdict on the resource itself (unknown resource, invalid scope) is the client's
     mistake: 400. A transient failure (network, 429, 5xx after retries) is 503, which clients
     retry. Anything else (the federation is misconfigured, the job token expired) is 500.
     """
-    message = f"the token request failed: {redact_text(str(exc))}"
+    # Generic: upstream text never reaches a client; it is logged under ``correlation_id``.
+    message = (
+        "the token request failed upstream; the azauth log has the details under "
+        f"correlation id {correlation_id}"
+    )
     # EntraError.error is the OAuth error code (azure-core types the attribute otherwise).
     oauth_error: Any = getattr(exc, "error", None)
     if isinstance(exc, EntraError) and oauth_error in ("invalid_resource", "invalid_scope"):

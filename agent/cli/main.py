@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from agent._secrets import redact_text
 from agent._stdio import guard_standard_streams, quiet_broken_pipe
 from agent.exceptions import AzauthError, ExitCode
 
@@ -102,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
         return int(handler(args))
     except AzauthError as exc:
         # One line, no traceback: the message is written for the user and holds no secret.
-        print(f"{error_prefix()}azauth: error: {pipeline_safe(str(exc))}", file=sys.stderr)
+        print(
+            f"{error_prefix()}azauth: error: {pipeline_safe(redact_text(str(exc)))}",
+            file=sys.stderr,
+        )
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
@@ -124,8 +128,6 @@ def pipeline_safe(text: str) -> str:
 
 def _internal_error(exc: BaseException, *, verbose: int) -> int:
     """One line for an unexpected exception (secrets masked); the traceback only with -vv."""
-    from agent._secrets import redact_text  # noqa: PLC0415
-
     if verbose >= 2:
         import traceback  # noqa: PLC0415
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent._secrets import redact_text, server_text
 from agent.cli.validate import add_config_argument
 from agent.exceptions import ExitCode
 
@@ -225,22 +226,25 @@ async def check_connections(
     from agent.exceptions import AzauthError  # noqa: PLC0415
     from agent.outputs.fields import format_rfc3339  # noqa: PLC0415
 
+    def _claim(value: Any) -> Any:
+        return server_text(value) if isinstance(value, str) else value
+
     async def one(name: str) -> dict[str, Any]:
         try:
             credential = credential_for(name, profile.connections[name], environ)
         except AzauthError as exc:
-            return {"error": str(exc), "exit_code": int(exc.exit_code)}
+            return {"error": redact_text(str(exc)), "exit_code": int(exc.exit_code)}
         try:
             token = await credential.get_oidc_token()
         except AzauthError as exc:
-            return {"error": str(exc), "exit_code": int(exc.exit_code)}
+            return {"error": redact_text(str(exc)), "exit_code": int(exc.exit_code)}
         finally:
             await credential.close()
         expires = token.expires_on
         return {
-            "subject": token.subject,
-            "issuer": token.issuer,
-            "audience": token.audience,
+            "subject": _claim(token.subject),
+            "issuer": _claim(token.issuer),
+            "audience": _claim(token.audience),
             "expires_on": expires,
             "expires_at": format_rfc3339(expires) if expires is not None else None,
         }
