@@ -669,10 +669,11 @@ def summary_rows(report: RunReport, now: float) -> list[tuple[str, str, str, str
 
 def render_summary(report: RunReport, now: float) -> str:
     """The summary table as text, for stderr."""
-    rows = [("CONNECTION", "SCOPE", "EXPIRES IN", "OUTPUTS")]
     # Each cell is shown as server text (redacted, one line, capped): error cells quote servers.
-    for row in summary_rows(report, now):
-        rows.append(tuple(server_text(cell, limit=1000) for cell in row))  # type: ignore[arg-type]
+    rows: list[tuple[str, ...]] = [("CONNECTION", "SCOPE", "EXPIRES IN", "OUTPUTS")]
+    rows += [
+        tuple(server_text(cell, limit=1000) for cell in row) for row in summary_rows(report, now)
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
