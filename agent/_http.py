@@ -21,6 +21,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import logging
@@ -140,11 +141,12 @@ class Proxy:
         parts = urlsplit(self.url)
         return parts.netloc or self.url
 
-    def auth(self) -> aiohttp.BasicAuth | None:
-        """The ``Proxy-Authorization`` credentials, if any."""
+    def headers(self) -> dict[str, str] | None:
+        """The ``Proxy-Authorization: Basic`` header (RFC 7617, UTF-8), if there are credentials."""
         if self.username is None and self.password is None:
             return None
-        return aiohttp.BasicAuth(self.username or "", self.password or "")
+        pair = f"{self.username or ''}:{self.password or ''}".encode()
+        return {"Proxy-Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
 
 
 def _proxy_from_url(url: str, username: str | None = None, password: str | None = None) -> Proxy:
@@ -353,7 +355,7 @@ class HttpClient:
             data=request.body or None,
             allow_redirects=False,
             proxy=proxy.url if proxy is not None else None,
-            proxy_auth=proxy.auth() if proxy is not None else None,
+            proxy_headers=proxy.headers() if proxy is not None else None,
             timeout=timeout,
             ssl=self._ssl if self._ssl is not None else True,
         ) as resp:

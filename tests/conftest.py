@@ -33,6 +33,10 @@ _NAMES = frozenset(
         "SSL_CERT_DIR",
         "REQUESTS_CA_BUNDLE",
         "KUBERNETES_EXEC_INFO",
+        "AGENT_PROXYURL",
+        "AGENT_PROXYUSERNAME",
+        "AGENT_PROXYPASSWORD",
+        "AGENT_PROXYBYPASSLIST",
     }
 )
 

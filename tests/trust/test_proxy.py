@@ -1,0 +1,208 @@
+"""Proxies and secrets inside URLs, through a real loopback CONNECT proxy demanding Basic auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from agent import AzurePipelinesCredential
+from agent._http import proxy_for
+from agent._secrets import forget_secrets, redact_text
+from agent.config import Connection
+from agent.exceptions import ProxyAuthenticationError
+from agent.retry import RetryPolicy
+from agent.server import TokenServer
+from agent.testing.emulator import Emulator
+from agent.testing.proxy import ConnectProxy
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "11111111-2222-3333-4444-555555555555"
+SC = "00000000-aaaa-bbbb-cccc-000000000001"
+ARM = "https://management.azure.com/.default"
+PASSWORD = "pr0xy-Pa55word-42"  # noqa: S105 - the test proxy's password
+FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=10)
+
+
+@pytest.fixture
+async def tls_emu(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
+    """An https emulator on 'localhost' (so a proxy is used), trusted through SSL_CERT_FILE."""
+    emu = Emulator()
+    await emu.start(tls=True)
+    emu.add_connection(SC, TENANT, CLIENT)
+    assert emu.ca_file is not None
+    monkeypatch.setenv("SSL_CERT_FILE", emu.ca_file)
+    monkeypatch.setenv(
+        "SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri.replace("127.0.0.1", "localhost")
+    )
+    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emu.system_access_token)
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emu.authority.replace("127.0.0.1", "localhost"))
+    try:
+        yield emu
+    finally:
+        await emu.close()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ConnectProxy]:
+    async with ConnectProxy(username="build", password=PASSWORD) as running:
+        yield running
+
+
+def credential(emu: Emulator) -> AzurePipelinesCredential:
+    return AzurePipelinesCredential(
+        tenant_id=TENANT,
+        client_id=CLIENT,
+        service_connection_id=SC,
+        system_access_token=emu.system_access_token,
+        authority=os.environ["AZURE_AUTHORITY_HOST"],
+        retry=FAST_RETRY,
+    )
+
+
+class TestProxyCredentials:
+    async def test_user_info_of_https_proxy_is_sent_as_basic_credentials(
+        self, tls_emu, proxy, monkeypatch
+    ):
+        """Both exchanges tunnel through the proxy, authenticated by the URL's user-info."""
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url_with_credentials)
+        async with credential(tls_emu) as cred:
+            assert (await cred.get_token(ARM)).token
+        assert proxy.tunnels >= 1
+        assert proxy.refused == 0
+        port = urlsplit(tls_emu.url).port
+        assert set(proxy.targets) == {f"localhost:{port}"}
+
+    async def test_407_is_one_error_naming_the_proxy_and_never_retried(
+        self, tls_emu, proxy, monkeypatch
+    ):
+        """Wrong credentials: one CONNECT, a non-retryable error naming the proxy, no password."""
+        wrong = proxy.url_with_credentials.replace(PASSWORD, "wrong-password-123")
+        monkeypatch.setenv("HTTPS_PROXY", wrong)
+        async with credential(tls_emu) as cred:
+            with pytest.raises(ProxyAuthenticationError) as caught:
+                await cred.get_token(ARM)
+        message = str(caught.value)
+        assert "proxy refused authentication" in message
+        assert urlsplit(proxy.url).netloc in message
+        assert "wrong-password-123" not in message and "build:" not in message
+        assert caught.value.retryable is False
+        assert proxy.refused == 1  # not retried as a network fault
+        assert tls_emu.counts == {"oidc": 0, "token": 0}
+
+    async def test_proxy_passwords_are_registered_secrets(self):
+        """The password of a proxy URL is masked wherever it appears later, in any text."""
+        forget_secrets()
+        proxy_for("https://x.example/", {"HTTPS_PROXY": f"http://u:{PASSWORD}@p.example:3128"})
+        assert PASSWORD not in redact_text(f"the value {PASSWORD} leaked")
+
+
+class TestAgentProxyVariables:
+    async def test_agent_proxy_variables_are_honoured_without_a_proxy_variable(
+        self, tls_emu, proxy, monkeypatch
+    ):
+        """AGENT_PROXYURL + AGENT_PROXYUSERNAME/PASSWORD route both exchanges via the proxy."""
+        monkeypatch.setenv("AGENT_PROXYURL", proxy.url)
+        monkeypatch.setenv("AGENT_PROXYUSERNAME", "build")
+        monkeypatch.setenv("AGENT_PROXYPASSWORD", PASSWORD)
+        async with credential(tls_emu) as cred:
+            assert (await cred.get_token(ARM)).token
+        assert proxy.tunnels >= 1
+        assert tls_emu.counts == {"oidc": 1, "token": 1}
+
+    async def test_bypass_list_regexes_send_matching_urls_directly(
+        self, tls_emu, proxy, monkeypatch
+    ):
+        """AGENT_PROXYBYPASSLIST is a JSON array of regexes matched against the request URL."""
+        monkeypatch.setenv("AGENT_PROXYURL", proxy.url)
+        monkeypatch.setenv("AGENT_PROXYBYPASSLIST", json.dumps([r"LOCALHOST:\d+/"]))
+        async with credential(tls_emu) as cred:
+            assert (await cred.get_token(ARM)).token
+        assert proxy.targets == []
+
+    def test_a_proxy_variable_wins_over_the_agent_variables(self):
+        env = {"HTTPS_PROXY": "http://p1.example:1", "AGENT_PROXYURL": "http://p2.example:2"}
+        chosen = proxy_for("https://login.example/", env)
+        assert chosen is not None and chosen.url == "http://p1.example:1"
+
+    def test_agent_password_is_a_secret_and_absent_from_the_repr(self):
+        forget_secrets()
+        env = {
+            "AGENT_PROXYURL": "http://p.example:8080",
+            "AGENT_PROXYUSERNAME": "u",
+            "AGENT_PROXYPASSWORD": "agent-proxy-password",
+        }
+        chosen = proxy_for("https://login.example/", env)
+        assert chosen is not None and chosen.password == "agent-proxy-password"
+        assert "agent-proxy-password" not in repr(chosen)
+        assert redact_text("x agent-proxy-password y") == "x *** y"
+
+
+class TestMessagesWithoutUserInfo:
+    async def test_cli_error_names_the_proxy_host_without_its_password(
+        self, tls_emu, proxy, tmp_path
+    ):
+        """`azauth token` through a refusing proxy: exit 4, one line, no user-info anywhere."""
+        wrong = proxy.url_with_credentials.replace(PASSWORD, "cli-wrong-password")
+        env = {
+            **os.environ,
+            "HTTPS_PROXY": wrong,
+            "AZURESUBSCRIPTION_TENANT_ID": TENANT,
+            "AZURESUBSCRIPTION_CLIENT_ID": CLIENT,
+            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": SC,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            "token",
+            "--no-cache",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        text = out.decode() + err.decode()
+        assert proc.returncode == 4, text
+        assert "proxy refused authentication" in text
+        assert urlsplit(proxy.url).netloc in text
+        assert "cli-wrong-password" not in text and "build:" not in text
+        assert proxy.refused == 1
+
+    async def test_serve_answers_a_generic_message_and_logs_the_cause(
+        self, tls_emu, proxy, monkeypatch
+    ):
+        """The managed-identity answer holds no upstream text; our log has it, same id."""
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url_with_credentials.replace(PASSWORD, "bad-pw-1"))
+        connection = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
+        with capture_logs() as logs:
+            async with TokenServer({"prod": connection}) as server:
+                env = server.env
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(
+                        env["IDENTITY_ENDPOINT"],
+                        params={
+                            "resource": "https://management.azure.com/",
+                            "api-version": "2019-08-01",
+                        },
+                        headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
+                    ) as resp:
+                        status = resp.status
+                        body = await resp.json()
+        assert status >= 500
+        text = json.dumps(body)
+        assert "proxy" not in text and "bad-pw-1" not in text and "407" not in text
+        correlation = body["correlationId"]
+        assert correlation in body["message"]
+        upstream = [e for e in logs if e.get("event") == "upstream_failed"]
+        assert upstream and upstream[0]["correlation_id"] == correlation
+        assert "proxy refused authentication" in upstream[0]["error"]
+        assert "bad-pw-1" not in repr(logs)
