@@ -186,17 +186,19 @@ class TestMessagesWithoutUserInfo:
         with capture_logs() as logs:
             async with TokenServer({"prod": connection}) as server:
                 env = server.env
-                async with aiohttp.ClientSession() as http:
-                    async with http.get(
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(
                         env["IDENTITY_ENDPOINT"],
                         params={
                             "resource": "https://management.azure.com/",
                             "api-version": "2019-08-01",
                         },
                         headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
-                    ) as resp:
-                        status = resp.status
-                        body = await resp.json()
+                    ) as resp,
+                ):
+                    status = resp.status
+                    body = await resp.json()
         assert status >= 500
         text = json.dumps(body)
         assert "proxy" not in text and "bad-pw-1" not in text and "407" not in text
