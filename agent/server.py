@@ -21,6 +21,9 @@ Security model (the wire details are in :mod:`agent.mi_protocol`):
   token. It is off unless asked for; ``Metadata: true`` is required;
 - requests are bounded: no body, short request lines and headers, at most ``max_concurrency``
   requests handled at once (more are answered 429 with ``Retry-After``);
+- connections are bounded (:mod:`agent._listener`): at most 512 open (a quarter of
+  ``RLIMIT_NOFILE`` when lower; over the cap the oldest connection not handling a request is
+  closed), 5 s to present a complete request, 15 s idle between keep-alive requests;
 - logs name the protocol, resource, connection and status, never a token or the secret.
 
 Use :func:`serve_profile` (an async context manager) to run one around other work.
@@ -42,6 +45,7 @@ import aiohttp
 from aiohttp import web
 
 from agent._http import ssl_context_from_env
+from agent._listener import DEFAULT_KEEPALIVE_TIMEOUT, GuardedListener
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
 from agent.envvalues import oidc_request_uri
@@ -94,7 +98,6 @@ MAX_REQUEST_BYTES = 1024
 
 _MAX_LINE = 4096  # request line (the query string) and each header line
 _MAX_HEADERS = 64
-_KEEPALIVE_SECONDS = 75.0  # idle keep-alive connections are closed after this
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _RETRY_AFTER_BUSY = 1
 
@@ -175,6 +178,7 @@ class TokenServer:
         self._credentials: dict[str, AzurePipelinesCredential] = {}
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._listener = GuardedListener()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._url: str | None = None
         self._port = 0
@@ -204,14 +208,14 @@ class TokenServer:
                 self._build_app(),
                 access_log=None,
                 shutdown_timeout=1.0,
-                keepalive_timeout=_KEEPALIVE_SECONDS,
+                keepalive_timeout=DEFAULT_KEEPALIVE_TIMEOUT,
                 max_line_size=_MAX_LINE,
                 max_field_size=_MAX_LINE,
                 max_headers=_MAX_HEADERS,
             )
             await runner.setup()
             try:
-                await web.TCPSite(runner, bind, port).start()
+                bound = await self._listener.start(runner, bind, port)
             except OSError as exc:
                 await runner.cleanup()
                 raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
@@ -219,7 +223,7 @@ class TokenServer:
             await self._close_credentials()
             raise
         self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._port = bound
         url_host = f"[{bind}]" if ":" in bind else bind
         self._url = f"http://{url_host}:{self._port}"
         _log.debug(
@@ -234,6 +238,7 @@ class TokenServer:
         """Stop serving and close the credentials' HTTP session. Safe to call twice."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            await self._listener.close()
             await runner.cleanup()
             _log.info("token_server_stopped", **self.counts)
         await self._close_credentials()
@@ -318,7 +323,9 @@ class TokenServer:
     # ----------------------------------------------------------------------------- serving
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(
+            client_max_size=MAX_REQUEST_BYTES, middlewares=[self._listener.middleware]
+        )
         # One catch-all route: every answer, 404 and 405 included, goes through the same guards
         # and comes back as JSON in the protocol's shape.
         app.router.add_route("*", "/{tail:.*}", self._handle)
