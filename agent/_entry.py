@@ -11,6 +11,10 @@ from __future__ import annotations
 import sys
 
 _FAST_COMMANDS = frozenset({"token", "git-credential"})
+# Commands that hold secrets: non-dumpable, no core file (agent._hardening).
+_SECRET_COMMANDS = frozenset({"run", "exec", "serve", "token", "git-credential", "status"})
+# Long-running commands that start other programs: SYSTEM_ACCESSTOKEN leaves os.environ.
+_SCRUBBING_COMMANDS = frozenset({"run", "exec", "serve"})
 
 
 def docker_credential_main() -> None:
@@ -53,14 +57,23 @@ def main() -> None:
     )
 
     argv = sys.argv[1:]
+    command = argv[0] if argv else None
     closed = guard_standard_streams()
     try:
-        if argv and argv[0] in _FAST_COMMANDS and not closed:
+        if command in _FAST_COMMANDS and not closed:
+            from agent._hardening import limit_core  # noqa: PLC0415
             from agent.fastpath import serve  # noqa: PLC0415 - only these commands need it
 
+            limit_core()
             fast = serve(argv)
             if fast is not None:
                 sys.exit(fast)
+        if command in _SECRET_COMMANDS:
+            from agent import _hardening  # noqa: PLC0415
+
+            _hardening.harden_process()
+            if command in _SCRUBBING_COMMANDS:
+                _hardening.scrub_system_token()
         from agent.cli.main import main as cli_main  # noqa: PLC0415 - keep start-up lazy
 
         code = cli_main(argv)

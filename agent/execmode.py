@@ -41,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
+from agent._hardening import stashed_value
 from agent.clock import Clock, SystemClock
 from agent.config import FederatedTokenFileOutput
 from agent.exceptions import ExitCode, UsageError
@@ -274,7 +275,12 @@ def build_child_env(
     profile; plus ``extra`` (env providers), which wins over everything.
     """
     env = dict(base)
-    if not keep_system_token:
+    if keep_system_token:
+        for name in {SYSTEM_TOKEN_VARIABLE}.difference(env):
+            value = stashed_value(name)  # taken out of os.environ at start (agent._hardening)
+            if value:
+                env[name] = value
+    else:
         names = {SYSTEM_TOKEN_VARIABLE}
         names.update(c.system_access_token_env for c in profile.connections.values())
         for name in names:
