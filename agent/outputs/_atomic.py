@@ -8,7 +8,11 @@ Guarantees of :func:`atomic_write`:
   directory is fsynced so the rename survives a crash.
 * The file is created with its final mode (``0600`` by default) from the first byte on; it is
   never readable by others, not even briefly. Missing parent directories are created ``0700``
-  (directories that already exist are left alone).
+  through descriptors (directories that already exist keep their mode).
+* The directory must be trusted (:mod:`agent._dirtrust`): owned by the user or root, not
+  writable by group or others, no symbolic link in its path (unless opted in); every later
+  step (the temporary file, the rename) works relative to the directory's descriptor, so a
+  directory swapped after the check is not written into.
 * A symbolic link at the target (dangling or not) or any non-regular file is refused with
   :class:`~agent.exceptions.OutputError`. ``rename(2)`` replaces a link rather than following it,
   so a link swapped in after the check cannot redirect the write either.
@@ -22,7 +26,7 @@ same target removes such leftovers once they are older than :data:`STALE_TEMP_SE
 
 # pathlib's resolve() follows symbolic links, which this module must never do; it works on the
 # raw os calls (lstat, O_NOFOLLOW, O_EXCL) on purpose.
-# ruff: noqa: PTH100, PTH101, PTH102, PTH105, PTH108, PTH112, PTH114, PTH118, PTH120, PTH208
+# ruff: noqa: PTH100
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import secrets
 import stat
 import time
 
+from agent._dirtrust import UntrustedDirectoryError, open_trusted_directory
 from agent.exceptions import OutputError
 
 __all__ = ["STALE_TEMP_SECONDS", "atomic_write", "remove_output", "temp_name_pattern"]
@@ -45,7 +50,6 @@ A write takes milliseconds; a minute leaves ample room for another azauth proces
 writing the same target right now, whose temporary file must not be pulled from under it.
 """
 
-_DIR_MODE = 0o700
 _TEMP_SUFFIX = ".tmp"
 _TEMP_MARK = ".azauth-"
 _TEMP_RANDOM_HEX = 16
@@ -54,7 +58,6 @@ _TEMP_RANDOM_HEX = 16
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", None)
 
 
 def temp_name_pattern(target_name: str) -> re.Pattern[str]:
@@ -75,40 +78,47 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
         mode: permission bits of the file, applied exactly (the umask cannot widen or narrow it).
 
     Raises:
-        OutputError: the file could not be written; its previous content is untouched.
+        OutputError: the file could not be written, or its directory is not trusted
+            (:mod:`agent._dirtrust`: owned by another user, writable by others, a symbolic
+            link in the path); its previous content is untouched.
     """
     target = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(target)
-    _make_parents(directory, target)
-    _check_target(target)
-    _remove_stale_temps(directory, name)
-    temp = os.path.join(directory, f".{name}{_TEMP_MARK}{secrets.token_hex(8)}{_TEMP_SUFFIX}")
+    dir_fd = _open_directory(directory, target, create=True)
     try:
-        fd = os.open(
-            temp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY,
-            mode & 0o777,
-        )
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create a file in {directory}: {_reason(exc)}", path=target
-        ) from None
-    try:
+        _check_target(dir_fd, name, target)
+        _remove_stale_temps(dir_fd, name)
+        temp = f".{name}{_TEMP_MARK}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         try:
-            # The umask may have removed bits at creation; it can never have added any, so the
-            # file was at most as open as ``mode`` all along.
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, mode & 0o7777)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
-    except OSError as exc:
+            fd = os.open(
+                temp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY,
+                mode & 0o777,
+                dir_fd=dir_fd,
+            )
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create a file in {directory}: {_reason(exc)}", path=target
+            ) from None
+        try:
+            try:
+                # The umask may have removed bits at creation; it can never have added any, so
+                # the file was at most as open as ``mode`` all along.
+                if hasattr(os, "fchmod"):
+                    os.fchmod(fd, mode & 0o7777)
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise OutputError(f"cannot write: {_reason(exc)}", path=target) from None
         with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise OutputError(f"cannot write: {_reason(exc)}", path=target) from None
-    _fsync_directory(directory)
+            os.fsync(dir_fd)  # best effort: the new content is in place already
+    finally:
+        os.close(dir_fd)
 
 
 def remove_output(path: str | os.PathLike[str]) -> bool:
@@ -117,72 +127,61 @@ def remove_output(path: str | os.PathLike[str]) -> bool:
     Also removes stale temporary files of the same target.
 
     Returns:
-        ``True`` if the file was removed, ``False`` if it did not exist.
+        ``True`` if the file was removed, ``False`` if it (or its directory) did not exist.
 
     Raises:
         OutputError: ``path`` is a symbolic link, a directory or another non-regular file (not
-            something azauth wrote), or it could not be removed.
+            something azauth wrote), its directory is not trusted, or it could not be removed.
     """
     target = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(target)
-    _remove_stale_temps(directory, name)
     try:
-        info = os.lstat(target)
+        dir_fd = _open_directory(directory, target, create=False)
     except FileNotFoundError:
         return False
-    except OSError as exc:
-        raise OutputError(f"cannot remove: {_reason(exc)}", path=target) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise OutputError(f"not removed: {_describe(info.st_mode)}", path=target)
     try:
-        os.unlink(target)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise OutputError(f"cannot remove: {_reason(exc)}", path=target) from None
-    _fsync_directory(directory)
+        _remove_stale_temps(dir_fd, name)
+        try:
+            info = os.lstat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise OutputError(f"cannot remove: {_reason(exc)}", path=target) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputError(f"not removed: {_describe(info.st_mode)}", path=target)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise OutputError(f"cannot remove: {_reason(exc)}", path=target) from None
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return True
 
 
-def _make_parents(directory: str, target: str) -> None:
-    """Create the missing directories of ``directory``, each with mode 0700 exactly."""
-    missing: list[str] = []
-    current = directory
-    while not os.path.isdir(current):
-        if os.path.lexists(current) and not os.path.islink(current):
-            if os.path.isdir(current):
-                break  # created concurrently since the loop test (another writer)
-            raise OutputError(f"{current} exists and is not a directory", path=target)
-        missing.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    for created in reversed(missing):
-        try:
-            os.mkdir(created, _DIR_MODE)
-        except FileExistsError:
-            # Someone else created it concurrently; it is theirs, leave its mode alone.
-            if not os.path.isdir(created):
-                raise OutputError(f"{created} exists and is not a directory", path=target) from None
-            continue
-        except OSError as exc:
-            raise OutputError(
-                f"cannot create directory {created}: {_reason(exc)}", path=target
-            ) from None
-        try:
-            # mkdir honours the umask, which could have taken away bits we need; set exactly 0700.
-            os.chmod(created, _DIR_MODE)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot set the mode of {created}: {_reason(exc)}", path=target
-            ) from None
+def _open_directory(directory: str, target: str, *, create: bool) -> int:
+    """The trusted directory's descriptor (missing parents created 0700 when ``create``)."""
+    try:
+        return open_trusted_directory(directory, create=create)
+    except UntrustedDirectoryError as exc:
+        raise OutputError(f"refusing to write into {exc}", path=target) from None
+    except FileNotFoundError:
+        if create:
+            raise OutputError(f"cannot create directory {directory}", path=target) from None
+        raise
+    except OSError as exc:
+        raise OutputError(
+            f"cannot open or create directory {directory}: {_reason(exc)}", path=target
+        ) from None
 
 
-def _check_target(target: str) -> None:
+def _check_target(dir_fd: int, name: str, target: str) -> None:
     """Refuse a symbolic link or a non-regular file at ``target``."""
     try:
-        info = os.lstat(target)
+        info = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return
     except OSError as exc:
@@ -193,7 +192,7 @@ def _check_target(target: str) -> None:
         raise OutputError(f"refusing to replace {_describe(info.st_mode)}", path=target)
 
 
-def _remove_stale_temps(directory: str, name: str) -> None:
+def _remove_stale_temps(dir_fd: int, name: str) -> None:
     """Remove our leftover temporary files for ``name`` older than STALE_TEMP_SECONDS.
 
     Best effort: a leftover we cannot remove does no harm, so errors are ignored. Only regular
@@ -201,7 +200,7 @@ def _remove_stale_temps(directory: str, name: str) -> None:
     """
     pattern = temp_name_pattern(name)
     try:
-        entries = os.listdir(directory)
+        entries = os.listdir(dir_fd)
     except OSError:
         return
     deadline = time.time() - STALE_TEMP_SECONDS
@@ -209,14 +208,13 @@ def _remove_stale_temps(directory: str, name: str) -> None:
     for entry in entries:
         if not pattern.fullmatch(entry):
             continue
-        candidate = os.path.join(directory, entry)
         try:
-            info = os.lstat(candidate)
+            info = os.lstat(entry, dir_fd=dir_fd)
             if not stat.S_ISREG(info.st_mode) or info.st_mtime > deadline:
                 continue
             if euid is not None and info.st_uid != euid:
                 continue
-            os.unlink(candidate)
+            os.unlink(entry, dir_fd=dir_fd)
         except OSError:
             continue
 
@@ -226,25 +224,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable.
-
-    Best effort: the new content is already in place when this runs, so a failure here (some
-    filesystems refuse to fsync a directory) must not be reported as a failed write.
-    """
-    if _O_DIRECTORY is None:
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _describe(st_mode: int) -> str:

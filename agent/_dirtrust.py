@@ -1,0 +1,205 @@
+"""Which directories azauth trusts to hold tokens, and creating them safely. Stdlib only.
+
+The one rule for every directory azauth writes into (outputs, exec's private directory) or
+reads tokens from (the ``azauth token`` cache), modelled on what ssh (``StrictModes``) and gpg
+(``--homedir`` permission checks) do:
+
+* every component of the path, from ``/`` down, is opened with ``O_DIRECTORY | O_NOFOLLOW``
+  relative to its parent's descriptor, so what is checked is what is used;
+* each one must be owned by the current user or by root, and not writable by group or others.
+  A world-writable directory with the sticky bit (``/tmp``) is accepted only as an *ancestor*:
+  the directory azauth writes into must itself be private;
+* a symbolic link anywhere in the path is refused unless ``AZAUTH_ALLOW_SYMLINKED_DIRS=1``.
+  Default refuse, because whoever can replace a link redirects tokens to a place of their
+  choosing and azauth cannot tell a deliberate layout from a planted link; the opt-in resolves
+  links and checks their targets with the same rules;
+* missing directories are created ``0700`` with ``mkdir`` relative to the parent's descriptor,
+  opened with ``O_NOFOLLOW`` and fixed with ``fchmod``: a link swapped in between cannot
+  redirect the ``chmod``.
+
+A directory that breaks the rule is reported by :class:`UntrustedDirectoryError`, which names
+the directory, its owner and mode, and the fix. Windows has no such modes: there only the
+symbolic-link rule applies.
+"""
+
+# os, not pathlib: descriptors (dir_fd, O_NOFOLLOW), and the token warm path imports this.
+# ruff: noqa: PTH100, PTH118, PTH120
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "ALLOW_SYMLINKS_ENV",
+    "UntrustedDirectoryError",
+    "open_trusted_directory",
+    "symlinks_allowed",
+]
+
+ALLOW_SYMLINKS_ENV = "AZAUTH_ALLOW_SYMLINKED_DIRS"
+"""Set to ``1`` to accept symbolic links among the directories of a path (default: refused)."""
+
+_POSIX = os.name == "posix"
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_OPEN_DIR = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK
+_MAX_LINKS = 40  # as the kernel's ELOOP limit
+
+
+class UntrustedDirectoryError(Exception):
+    """A directory azauth will not read tokens from or write tokens into.
+
+    Attributes:
+        directory: the offending directory (as reached, links not resolved).
+        reason: why, in words; ``str()`` adds the fix.
+    """
+
+    def __init__(self, directory: str, reason: str, fix: str) -> None:
+        self.directory = directory
+        self.reason = reason
+        super().__init__(f"{directory}: {reason}; {fix}")
+
+
+def symlinks_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``AZAUTH_ALLOW_SYMLINKED_DIRS`` opts in to symbolic links."""
+    environ = os.environ if env is None else env
+    return environ.get(ALLOW_SYMLINKS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def open_trusted_directory(
+    path: str, *, create: bool = False, env: Mapping[str, str] | None = None
+) -> int:
+    """Open ``path`` after checking every component; return its descriptor (caller closes it).
+
+    Args:
+        path: the directory; relative to the working directory when not absolute.
+        create: create missing components (``0700``) instead of raising FileNotFoundError.
+        env: where ``AZAUTH_ALLOW_SYMLINKED_DIRS`` is read (default ``os.environ``).
+
+    Raises:
+        UntrustedDirectoryError: a component breaks the rule (module docstring).
+        FileNotFoundError: a component is missing and ``create`` is false.
+        OSError: a directory could not be opened or created.
+    """
+    allow_links = symlinks_allowed(env)
+    pending = _parts(os.path.abspath(path))
+    shown = os.sep
+    fd = os.open(os.sep, _OPEN_DIR)
+    links = 0
+    try:
+        _check(fd, shown, final=not pending)
+        while pending:
+            name = pending.pop(0)
+            if name == ".":
+                continue
+            step = _step(fd, name, os.path.join(shown, name), create=create, links=allow_links)
+            if isinstance(step, str):  # a symbolic link, allowed: walk its target instead
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, "too many symbolic links", shown)  # noqa: TRY301
+                if step.startswith(os.sep):
+                    os.close(fd)
+                    fd = os.open(os.sep, _OPEN_DIR)
+                    shown = os.sep
+                pending[:0] = _parts(step)
+                continue
+            os.close(fd)
+            fd = step
+            shown = os.path.dirname(shown) if name == ".." else os.path.join(shown, name)
+            _check(fd, shown, final=not pending)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _parts(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
+
+
+def _step(fd: int, name: str, here: str, *, create: bool, links: bool) -> int | str:
+    """Open ``name`` in ``fd``: its descriptor, or the target of an allowed symbolic link."""
+    try:
+        return os.open(name, _OPEN_DIR, dir_fd=fd)
+    except FileNotFoundError:
+        if not create or name == "..":
+            raise
+        return _make(fd, name)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            raise
+    info = os.lstat(name, dir_fd=fd)
+    if not stat.S_ISLNK(info.st_mode):
+        raise UntrustedDirectoryError(
+            here, "exists and is not a directory", "remove it or choose another path"
+        )
+    if not links:
+        raise UntrustedDirectoryError(
+            here,
+            "is a symbolic link (a link in the path could redirect tokens)",
+            f"use the real path ({os.path.realpath(here)}) or set {ALLOW_SYMLINKS_ENV}=1",
+        )
+    return os.readlink(name, dir_fd=fd)
+
+
+def _make(parent: int, name: str) -> int:
+    """``mkdir`` ``name`` in ``parent`` (0700), open it without following links, ``fchmod``."""
+    # Created concurrently (another azauth)? Then it is checked like any existing directory.
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o700, dir_fd=parent)
+    child = os.open(name, _OPEN_DIR, dir_fd=parent)
+    try:
+        info = os.fstat(child)
+        if _POSIX and info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(child, 0o700)  # mkdir honours the umask; the mode must be exact
+    except BaseException:
+        os.close(child)
+        raise
+    return child
+
+
+def _check(fd: int, shown: str, *, final: bool) -> None:
+    if not _POSIX:
+        return
+    info = os.fstat(fd)
+    mode = stat.S_IMODE(info.st_mode)
+    euid = os.geteuid()
+    if info.st_uid not in (euid, 0):
+        raise UntrustedDirectoryError(
+            shown,
+            f"owned by {_user(info.st_uid)}, mode {mode:04o}: another user controls it",
+            f"use a directory of your own, or `chown {_user(euid).split()[0]} {shown}`",
+        )
+    if not mode & 0o022:
+        return
+    sticky_ancestor = not final and mode & stat.S_ISVTX
+    if sticky_ancestor:
+        return  # /tmp-like: others cannot rename or remove what we create inside
+    who = "group and others" if mode & 0o022 == 0o022 else ("others" if mode & 0o002 else "group")
+    fix = f"`chmod go-w {shown}`"
+    if final and mode & stat.S_ISVTX:
+        fix = "write into a private directory inside it (azauth creates missing ones 0700)"
+    raise UntrustedDirectoryError(
+        shown,
+        f"owned by {_user(info.st_uid)}, mode {mode:04o}: writable by {who}, who could replace "
+        "what azauth writes",
+        fix,
+    )
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd  # noqa: PLC0415 - only when reporting
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
