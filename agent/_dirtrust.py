@@ -139,9 +139,7 @@ def _step(fd: int, name: str, here: str, *, create: bool, links: bool) -> int | 
             raise
     info = os.lstat(name, dir_fd=fd)
     if not stat.S_ISLNK(info.st_mode):
-        raise UntrustedDirectoryError(
-            here, "exists and is not a directory", "remove it or choose another path"
-        )
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", here)
     if not links:
         raise UntrustedDirectoryError(
             here,

@@ -4,9 +4,13 @@ kubectl, git and ``az``-style callers start a new process for every token they n
 lives on disk and is shared by concurrent processes.
 
 Location: ``AZAUTH_CACHE_DIR``, else ``$XDG_CACHE_HOME/azauth``, else ``~/.cache/azauth``.
-Directories azauth creates there are ``0700``; every file is ``0600``, written atomically (temp
-file in the same directory, fsync, ``os.replace``) and never through a symbolic link. A file not
-owned by the current user, not a regular file, or readable by others is never trusted.
+The directory must pass :mod:`agent._dirtrust` (owned by the user or root, not writable by
+group or others, no symbolic link in its path unless opted in): an untrusted directory is never
+read, and ``azauth token`` reports it as an OUTPUT error. Directories azauth creates there are
+``0700``; every file is ``0600``, written atomically (temp file in the same directory, fsync,
+``os.replace``) and never through a symbolic link. Files are opened relative to the directory's
+descriptor, non-blocking (a FIFO planted as an entry cannot hang a reader); a file not owned by
+the current user, not a regular file, or readable by others is never trusted.
 
 Keys. Two hashes, both SHA-256:
 
@@ -20,8 +24,9 @@ Keys. Two hashes, both SHA-256:
   value, so a new job (a new System.AccessToken) is a new key.
 
 The selector's ``<selector>.var`` file records that variable's name (it comes from the profile
-file, which the warm path does not parse); ``<key>.token`` holds the access token and what is
-known about it; ``<key>.lock`` serialises refreshes. The system access token and the OIDC token
+file, which the warm path does not parse); ``<key>.token`` holds the access token, what is
+known about it and the full key it answers (an entry copied or renamed to another key's name is
+ignored); ``<key>.lock`` serialises refreshes. The system access token and the OIDC token
 are never stored, only the access token.
 
 Freshness: an entry is served while it has at least :func:`refresh_margin` left, which is
@@ -34,8 +39,7 @@ lazily. Time is passed in (``now``), never read here, except by the lock's wait 
 
 # os, not pathlib: O_NOFOLLOW, fstat of the opened file, flock on a descriptor, and pathlib
 # would cost the warm path 2 ms of imports.
-# ruff: noqa: PTH100, PTH101, PTH102, PTH108, PTH111, PTH112, PTH118, PTH120
-# ruff: noqa: PTH123, PTH208
+# ruff: noqa: PTH100, PTH111, PTH118, PTH119, PTH123
 
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ import os
 import stat
 import time
 
+from agent._dirtrust import UntrustedDirectoryError, open_trusted_directory
 from agent.credential_process import TokenDetails
 
 # Neither typing nor collections.abc at run time: a warm call must not pay for importing them.
@@ -85,7 +90,7 @@ __all__ = [
 
 CACHE_DIR_ENV = "AZAUTH_CACHE_DIR"
 CONFIG_ENV = "AZAUTH_CONFIG"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Part of every key and entry: a new format never reads an old one."""
 
 MAX_MARGIN = 300.0
@@ -123,6 +128,7 @@ _MAX_ENTRY_BYTES = 256 * 1024
 _POSIX = os.name == "posix"  # Windows reports 0o666 for private files: no mode check there
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _LOCK_POLL = (0.005, 0.01, 0.02, 0.05)
 
 
@@ -340,11 +346,12 @@ def is_usable(entry: CacheEntry, now: float) -> bool:
     return entry.details.expires_on - now >= MIN_USABLE
 
 
-def encode_entry(entry: CacheEntry) -> bytes:
-    """Serialise ``entry`` as JSON."""
+def encode_entry(entry: CacheEntry, key: str | None = None) -> bytes:
+    """Serialise ``entry`` as JSON, recording the ``key`` it answers."""
     details = entry.details
     document = {
         "format": FORMAT_VERSION,
+        "key": key,
         "access_token": details.access_token,
         "token_type": details.token_type,
         "expires_on": details.expires_on,
@@ -360,11 +367,16 @@ def encode_entry(entry: CacheEntry) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def decode_entry(data: bytes) -> CacheEntry | None:
-    """Parse what :func:`encode_entry` wrote; ``None`` for anything else (never raises)."""
+def decode_entry(data: bytes, key: str | None = None) -> CacheEntry | None:
+    """Parse what :func:`encode_entry` wrote for ``key``; ``None`` for anything else.
+
+    Never raises. An entry recording another key than ``key`` is ``None`` (not this request's).
+    """
     try:
         document = json.loads(data)
         if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
+            return None
+        if document.get("key") != key:
             return None
         strings = [
             document[name]
@@ -448,7 +460,7 @@ class TokenCache:
 
     def read_variable(self, selector: str) -> str | None:
         """The variable holding System.AccessToken for ``selector``, if recorded."""
-        data = _read_private(self.variable_path(selector))
+        data = self._read_private(self.variable_path(selector))
         if data is None:
             return None
         try:
@@ -459,8 +471,8 @@ class TokenCache:
 
     def load(self, key: str) -> CacheEntry | None:
         """The entry of ``key``, or ``None`` (missing, unreadable, untrusted or malformed)."""
-        data = _read_private(self.token_path(key))
-        return decode_entry(data) if data is not None else None
+        data = self._read_private(self.token_path(key))
+        return decode_entry(data, key) if data is not None else None
 
     # -------------------------------------------------------------------------------- writing
 
@@ -475,17 +487,59 @@ class TokenCache:
 
         if not _is_variable_name(variable):
             raise ValueError("not an environment variable name")
-        atomic_write(self.token_path(key), encode_entry(entry), mode=0o600)
+        atomic_write(self.token_path(key), encode_entry(entry, key), mode=0o600)
         if self.read_variable(selector) != variable:
             atomic_write(self.variable_path(selector), variable.encode() + b"\n", mode=0o600)
 
     def remove(self, key: str) -> bool:
-        """Delete the entry of ``key``; ``True`` if there was one."""
+        """Delete the entry of ``key``; ``True`` if there was one (in a trusted directory)."""
+        name = os.path.basename(self.token_path(key))
+        fd = self._open_directory()
+        if fd is None:
+            return False
         try:
-            os.unlink(self.token_path(key))
+            os.unlink(name, dir_fd=fd)
         except FileNotFoundError:
             return False
+        finally:
+            os.close(fd)
         return True
+
+    def _open_directory(self) -> int | None:
+        """The cache directory's descriptor if it exists and is trusted, else ``None``."""
+        try:
+            return open_trusted_directory(self.directory)
+        except (OSError, UntrustedDirectoryError):
+            return None
+
+    def verify_directory(self) -> None:
+        """Raise when the cache directory exists but is not trusted (a missing one is fine).
+
+        Raises:
+            OutputError: the directory, its owner and mode, and the fix.
+        """
+        try:
+            os.close(open_trusted_directory(self.directory))
+        except FileNotFoundError:
+            return
+        except UntrustedDirectoryError as exc:
+            from agent.exceptions import OutputError  # noqa: PLC0415 - the warm path never gets here
+
+            raise OutputError(
+                f"the token cache directory is not safe: {exc} (or set {CACHE_DIR_ENV})"
+            ) from None
+        except OSError:
+            return  # unreadable: reads miss, writes report their own error
+
+    def _read_private(self, path: str) -> bytes | None:
+        """Read a regular file of ours that others cannot read from the trusted directory."""
+        fd = self._open_directory()
+        if fd is None:
+            return None
+        try:
+            return _read_private_at(fd, os.path.basename(path))
+        finally:
+            os.close(fd)
 
     def sweep(self, now: float) -> int:
         """Remove expired entries and lock/``.var`` files unused for :data:`SWEEP_AGE`.
@@ -493,8 +547,17 @@ class TokenCache:
         Best effort, never raises; touches only regular files with azauth's names that belong
         to the current user. Returns how many files were removed.
         """
+        fd = self._open_directory()
+        if fd is None:
+            return 0
         try:
-            names = os.listdir(self.directory)
+            return self._sweep_at(fd, now)
+        finally:
+            os.close(fd)
+
+    def _sweep_at(self, fd: int, now: float) -> int:
+        try:
+            names = os.listdir(fd)
         except OSError:
             return 0
         removed = 0
@@ -502,44 +565,32 @@ class TokenCache:
             stem, dot, suffix = name.partition(".")
             if not dot or not _is_key(stem) or suffix not in {"token", "lock", "var"}:
                 continue
-            path = os.path.join(self.directory, name)
             try:
-                info = os.lstat(path)
+                info = os.lstat(name, dir_fd=fd)
                 if not stat.S_ISREG(info.st_mode) or not _owned(info):
                     continue
                 if suffix == "token":
-                    entry = self.load(stem)
+                    data = _read_private_at(fd, name)
+                    entry = decode_entry(data, stem) if data is not None else None
                     stale = entry is None and now - info.st_mtime > SWEEP_AGE
                     if (entry is not None and entry.details.expires_on <= now) or stale:
-                        os.unlink(path)
+                        os.unlink(name, dir_fd=fd)
                         removed += 1
                 elif now - info.st_mtime > SWEEP_AGE:
-                    os.unlink(path)
+                    os.unlink(name, dir_fd=fd)
                     removed += 1
             except OSError:
                 continue
         return removed
 
     def ensure_directory(self) -> None:
-        """Create the cache directory and its missing parents, each ``0700``.
+        """Create the cache directory and its missing parents, each ``0700`` (via descriptors).
 
         Raises:
             OSError: a directory could not be created.
+            UntrustedDirectoryError: a directory of the path is not trusted.
         """
-        missing: list[str] = []
-        current = os.path.abspath(self.directory)
-        while not os.path.isdir(current):
-            missing.append(current)
-            parent = os.path.dirname(current)
-            if parent == current:
-                break
-            current = parent
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, 0o700)
-            except FileExistsError:
-                continue
-            os.chmod(directory, 0o700)  # mkdir honours the umask; the mode must be exact
+        os.close(open_trusted_directory(self.directory, create=True))
 
     def lock(
         self,
@@ -587,11 +638,8 @@ class CacheLock:
             import fcntl  # noqa: PLC0415 - POSIX only
         except ImportError:  # pragma: no cover - Windows
             return False
-        try:
-            self._cache.ensure_directory()
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
-        except OSError as exc:
-            self.error = exc
+        fd = self._open_file()
+        if fd is None:
             return False
         self._fd = fd
         deadline = self._monotonic() + self._timeout
@@ -610,6 +658,34 @@ class CacheLock:
             with contextlib.suppress(OSError):
                 os.utime(fd)  # a used lock is not swept
             return True
+
+    def _open_file(self) -> int | None:
+        """Open (create) the lock file in the trusted directory; ``None`` with ``error`` set."""
+        try:
+            directory = open_trusted_directory(self._cache.directory, create=True)
+        except UntrustedDirectoryError as exc:
+            self.error = OSError(str(exc))
+            return None
+        except OSError as exc:
+            self.error = exc
+            return None
+        try:
+            fd = os.open(
+                os.path.basename(self._path),
+                os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK,
+                0o600,
+                dir_fd=directory,
+            )
+        except OSError as exc:
+            self.error = exc
+            return None
+        finally:
+            os.close(directory)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self.error = OSError(f"{self._path} is not a regular file")
+            return None
+        return fd
 
     def __exit__(
         self,
@@ -633,17 +709,29 @@ def _owned(info: os.stat_result) -> bool:
 
 
 def read_private(path: str) -> bytes | None:
-    """The bytes of ``path`` if the cache may trust it (see :func:`_read_private`), else ``None``.
+    """The bytes of ``path`` if the cache may trust it (:func:`_read_private_at`), else ``None``.
 
-    Other stores of azauth's private files (the feeds' routing records) use the same rule.
+    Its directory must be trusted (:mod:`agent._dirtrust`). Other stores of azauth's private
+    files (the feeds' routing records) use the same rule.
     """
-    return _read_private(path)
-
-
-def _read_private(path: str) -> bytes | None:
-    """Read ``path`` if it is a regular file of ours that others cannot read; else ``None``."""
+    directory, name = os.path.split(os.path.abspath(path))
     try:
-        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+        fd = open_trusted_directory(directory)
+    except (OSError, UntrustedDirectoryError):
+        return None
+    try:
+        return _read_private_at(fd, name)
+    finally:
+        os.close(fd)
+
+
+def _read_private_at(directory: int, name: str) -> bytes | None:
+    """Read ``name`` in ``directory`` if it is a regular file of ours others cannot read.
+
+    Non-blocking open: a FIFO is refused at once instead of waiting for a writer.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, dir_fd=directory)
     except OSError:
         return None
     try:

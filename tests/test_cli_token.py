@@ -154,12 +154,13 @@ def cache_files(cache: Path, suffix: str) -> list[Path]:
 def rewrite_entry(cache: Path, *, remaining: float, lifetime: float = 3599) -> CacheEntry:
     """Make the only cache entry expire in ``remaining`` seconds; return it as rewritten."""
     (path,) = cache_files(cache, ".token")
-    entry = decode_entry(path.read_bytes())
+    key = path.name.removesuffix(".token")
+    entry = decode_entry(path.read_bytes(), key)
     assert entry is not None
     expires_on = int(time.time() + remaining)
     entry.details.expires_on = expires_on
     changed = CacheEntry(entry.details, expires_on - lifetime)
-    path.write_bytes(encode_entry(changed))
+    path.write_bytes(encode_entry(changed, key))
     return changed
 
 

@@ -282,6 +282,7 @@ def obtain_token(
     slot = _slot(request, loaded, plan, env, log) if use_cache else None
     if slot is None:
         return _acquire(plan, env, clock).details
+    slot.cache.verify_directory()  # an untrusted cache directory is an OUTPUT error
     entry = slot.cache.load(slot.key)
     if entry is not None and tokencache.is_fresh(entry, clock.time()):
         log.info("token_from_cache", connection=plan.connection_name, expires_on=_expiry(entry))

@@ -168,6 +168,9 @@ def _open_directory(directory: str, target: str, *, create: bool) -> int:
         return open_trusted_directory(directory, create=create)
     except UntrustedDirectoryError as exc:
         raise OutputError(f"refusing to write into {exc}", path=target) from None
+    except NotADirectoryError as exc:
+        where = exc.filename or directory
+        raise OutputError(f"{where} exists and is not a directory", path=target) from None
     except FileNotFoundError:
         if create:
             raise OutputError(f"cannot create directory {directory}", path=target) from None
