@@ -6,8 +6,8 @@ import asyncio
 import json
 import os
 import shutil
-import sys
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
