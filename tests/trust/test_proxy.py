@@ -208,3 +208,46 @@ class TestMessagesWithoutUserInfo:
         assert upstream and upstream[0]["correlation_id"] == correlation
         assert "proxy refused authentication" in upstream[0]["error"]
         assert "bad-pw-1" not in repr(logs)
+
+
+PROFILE = f"""
+[connections.prod]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+
+[profiles.ci]
+connections = ["prod"]
+
+[[profiles.ci.outputs]]
+kind = "token_file"
+path = "out/arm.token"
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("run", "--profile", "ci", "-v"), ("status", "--profile", "ci", "--check")],
+    ids=["run", "status"],
+)
+async def test_run_log_summary_and_status_never_show_the_proxy_password(
+    tls_emu, proxy, tmp_path, args
+):
+    (tmp_path / "azauth.toml").write_text(PROFILE)
+    env = {**os.environ, "HTTPS_PROXY": proxy.url_with_credentials.replace(PASSWORD, "run-pw-77")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        *args,
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    text = out.decode() + err.decode()
+    assert proc.returncode != 0, text
+    assert "proxy refused authentication" in text
+    assert "run-pw-77" not in text and "build:" not in text
+    assert proxy.refused == 1
