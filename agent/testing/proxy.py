@@ -4,7 +4,8 @@ Behaves like squid with ``proxy_auth`` on the wire: a ``CONNECT host:port`` with
 ``Proxy-Authorization: Basic ...`` gets ``200 Connection established`` and the bytes are relayed
 both ways; any other credentials (or none) get ``407 Proxy Authentication Required`` with a
 ``Proxy-Authenticate: Basic realm=...`` header, and the connection is closed. Only ``CONNECT`` is
-served (that is what https clients send); anything else is answered 405.
+relayed (that is what https clients send); a plain-http request in absolute form gets the same
+407 without credentials, else 405.
 
 ::
 
@@ -33,8 +34,8 @@ class ConnectProxy:
 
     Attributes:
         tunnels: CONNECT requests accepted.
-        refused: CONNECT requests answered 407.
-        targets: ``host:port`` of every CONNECT request, in order.
+        refused: requests answered 407.
+        targets: the request target of every request (``host:port`` for CONNECT), in order.
     """
 
     def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
@@ -112,10 +113,6 @@ class ConnectProxy:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        if method != "CONNECT":
-            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
-            return
         self.targets.append(target)
         if not self._authorized(headers):
             self.refused += 1
@@ -127,6 +124,10 @@ class ConnectProxy:
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
+            await writer.drain()
+            return
+        if method != "CONNECT":
+            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
             return
         host, _, port = target.rpartition(":")

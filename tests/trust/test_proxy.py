@@ -251,3 +251,24 @@ async def test_run_log_summary_and_status_never_show_the_proxy_password(
     assert "proxy refused authentication" in text
     assert "run-pw-77" not in text and "build:" not in text
     assert proxy.refused == 1
+
+
+async def test_407_to_a_plain_http_request_is_the_same_error(proxy, monkeypatch):
+    """Through a forward proxy (no CONNECT: an http loopback URL), 407 is not retried either."""
+    async with Emulator() as emu:
+        emu.add_connection(SC, TENANT, CLIENT)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)  # no credentials
+        monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri)
+        cred = AzurePipelinesCredential(
+            tenant_id=TENANT,
+            client_id=CLIENT,
+            service_connection_id=SC,
+            system_access_token=emu.system_access_token,
+            authority=emu.authority,
+            retry=FAST_RETRY,
+        )
+        async with cred:
+            with pytest.raises(ProxyAuthenticationError, match="no credentials were configured"):
+                await cred.get_token(ARM)
+        assert proxy.refused == 1
+        assert emu.counts["oidc"] == 0
