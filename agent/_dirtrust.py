@@ -40,6 +40,7 @@ __all__ = [
     "ALLOW_SYMLINKS_ENV",
     "UntrustedDirectoryError",
     "open_trusted_directory",
+    "read_regular_file",
     "symlinks_allowed",
 ]
 
@@ -147,6 +148,34 @@ def _step(fd: int, name: str, here: str, *, create: bool, links: bool) -> int | 
             f"use the real path ({os.path.realpath(here)}) or set {ALLOW_SYMLINKS_ENV}=1",
         )
     return os.readlink(name, dir_fd=fd)
+
+
+def read_regular_file(path: str, *, max_bytes: int = 16 * 1024 * 1024) -> bytes:
+    """Read ``path`` (links followed) only if it is a regular file, without ever blocking.
+
+    The open is non-blocking, so a FIFO or device planted where a file is expected cannot hang
+    azauth; it is refused instead.
+
+    Raises:
+        OSError: missing or unreadable, not a regular file, or larger than ``max_bytes``.
+    """
+    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory)", path)
+        if info.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", path)
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size > max_bytes:
+                raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", path)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _make(parent: int, name: str) -> int:

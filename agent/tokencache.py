@@ -39,7 +39,7 @@ lazily. Time is passed in (``now``), never read here, except by the lock's wait 
 
 # os, not pathlib: O_NOFOLLOW, fstat of the opened file, flock on a descriptor, and pathlib
 # would cost the warm path 2 ms of imports.
-# ruff: noqa: PTH100, PTH111, PTH118, PTH119, PTH123
+# ruff: noqa: PTH100, PTH111, PTH118, PTH119
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ import os
 import stat
 import time
 
-from agent._dirtrust import UntrustedDirectoryError, open_trusted_directory
+from agent._dirtrust import UntrustedDirectoryError, open_trusted_directory, read_regular_file
 from agent.credential_process import TokenDetails
 
 # Neither typing nor collections.abc at run time: a warm call must not pay for importing them.
@@ -207,8 +207,7 @@ def identify_config(config: str | None, env: Mapping[str, str], cwd: str) -> Con
         if not all(env.get(name) for name in _IMPLICIT_REQUIRED):
             raise LookupError("no profile file and no AZURESUBSCRIPTION_* connection")
         return ConfigIdentity(None, _sha256_json(values))
-    with open(path, "rb") as file:
-        return ConfigIdentity(path, _sha256_hex(file.read()))
+    return ConfigIdentity(path, _sha256_hex(read_regular_file(path)))
 
 
 # ------------------------------------------------------------------------------------------------

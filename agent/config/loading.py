@@ -31,6 +31,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from agent._dirtrust import read_regular_file
 from agent.config.discovery import (
     IMPLICIT_NAME,
     IMPLICIT_VARIABLES,
@@ -373,6 +374,8 @@ def _expand_paths(data: dict[str, Any], environ: Mapping[str, str], file: str) -
 
 def _read_bytes(file_path: Path | Traversable, shown: Path) -> bytes:
     try:
+        if isinstance(file_path, Path):  # non-blocking: a FIFO is refused, never waited on
+            return read_regular_file(str(file_path))
         return file_path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=str(shown)) from None

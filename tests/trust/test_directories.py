@@ -253,3 +253,20 @@ class TestOutputDirectories:
         assert proc.returncode == 6, err.decode()
         assert f"{out}" in err.decode() and "mode 0775" in err.decode()
         assert not (out / "arm.token").exists()
+
+
+class TestNonRegularFiles:
+    async def test_fifo_as_the_profile_file_is_an_error_not_a_hang(self, tmp_path, capsys):
+        os.mkfifo(tmp_path / "azauth.toml")
+        code, _, err = await asyncio.wait_for(
+            azauth(capsys, "validate", "--config", str(tmp_path / "azauth.toml")), 30
+        )
+        assert code == 3
+        assert "not a file" in err or "not a regular file" in err
+
+    def test_read_regular_file_refuses_a_fifo_without_blocking(self, tmp_path):
+        from agent._dirtrust import read_regular_file  # noqa: PLC0415
+
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(OSError, match="not a regular file"):
+            read_regular_file(str(tmp_path / "fifo"))
