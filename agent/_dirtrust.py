@@ -23,7 +23,7 @@ symbolic-link rule applies.
 """
 
 # os, not pathlib: descriptors (dir_fd, O_NOFOLLOW), and the token warm path imports this.
-# ruff: noqa: PTH100, PTH118, PTH120
+# ruff: noqa: PTH100, PTH102, PTH112, PTH114, PTH118, PTH120, PTH208
 
 from __future__ import annotations
 
@@ -38,10 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALLOW_SYMLINKS_ENV",
+    "TrustedDirectory",
     "UntrustedDirectoryError",
     "open_trusted_directory",
     "read_regular_file",
     "symlinks_allowed",
+    "trusted_directory",
 ]
 
 ALLOW_SYMLINKS_ENV = "AZAUTH_ALLOW_SYMLINKED_DIRS"
@@ -54,6 +56,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _OPEN_DIR = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
+# dir_fd (openat and friends): POSIX. Elsewhere (Windows) paths are used (TrustedDirectory).
+_DIR_FD = os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd  # replace too
 
 
 class UntrustedDirectoryError(Exception):
@@ -121,6 +125,98 @@ def open_trusted_directory(
         os.close(fd)
         raise
     return fd
+
+
+class TrustedDirectory:
+    """A checked directory; file operations on names inside it, relative to its descriptor.
+
+    On POSIX every operation uses the descriptor (``dir_fd``), so the directory that was checked
+    is the one used even if its path is swapped later. Where ``dir_fd`` does not exist
+    (Windows) the operations use the path. Close it (or use ``with``).
+    """
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, path: str, fd: int | None) -> None:
+        self.path = path
+        self.fd = fd
+
+    def __enter__(self) -> TrustedDirectory:  # noqa: PYI034 - typing.Self costs the warm path
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the descriptor."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _at(self, name: str) -> str:
+        return name if self.fd is not None else os.path.join(self.path, name)
+
+    def open(self, name: str, flags: int, mode: int = 0o777) -> int:
+        """``os.open`` of ``name`` in this directory."""
+        return os.open(self._at(name), flags, mode, dir_fd=self.fd)
+
+    def lstat(self, name: str) -> os.stat_result:
+        """``os.lstat`` of ``name`` in this directory."""
+        return os.lstat(self._at(name), dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        """Remove ``name`` from this directory."""
+        os.unlink(self._at(name), dir_fd=self.fd)
+
+    def replace(self, source: str, target: str) -> None:
+        """Rename ``source`` over ``target``, both in this directory (atomic)."""
+        os.replace(self._at(source), self._at(target), src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def listdir(self) -> list[str]:
+        """The names in this directory."""
+        return os.listdir(self.fd if self.fd is not None else self.path)
+
+    def fsync(self) -> None:
+        """Make renames in this directory durable (best effort: errors are ignored)."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self.fd)
+
+
+def trusted_directory(
+    path: str, *, create: bool = False, env: Mapping[str, str] | None = None
+) -> TrustedDirectory:
+    """Check (and with ``create`` make) ``path`` as :func:`open_trusted_directory` does.
+
+    Raises:
+        UntrustedDirectoryError, FileNotFoundError, OSError: as :func:`open_trusted_directory`.
+    """
+    absolute = os.path.abspath(path)
+    if _DIR_FD:
+        return TrustedDirectory(absolute, open_trusted_directory(absolute, create=create, env=env))
+    _check_without_descriptors(absolute, create=create, links=symlinks_allowed(env))
+    return TrustedDirectory(absolute, None)
+
+
+def _check_without_descriptors(path: str, *, create: bool, links: bool) -> None:
+    """Windows: no modes to check; refuse links among the components, create missing ones."""
+    chain = [path]
+    while os.path.dirname(chain[-1]) != chain[-1]:
+        chain.append(os.path.dirname(chain[-1]))
+    for current in reversed(chain):
+        if os.path.islink(current) and not links:
+            raise UntrustedDirectoryError(
+                current,
+                "is a symbolic link (a link in the path could redirect tokens)",
+                f"use the real path or set {ALLOW_SYMLINKS_ENV}=1",
+            )
+        if not os.path.isdir(current):
+            if os.path.lexists(current):
+                raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", current)
+            if not create:
+                raise FileNotFoundError(errno.ENOENT, "no such directory", current)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(current, 0o700)
 
 
 def _parts(path: str) -> list[str]:

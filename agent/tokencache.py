@@ -49,7 +49,12 @@ import os
 import stat
 import time
 
-from agent._dirtrust import UntrustedDirectoryError, open_trusted_directory, read_regular_file
+from agent._dirtrust import (
+    TrustedDirectory,
+    UntrustedDirectoryError,
+    read_regular_file,
+    trusted_directory,
+)
 from agent.credential_process import TokenDetails
 
 # Neither typing nor collections.abc at run time: a warm call must not pay for importing them.
@@ -492,22 +497,20 @@ class TokenCache:
 
     def remove(self, key: str) -> bool:
         """Delete the entry of ``key``; ``True`` if there was one (in a trusted directory)."""
-        name = os.path.basename(self.token_path(key))
-        fd = self._open_directory()
-        if fd is None:
+        folder = self._open_directory()
+        if folder is None:
             return False
-        try:
-            os.unlink(name, dir_fd=fd)
-        except FileNotFoundError:
-            return False
-        finally:
-            os.close(fd)
+        with folder:
+            try:
+                folder.unlink(os.path.basename(self.token_path(key)))
+            except FileNotFoundError:
+                return False
         return True
 
-    def _open_directory(self) -> int | None:
-        """The cache directory's descriptor if it exists and is trusted, else ``None``."""
+    def _open_directory(self, *, create: bool = False) -> TrustedDirectory | None:
+        """The cache directory if it exists (or was created) and is trusted, else ``None``."""
         try:
-            return open_trusted_directory(self.directory)
+            return trusted_directory(self.directory, create=create)
         except (OSError, UntrustedDirectoryError):
             return None
 
@@ -518,7 +521,7 @@ class TokenCache:
             OutputError: the directory, its owner and mode, and the fix.
         """
         try:
-            os.close(open_trusted_directory(self.directory))
+            trusted_directory(self.directory).close()
         except FileNotFoundError:
             return
         except UntrustedDirectoryError as exc:
@@ -532,13 +535,11 @@ class TokenCache:
 
     def _read_private(self, path: str) -> bytes | None:
         """Read a regular file of ours that others cannot read from the trusted directory."""
-        fd = self._open_directory()
-        if fd is None:
+        folder = self._open_directory()
+        if folder is None:
             return None
-        try:
-            return _read_private_at(fd, os.path.basename(path))
-        finally:
-            os.close(fd)
+        with folder:
+            return _read_private_at(folder, os.path.basename(path))
 
     def sweep(self, now: float) -> int:
         """Remove expired entries and lock/``.var`` files unused for :data:`SWEEP_AGE`.
@@ -546,17 +547,15 @@ class TokenCache:
         Best effort, never raises; touches only regular files with azauth's names that belong
         to the current user. Returns how many files were removed.
         """
-        fd = self._open_directory()
-        if fd is None:
+        folder = self._open_directory()
+        if folder is None:
             return 0
-        try:
-            return self._sweep_at(fd, now)
-        finally:
-            os.close(fd)
+        with folder:
+            return self._sweep_in(folder, now)
 
-    def _sweep_at(self, fd: int, now: float) -> int:
+    def _sweep_in(self, folder: TrustedDirectory, now: float) -> int:
         try:
-            names = os.listdir(fd)
+            names = folder.listdir()
         except OSError:
             return 0
         removed = 0
@@ -565,18 +564,18 @@ class TokenCache:
             if not dot or not _is_key(stem) or suffix not in {"token", "lock", "var"}:
                 continue
             try:
-                info = os.lstat(name, dir_fd=fd)
+                info = folder.lstat(name)
                 if not stat.S_ISREG(info.st_mode) or not _owned(info):
                     continue
                 if suffix == "token":
-                    data = _read_private_at(fd, name)
+                    data = _read_private_at(folder, name)
                     entry = decode_entry(data, stem) if data is not None else None
                     stale = entry is None and now - info.st_mtime > SWEEP_AGE
                     if (entry is not None and entry.details.expires_on <= now) or stale:
-                        os.unlink(name, dir_fd=fd)
+                        folder.unlink(name)
                         removed += 1
                 elif now - info.st_mtime > SWEEP_AGE:
-                    os.unlink(name, dir_fd=fd)
+                    folder.unlink(name)
                     removed += 1
             except OSError:
                 continue
@@ -589,7 +588,7 @@ class TokenCache:
             OSError: a directory could not be created.
             UntrustedDirectoryError: a directory of the path is not trusted.
         """
-        os.close(open_trusted_directory(self.directory, create=True))
+        trusted_directory(self.directory, create=True).close()
 
     def lock(
         self,
@@ -661,7 +660,7 @@ class CacheLock:
     def _open_file(self) -> int | None:
         """Open (create) the lock file in the trusted directory; ``None`` with ``error`` set."""
         try:
-            directory = open_trusted_directory(self._cache.directory, create=True)
+            folder = trusted_directory(self._cache.directory, create=True)
         except UntrustedDirectoryError as exc:
             self.error = OSError(str(exc))
             return None
@@ -669,17 +668,15 @@ class CacheLock:
             self.error = exc
             return None
         try:
-            fd = os.open(
-                os.path.basename(self._path),
-                os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK,
-                0o600,
-                dir_fd=directory,
-            )
+            with folder:
+                fd = folder.open(
+                    os.path.basename(self._path),
+                    os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK,
+                    0o600,
+                )
         except OSError as exc:
             self.error = exc
             return None
-        finally:
-            os.close(directory)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             self.error = OSError(f"{self._path} is not a regular file")
@@ -715,22 +712,20 @@ def read_private(path: str) -> bytes | None:
     """
     directory, name = os.path.split(os.path.abspath(path))
     try:
-        fd = open_trusted_directory(directory)
+        folder = trusted_directory(directory)
     except (OSError, UntrustedDirectoryError):
         return None
-    try:
-        return _read_private_at(fd, name)
-    finally:
-        os.close(fd)
+    with folder:
+        return _read_private_at(folder, name)
 
 
-def _read_private_at(directory: int, name: str) -> bytes | None:
-    """Read ``name`` in ``directory`` if it is a regular file of ours others cannot read.
+def _read_private_at(folder: TrustedDirectory, name: str) -> bytes | None:
+    """Read ``name`` in ``folder`` if it is a regular file of ours others cannot read.
 
     Non-blocking open: a FIFO is refused at once instead of waiting for a writer.
     """
     try:
-        fd = os.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, dir_fd=directory)
+        fd = folder.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
     except OSError:
         return None
     try:

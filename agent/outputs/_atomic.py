@@ -38,7 +38,7 @@ import secrets
 import stat
 import time
 
-from agent._dirtrust import UntrustedDirectoryError, open_trusted_directory
+from agent._dirtrust import TrustedDirectory, UntrustedDirectoryError, trusted_directory
 from agent.exceptions import OutputError
 
 __all__ = ["STALE_TEMP_SECONDS", "atomic_write", "remove_output", "temp_name_pattern"]
@@ -84,17 +84,15 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
     """
     target = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(target)
-    dir_fd = _open_directory(directory, target, create=True)
-    try:
-        _check_target(dir_fd, name, target)
-        _remove_stale_temps(dir_fd, name)
+    with _open_directory(directory, target, create=True) as folder:
+        _check_target(folder, name, target)
+        _remove_stale_temps(folder, name)
         temp = f".{name}{_TEMP_MARK}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         try:
-            fd = os.open(
+            fd = folder.open(
                 temp,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY,
                 mode & 0o777,
-                dir_fd=dir_fd,
             )
         except OSError as exc:
             raise OutputError(
@@ -110,15 +108,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            folder.replace(temp, name)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=dir_fd)
+                folder.unlink(temp)
             raise OutputError(f"cannot write: {_reason(exc)}", path=target) from None
-        with contextlib.suppress(OSError):
-            os.fsync(dir_fd)  # best effort: the new content is in place already
-    finally:
-        os.close(dir_fd)
+        folder.fsync()  # best effort: the new content is in place already
 
 
 def remove_output(path: str | os.PathLike[str]) -> bool:
@@ -136,13 +131,13 @@ def remove_output(path: str | os.PathLike[str]) -> bool:
     target = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(target)
     try:
-        dir_fd = _open_directory(directory, target, create=False)
+        folder = _open_directory(directory, target, create=False)
     except FileNotFoundError:
         return False
-    try:
-        _remove_stale_temps(dir_fd, name)
+    with folder:
+        _remove_stale_temps(folder, name)
         try:
-            info = os.lstat(name, dir_fd=dir_fd)
+            info = folder.lstat(name)
         except FileNotFoundError:
             return False
         except OSError as exc:
@@ -150,22 +145,19 @@ def remove_output(path: str | os.PathLike[str]) -> bool:
         if not stat.S_ISREG(info.st_mode):
             raise OutputError(f"not removed: {_describe(info.st_mode)}", path=target)
         try:
-            os.unlink(name, dir_fd=dir_fd)
+            folder.unlink(name)
         except FileNotFoundError:
             return False
         except OSError as exc:
             raise OutputError(f"cannot remove: {_reason(exc)}", path=target) from None
-        with contextlib.suppress(OSError):
-            os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        folder.fsync()
     return True
 
 
-def _open_directory(directory: str, target: str, *, create: bool) -> int:
-    """The trusted directory's descriptor (missing parents created 0700 when ``create``)."""
+def _open_directory(directory: str, target: str, *, create: bool) -> TrustedDirectory:
+    """The trusted directory (missing parents created 0700 when ``create``)."""
     try:
-        return open_trusted_directory(directory, create=create)
+        return trusted_directory(directory, create=create)
     except UntrustedDirectoryError as exc:
         raise OutputError(f"refusing to write into {exc}", path=target) from None
     except NotADirectoryError as exc:
@@ -181,10 +173,10 @@ def _open_directory(directory: str, target: str, *, create: bool) -> int:
         ) from None
 
 
-def _check_target(dir_fd: int, name: str, target: str) -> None:
+def _check_target(folder: TrustedDirectory, name: str, target: str) -> None:
     """Refuse a symbolic link or a non-regular file at ``target``."""
     try:
-        info = os.lstat(name, dir_fd=dir_fd)
+        info = folder.lstat(name)
     except FileNotFoundError:
         return
     except OSError as exc:
@@ -195,7 +187,7 @@ def _check_target(dir_fd: int, name: str, target: str) -> None:
         raise OutputError(f"refusing to replace {_describe(info.st_mode)}", path=target)
 
 
-def _remove_stale_temps(dir_fd: int, name: str) -> None:
+def _remove_stale_temps(folder: TrustedDirectory, name: str) -> None:
     """Remove our leftover temporary files for ``name`` older than STALE_TEMP_SECONDS.
 
     Best effort: a leftover we cannot remove does no harm, so errors are ignored. Only regular
@@ -203,7 +195,7 @@ def _remove_stale_temps(dir_fd: int, name: str) -> None:
     """
     pattern = temp_name_pattern(name)
     try:
-        entries = os.listdir(dir_fd)
+        entries = folder.listdir()
     except OSError:
         return
     deadline = time.time() - STALE_TEMP_SECONDS
@@ -212,12 +204,12 @@ def _remove_stale_temps(dir_fd: int, name: str) -> None:
         if not pattern.fullmatch(entry):
             continue
         try:
-            info = os.lstat(entry, dir_fd=dir_fd)
+            info = folder.lstat(entry)
             if not stat.S_ISREG(info.st_mode) or info.st_mtime > deadline:
                 continue
             if euid is not None and info.st_uid != euid:
                 continue
-            os.unlink(entry, dir_fd=dir_fd)
+            folder.unlink(entry)
         except OSError:
             continue
 

@@ -270,3 +270,20 @@ class TestNonRegularFiles:
         os.mkfifo(tmp_path / "fifo")
         with pytest.raises(OSError, match="not a regular file"):
             read_regular_file(str(tmp_path / "fifo"))
+
+
+class TestWithoutDescriptors:
+    """The path-based fallback used where dir_fd does not exist (Windows), run here on POSIX."""
+
+    def test_writes_creates_and_refuses_symlinks(self, tmp_path, monkeypatch):
+        from agent import _dirtrust  # noqa: PLC0415
+
+        monkeypatch.setattr(_dirtrust, "_DIR_FD", False)
+        atomic_write(tmp_path / "new" / "token", b"x")
+        assert (tmp_path / "new" / "token").read_bytes() == b"x"
+        (tmp_path / "link").symlink_to(tmp_path / "new")
+        with pytest.raises(OutputError, match="symbolic link"):
+            atomic_write(tmp_path / "link" / "token", b"y")
+        (tmp_path / "file").write_bytes(b"")
+        with pytest.raises(OutputError, match="not a directory"):
+            atomic_write(tmp_path / "file" / "token", b"y")
