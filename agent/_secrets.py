@@ -20,6 +20,7 @@ __all__ = [
     "redact_text",
     "register_secret",
     "server_text",
+    "single_line",
     "strip_userinfo",
 ]
 
@@ -128,6 +129,11 @@ def redact_text(text: str) -> str:
     return strip_userinfo(_JWT.sub(MASK, _mask_registered(text)))
 
 
+def single_line(text: str) -> str:
+    """``text`` with each run of control characters (newlines included) replaced by a space."""
+    return _CONTROL.sub(" ", text)
+
+
 def server_text(value: object, *, limit: int = MAX_SERVER_TEXT) -> str:
     """Text a server chose (an error description, an id, a key), made safe to show.
 
@@ -137,7 +143,7 @@ def server_text(value: object, *, limit: int = MAX_SERVER_TEXT) -> str:
     prints, logs or forwards.
     """
     text = value if isinstance(value, str) else str(value)
-    text = _CONTROL.sub(" ", redact_text(text)).strip()
+    text = single_line(redact_text(text)).strip()
     if len(text) > limit:
         text = text[:limit].rstrip() + "…"
     return text

@@ -13,7 +13,9 @@ Redaction (:func:`redact_secrets`, always the first processor) replaces with ``*
 * every JWT-looking substring (``eyJ...`` ``.`` ``eyJ...`` ``.``) of any string in the event;
 * every occurrence of a value passed to :func:`register_secret` (or to
   ``agent._secrets.register_secret``), inside any string;
-* the same in a rendered exception: ``exc_info`` is formatted to text here and redacted.
+* the same in a rendered exception: ``exc_info`` is formatted to text here and redacted;
+* the ``user:password@`` of every URL; and control characters (newlines included) in values
+  other than the rendered exception become spaces, so no value can forge a log line.
 
 Other objects are rendered with ``repr`` before redaction, so nothing reaches a renderer
 unredacted. Records of the standard ``logging`` module (aiohttp, azure-core, azure-identity)
@@ -162,7 +164,8 @@ def _redact_value(value: Any) -> Any:
         return {key: _redact_item(key, item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_redact_value(item) for item in value]
-    return redact_text(_as_text(value))
+    # One line per event: a value (a server's message, a client's query) cannot forge another.
+    return _secrets.single_line(redact_text(_as_text(value)))
 
 
 def _as_text(value: object) -> str:

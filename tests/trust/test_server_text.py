@@ -131,3 +131,18 @@ def test_server_text_rules():
     assert text.startswith("a b c d")
     assert len(text) == MAX_SERVER_TEXT + 1 and text.endswith("…")
     assert server_text("see http://user:pw@proxy:3128/") == "see http://proxy:3128/"
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_log_value_cannot_forge_a_log_line(fmt):
+    import io  # noqa: PLC0415
+
+    from agent.logs import configure_logging, get_logger  # noqa: PLC0415
+
+    stream = io.StringIO()
+    configure_logging(fmt=fmt, level="info", stream=stream)
+    get_logger("test").info("refused", reason=f"bad resource{INJECTED}", url="http://u:pw@h:1/x")
+    text = stream.getvalue()
+    assert text.count("\n") == 1
+    assert "##vso[" in text and "\n##vso[" not in text
+    assert "u:pw@" not in text
