@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         ExitCode,
         OidcRequestError,
         OutputError,
+        ProxyAuthenticationError,
         TransportError,
         UsageError,
     )
@@ -44,6 +45,7 @@ __all__ = [
     "OidcRequestError",
     "OidcToken",
     "OutputError",
+    "ProxyAuthenticationError",
     "RetryPolicy",
     "SystemClock",
     "TransportError",
@@ -63,6 +65,7 @@ _LOCATIONS: dict[str, str] = {
     "OidcRequestError": "agent.exceptions",
     "OidcToken": "agent.credential",
     "OutputError": "agent.exceptions",
+    "ProxyAuthenticationError": "agent.exceptions",
     "RetryPolicy": "agent.retry",
     "SystemClock": "agent.clock",
     "TransportError": "agent.exceptions",

@@ -32,6 +32,8 @@ def test_exceptions_fit_the_azure_sdk_hierarchy():
     assert issubclass(agent.CredentialUnavailableError, agent.AuthenticationError)
     for cls in (agent.OidcRequestError, agent.EntraError, agent.TransportError):
         assert issubclass(cls, agent.AuthenticationError)
+    assert issubclass(agent.ProxyAuthenticationError, agent.TransportError)
+    assert agent.ProxyAuthenticationError.retryable is False
     assert issubclass(agent.ConfigError, agent.AzauthError)
     assert {int(code) for code in agent.ExitCode} == {0, 1, 2, 3, 4, 5, 6}
 
