@@ -10,7 +10,8 @@ adds, in front of the app's request handler:
   handed over (up to twice the listen backlog of 64), outgoing requests and files: the server
   never meets ``EMFILE``, which makes asyncio stop accepting for a second). A new connection
   over the cap closes the *oldest* connection that is not handling a request, so silent
-  connections cannot crowd out a client that speaks;
+  connections cannot crowd out a client that speaks; when every connection is handling a
+  request, the new one is closed unanswered;
 * a header-read timeout: a connection that has not presented a complete request within
   ``header_timeout`` seconds of connecting is closed;
 * the keep-alive idle timeout of aiohttp (``keepalive_timeout`` of the runner), which closes a
@@ -79,8 +80,9 @@ class GuardedListener:
         self._server: asyncio.AbstractServer | None = None
         self._busy: dict[RequestHandler, int] = {}
         self._unproven: set[RequestHandler] = set()  # no complete request yet
-        #: Connections closed by the cap and by the header timeout.
+        #: Connections closed by the cap, refused at the cap, and closed by the header timeout.
         self.evicted = 0
+        self.refused = 0
         self.timed_out = 0
 
     @web.middleware
@@ -113,16 +115,18 @@ class GuardedListener:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
 
-    def _accept(self) -> RequestHandler:
+    def _accept(self) -> asyncio.BaseProtocol:
         assert self._runner is not None
         web_server = self._runner.server
         assert web_server is not None
         open_ = [h for h in web_server.connections if h.transport is not None]
         if len(open_) >= self.max_connections:
             idle = next((h for h in open_ if h not in self._busy), None)
-            if idle is not None:
-                self._close(idle)
-                self.evicted += 1
+            if idle is None:  # every connection is handling a request: no room for this one
+                self.refused += 1
+                return _Refused()
+            self._close(idle)
+            self.evicted += 1
         handler = web_server()
         self._unproven.add(handler)
         asyncio.get_running_loop().call_later(self.header_timeout, self._expire, handler)
@@ -138,3 +142,10 @@ class GuardedListener:
     def _close(self, handler: RequestHandler) -> None:
         self._unproven.discard(handler)
         handler.force_close()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the cap while every other one is busy: closed at once, unanswered."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()

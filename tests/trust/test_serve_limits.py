@@ -133,3 +133,38 @@ async def test_a_connection_without_a_complete_request_is_closed_after_the_heade
         assert time.monotonic() - started < 3
         assert data == b""  # closed without an answer
         writer.close()
+
+
+async def test_at_the_cap_with_every_connection_busy_a_new_one_is_closed(connected_emulator):
+    """Past the cap, with no idle connection to close, the newcomer is closed unanswered."""
+    from agent.config import Connection  # noqa: PLC0415
+    from agent.server import TokenServer  # noqa: PLC0415
+
+    connected_emulator.latency = 2.0  # keeps the first requests busy in the handler
+    connection = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
+    async with TokenServer({"prod": connection}) as server:
+        server._listener.max_connections = 4  # noqa: SLF001 - a small cap for the test
+        request = (
+            f"GET /msi/token?api-version=2019-08-01&resource={ARM} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\n"
+            f"X-IDENTITY-HEADER: {server.env['IDENTITY_HEADER']}\r\n\r\n"
+        ).encode()
+        busy = []
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request)
+            busy.append((reader, writer))
+        await asyncio.sleep(0.5)  # all four are inside the handler now
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request)
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert time.monotonic() - started < 1.5
+        writer.close()
+
+        for reader, writer in busy:
+            status_line = await asyncio.wait_for(reader.readline(), 10)
+            assert status_line.startswith(b"HTTP/1.1 200")
+            writer.close()
+        assert server._listener.refused == 1  # noqa: SLF001
