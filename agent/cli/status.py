@@ -94,10 +94,11 @@ def run(args: argparse.Namespace) -> int:
         checks=checks,
         cached=cached_tokens(profile, environ, now),
     )
+    # A report, never a credential: redacted like every line azauth shows (URL user-info too).
     if args.json:
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(redact_text(json.dumps(document, indent=2)) + "\n")
     else:
-        sys.stdout.write(render_status(document, now))
+        sys.stdout.write(redact_text(render_status(document, now)))
     if checks is None:
         return ExitCode.OK
     return _check_exit_code(checks)
