@@ -19,15 +19,6 @@ from agent.testing.emulator import Emulator
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "11111111-2222-3333-4444-555555555555"
 SC = "00000000-aaaa-bbbb-cccc-000000000001"
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-"""
 # Reads the parent's /proc/PID/environ: READ (and whether the token is in it) or DENIED.
 READER = """
 import os, sys
@@ -104,9 +95,9 @@ async def _run_as(uid: int, argv: list[str], env: dict[str, str], cwd: Path) -> 
     return proc.returncode, out.decode()
 
 
-async def test_child_of_azauth_exec_cannot_read_its_parents_environ(unprivileged):
+async def test_child_of_azauth_exec_cannot_read_its_parents_environ(unprivileged, write_profile):
     uid, python, work = unprivileged
-    (work / "azauth.toml").write_text(PROFILE)
+    write_profile(work)
     os.chown(work / "azauth.toml", uid, uid)
     async with Emulator() as emu:
         emu.add_connection(SC, TENANT, CLIENT)

@@ -146,37 +146,6 @@ class TestAgentProxyVariables:
 
 
 class TestMessagesWithoutUserInfo:
-    async def test_cli_error_names_the_proxy_host_without_its_password(
-        self, tls_emu, proxy, tmp_path
-    ):
-        """`azauth token` through a refusing proxy: exit 4, one line, no user-info anywhere."""
-        wrong = proxy.url_with_credentials.replace(PASSWORD, "cli-wrong-password")
-        env = {
-            **os.environ,
-            "HTTPS_PROXY": wrong,
-            "AZURESUBSCRIPTION_TENANT_ID": TENANT,
-            "AZURESUBSCRIPTION_CLIENT_ID": CLIENT,
-            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": SC,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "token",
-            "--no-cache",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        text = out.decode() + err.decode()
-        assert proc.returncode == 4, text
-        assert "proxy refused authentication" in text
-        assert urlsplit(proxy.url).netloc in text
-        assert "cli-wrong-password" not in text and "build:" not in text
-        assert proxy.refused == 1
-
     async def test_serve_answers_a_generic_message_and_logs_the_cause(
         self, tls_emu, proxy, monkeypatch
     ):
@@ -210,30 +179,20 @@ class TestMessagesWithoutUserInfo:
         assert "bad-pw-1" not in repr(logs)
 
 
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-path = "out/arm.token"
-"""
-
-
 @pytest.mark.parametrize(
     "args",
-    [("run", "--profile", "ci", "-v"), ("status", "--profile", "ci", "--check")],
-    ids=["run", "status"],
+    [
+        ("token", "--profile", "ci", "--no-cache"),
+        ("run", "--profile", "ci", "-v"),
+        ("status", "--profile", "ci", "--check"),
+    ],
+    ids=["token", "run", "status"],
 )
-async def test_run_log_summary_and_status_never_show_the_proxy_password(
-    tls_emu, proxy, tmp_path, args
+async def test_cli_errors_logs_and_summary_name_the_proxy_host_never_its_password(
+    tls_emu, proxy, tmp_path, args, write_profile
 ):
-    (tmp_path / "azauth.toml").write_text(PROFILE)
+    """Through a refusing proxy: one 407, the proxy's host named, its user-info nowhere."""
+    write_profile(tmp_path, outputs=True)
     env = {**os.environ, "HTTPS_PROXY": proxy.url_with_credentials.replace(PASSWORD, "run-pw-77")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -248,7 +207,10 @@ async def test_run_log_summary_and_status_never_show_the_proxy_password(
     out, err = await proc.communicate()
     text = out.decode() + err.decode()
     assert proc.returncode != 0, text
+    if args[0] in ("token", "run"):
+        assert proc.returncode == 4, text
     assert "proxy refused authentication" in text
+    assert urlsplit(proxy.url).netloc in text
     assert "run-pw-77" not in text and "build:" not in text
     assert proxy.refused == 1
 

@@ -20,15 +20,6 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "11111111-2222-3333-4444-555555555555"
 SC = "00000000-aaaa-bbbb-cccc-000000000001"
 ARM = "https://management.azure.com/"
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-"""
 NOFILE = 256
 
 
@@ -55,8 +46,10 @@ async def _hold(port: int, count: int) -> list[asyncio.StreamWriter]:
     return [writer for writer in held if writer is not None]
 
 
-async def test_good_client_is_served_within_2s_while_400_idle_connections_are_held(tmp_path):
-    (tmp_path / "azauth.toml").write_text(PROFILE)
+async def test_good_client_is_served_within_2s_while_400_idle_connections_are_held(
+    tmp_path, write_profile
+):
+    write_profile(tmp_path)
     stderr = (tmp_path / "serve.log").open("wb")  # a pipe nobody reads could block the server
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -20,19 +20,6 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "11111111-2222-3333-4444-555555555555"
 SC = "00000000-aaaa-bbbb-cccc-000000000001"
 INJECTED = "\n##vso[task.setvariable variable=PWNED]1\r\x1b[31m"
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-path = "out/arm.token"
-"""
 
 
 async def _reflecting_entra(request: web.Request) -> web.Response:
@@ -99,8 +86,8 @@ def _check(text: str, emu: Emulator) -> None:
         assert secret not in text
 
 
-async def test_error_line_of_azauth_token(reflecting, tmp_path):
-    (tmp_path / "azauth.toml").write_text(PROFILE)
+async def test_error_line_of_azauth_token(reflecting, tmp_path, write_profile):
+    write_profile(tmp_path, outputs=True)
     code, text = await _azauth("token", "--profile", "ci", "--no-cache", cwd=tmp_path)
     assert code == 4, text
     _check(text, reflecting)
@@ -109,8 +96,8 @@ async def test_error_line_of_azauth_token(reflecting, tmp_path):
     assert "AADSTS700211" in error
 
 
-async def test_summary_table_and_logs_of_azauth_run(reflecting, tmp_path):
-    (tmp_path / "azauth.toml").write_text(PROFILE)
+async def test_summary_table_and_logs_of_azauth_run(reflecting, tmp_path, write_profile):
+    write_profile(tmp_path, outputs=True)
     code, text = await _azauth("run", "--profile", "ci", "--log-format", "console", cwd=tmp_path)
     assert code == 4, text
     _check(text, reflecting)
