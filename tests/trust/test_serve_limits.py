@@ -161,3 +161,28 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_is_closed(connect
             assert status_line.startswith(b"HTTP/1.1 200")
             writer.close()
         assert server._listener.refused == 1  # noqa: SLF001
+
+
+async def test_an_idle_keep_alive_connection_is_closed(connected_emulator, monkeypatch):
+    """After an answered request, a connection left idle is closed at the keep-alive timeout."""
+    import agent.server  # noqa: PLC0415
+    from agent.config import Connection  # noqa: PLC0415
+
+    monkeypatch.setattr(agent.server, "DEFAULT_KEEPALIVE_TIMEOUT", 0.5)
+    connection = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
+    async with agent.server.TokenServer({"prod": connection}) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            (
+                f"GET /msi/token?api-version=2019-08-01&resource={ARM} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{server.port}\r\n"
+                f"X-IDENTITY-HEADER: {server.env['IDENTITY_HEADER']}\r\n\r\n"
+            ).encode()
+        )
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        started = time.monotonic()
+        rest = await asyncio.wait_for(reader.read(), 10)  # the body, then EOF when closed
+        assert time.monotonic() - started < 5
+        assert b"access_token" in rest
+        writer.close()
