@@ -28,9 +28,11 @@ def docker_credential_main() -> None:
         import os  # noqa: PLC0415
         import time  # noqa: PLC0415
 
+        from agent._hardening import limit_core  # noqa: PLC0415
         from agent.docker_credential import read_request  # noqa: PLC0415 - stdlib only
         from agent.registry_tokens import warm_get  # noqa: PLC0415 - stdlib only
 
+        limit_core()
         data = read_request(sys.stdin.buffer if sys.stdin is not None else None)
         try:
             answer = warm_get(data, os.environ, time.time())
@@ -40,6 +42,9 @@ def docker_credential_main() -> None:
             sys.stdout.write(answer)
             sys.stdout.flush()
             sys.exit(0)
+    from agent import _hardening  # noqa: PLC0415
+
+    _hardening.harden_process()  # it prints registry refresh tokens
     from agent.cli.docker_credential import main as helper_main  # noqa: PLC0415
 
     code = helper_main(argv, stdin=data)
