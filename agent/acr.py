@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from agent._secrets import redact_text
+from agent._secrets import server_text
 from agent.docker_credential import ACR_USERNAME, registry_host
 from agent.exceptions import AuthenticationError
 from agent.jwt import unverified_claims
@@ -199,9 +199,10 @@ def _first_error(document: dict[str, object] | None) -> tuple[str | None, str | 
         return None, None
     code = errors[0].get("code")
     message = errors[0].get("message")
-    # A registry's text could echo what it was sent: registered secrets are masked.
-    code = redact_text(code[:100]) if isinstance(code, str) else None
-    message = redact_text(message[:300]) if isinstance(message, str) else None
+    # A registry's text could echo what it was sent: shown as server text (agent._secrets:
+    # secrets masked before the cut, one line, capped).
+    code = server_text(code, limit=100) if isinstance(code, str) else None
+    message = server_text(message, limit=300) if isinstance(message, str) else None
     return code, message
 
 
