@@ -54,6 +54,9 @@ FEED_USERNAME = "azauth"
 
 _BEGIN = "; >>> azauth feeds ({owner}): written by azauth, do not edit"
 _END = "; <<< azauth feeds ({owner})"
+_ANY_BEGIN = re.compile(r"; >>> azauth feeds \(.*\): written by azauth, do not edit")
+_ANY_END = re.compile(r"; <<< azauth feeds \(.*\)")
+_SAVED = "; azauth saved: "
 _NON_ALNUM = re.compile(r"[^A-Za-z0-9]")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAVEN_NS = "http://maven.apache.org/SETTINGS/1.2.0"
@@ -122,46 +125,78 @@ def _owned_keys(feeds: Sequence[FeedTarget]) -> tuple[set[str], tuple[str, ...]]
     return keys, prefixes
 
 
+def _split_lines(text: str) -> list[str]:
+    """``text``'s lines, split only at line feeds.
+
+    A carriage return (CRLF file) stays with its line, and the characters
+    :meth:`str.splitlines` would also break at (form feed, U+2028...) stay inside it.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _join_lines(lines: Sequence[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def unmerge_npmrc(existing: str, owner: str) -> str:
-    """``existing`` without the block azauth wrote for ``owner`` (other lines untouched)."""
+    """``existing`` without the block azauth wrote for ``owner`` (other lines untouched).
+
+    The user's own lines the merge displaced (kept in the block as ``; azauth saved:``
+    comments) are given back where the block was.
+    """
     begin, end = _BEGIN.format(owner=owner), _END.format(owner=owner)
     kept: list[str] = []
     inside = False
-    for line in existing.splitlines():
+    for line in _split_lines(existing):
         stripped = line.strip()
         if stripped == begin:
             inside = True
             continue
         if inside:
             inside = stripped != end
+            if line.startswith(_SAVED):
+                kept.append(line[len(_SAVED) :])
             continue
         kept.append(line)
-    return "\n".join(kept) + "\n" if kept else ""
+    return _join_lines(kept)
 
 
 def merge_npmrc(existing: str, owner: str, feeds: Sequence[FeedTarget], token: str) -> str:
     """Return ``existing`` with ``owner``'s block for ``feeds`` replaced or appended.
 
     The block sits between marker comments naming ``owner`` (a connection), so outputs of
-    several connections share one file. Lines outside any azauth block that set the same
-    registry keys or credentials for the same registries are removed (npm would otherwise read
-    whichever comes last); every other line is kept, in order.
+    several connections share one file. The user's lines (outside any azauth block) that set
+    the same registry keys or credentials for the same registries are moved into the block as
+    ``; azauth saved: LINE`` comments (npm would otherwise read whichever comes last), and
+    :func:`unmerge_npmrc` gives them back; every other line is kept, in order, byte for byte.
 
     Raises:
         ValueError: see :func:`npmrc_lines`.
     """
     lines = npmrc_lines(feeds, token)
     keys, prefixes = _owned_keys(feeds)
-    kept = []
-    for line in unmerge_npmrc(existing, owner).splitlines():
+    kept: list[str] = []
+    saved: list[str] = []
+    other_block = False
+    for line in _split_lines(unmerge_npmrc(existing, owner)):
+        stripped = line.strip()
+        if _ANY_BEGIN.fullmatch(stripped):
+            other_block = True
+        elif _ANY_END.fullmatch(stripped):
+            other_block = False
         key = _key(line)
         if key is not None and (key in keys or key.startswith(prefixes)):
+            if not other_block:
+                saved.append(f"{_SAVED}{line}")
             continue
         kept.append(line)
     while kept and not kept[-1].strip():
         kept.pop()
-    block = [_BEGIN.format(owner=owner), *lines, _END.format(owner=owner)]
-    return "\n".join([*kept, *block]) + "\n"
+    block = [_BEGIN.format(owner=owner), *lines, *saved, _END.format(owner=owner)]
+    return _join_lines([*kept, *block])
 
 
 # ------------------------------------------------------------------------------------- Maven

@@ -23,7 +23,7 @@ the ``pkgs.dev.azure.com`` path layout. Plain ``http`` is accepted only for loop
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Neither typing nor collections.abc at run time (see agent/fastpath.py).
 TYPE_CHECKING = False
@@ -182,6 +182,31 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/") or prefix == ""
 
 
+_DEFAULT_PORTS = {"https": 443, "http": 80, None: 443}
+
+
+def _netloc(scheme: str | None, host: str, port: int | None) -> str:
+    """``host[:port]`` as locations compare it.
+
+    IPv6 in brackets, the scheme's default port left out (``https://h:443/`` is
+    ``https://h/``; a bare host's default is https').
+    """
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc = f"{netloc}:{port}"
+    return netloc
+
+
+def _has_dot_segment(path: str) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment (also percent-encoded) or a backslash.
+
+    Clients and servers resolve those, so the prefix the URL seems to be below is not where
+    the request goes.
+    """
+    decoded = unquote(path)
+    return "\\" in decoded or any(segment in {".", ".."} for segment in decoded.split("/"))
+
+
 def _checked_netloc(value: str) -> tuple[str, str, str, str]:
     """``(scheme, host, netloc, path)`` of a feed URL after the checks every feed URL needs."""
     parts = urlsplit(value.strip())
@@ -199,10 +224,9 @@ def _checked_netloc(value: str) -> tuple[str, str, str, str]:
         port = parts.port
     except ValueError:
         raise ValueError("the port is not a number between 0 and 65535") from None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc = f"{netloc}:{port}"
-    return scheme, host, netloc, parts.path
+    if _has_dot_segment(parts.path):
+        raise ValueError("a feed URL has no '.' or '..' path segments")
+    return scheme, host, _netloc(scheme, host, port), parts.path
 
 
 def parse_feed_url(value: str) -> FeedLocation:
@@ -248,7 +272,8 @@ def split_service(service: str) -> tuple[str | None, str, str] | None:
 
     Returns ``(scheme, netloc, path)`` with ``scheme`` ``None`` for a bare host, or ``None``
     when the service is not something azauth answers for (another scheme, plain http to a
-    host that is not loopback, no host).
+    host that is not loopback, no host, a ``.``/``..`` path segment). The scheme's default
+    port is left out of ``netloc``.
     """
     text = service.strip()
     if "://" not in text:
@@ -266,10 +291,9 @@ def split_service(service: str) -> tuple[str | None, str, str] | None:
         return None
     if scheme == "http" and not is_loopback_host(host):
         return None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc = f"{netloc}:{port}"
-    return scheme, netloc, parts.path.rstrip("/")
+    if _has_dot_segment(parts.path):
+        return None  # resolved elsewhere than it looks: never routed
+    return scheme, _netloc(scheme, host, port), parts.path.rstrip("/")
 
 
 def route(service: str, locations: Iterable[tuple[FeedLocation, str]]) -> str | None:

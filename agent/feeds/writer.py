@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -28,6 +29,7 @@ __all__ = ["MergedNpmrc", "read_text"]
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _MAX_BYTES = 1024 * 1024
 _LOCKS: dict[str, threading.Lock] = {}
 _GUARD = threading.Lock()
@@ -55,10 +57,14 @@ def read_text(path: str, *, follow_symlinks: bool = False) -> str:
     A file azauth will replace is never read through a link (it would not write through one);
     a file it only copies (the user's npmrc, for ``azauth exec --feeds``) may be.
 
+    Only a regular file is read: a FIFO or device is refused without waiting on it
+    (``O_NONBLOCK``: a FIFO without a writer must not hang the runner or ``azauth exec``).
+
     Raises:
-        OutputError: a link (unless followed), too large, unreadable or not UTF-8.
+        OutputError: a link (unless followed), not a regular file, too large, unreadable or
+            not UTF-8.
     """
-    flags = os.O_RDONLY | _O_CLOEXEC | (0 if follow_symlinks else _O_NOFOLLOW)
+    flags = os.O_RDONLY | _O_CLOEXEC | _O_NONBLOCK | (0 if follow_symlinks else _O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -67,6 +73,8 @@ def read_text(path: str, *, follow_symlinks: bool = False) -> str:
         raise OutputError(f"cannot read: {exc.strerror or exc}", path=path) from None
     try:
         with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise OutputError("not a regular file: refusing to read it", path=path)
             data = file.read(_MAX_BYTES + 1)
     except OSError as exc:
         raise OutputError(f"cannot read: {exc.strerror or exc}", path=path) from None
