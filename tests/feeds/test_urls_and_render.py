@@ -175,9 +175,12 @@ class TestNpmrc:
         )
         assert TOKEN not in twice
         assert twice.count("_authToken=new.token.value") == 2
+        assert twice.count("; azauth saved: ") == 2  # displaced, inert, and given back:
         assert unmerge_npmrc(twice, "artifacts") == (
             "; my settings\nsave-exact=true\n@other:registry=https://npm.example.invalid/\n"
             "//npm.example.invalid/:_authToken=keep-me\n"
+            "registry = https://registry.npmjs.org/\n"
+            f"{base}/npm/registry/:_password=b2xk\n"
         )
 
     def test_two_connections_share_a_file(self):
