@@ -209,7 +209,11 @@ def _has_dot_segment(path: str) -> bool:
 
 def _checked_netloc(value: str) -> tuple[str, str, str, str]:
     """``(scheme, host, netloc, path)`` of a feed URL after the checks every feed URL needs."""
-    parts = urlsplit(value.strip())
+    text = value.strip()
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
+        # urlsplit drops tabs and line breaks silently; XML and npmrc cannot hold the rest
+        raise ValueError("a URL holds no spaces or control characters")
+    parts = urlsplit(text)
     scheme = parts.scheme.lower()
     host = parts.hostname
     if scheme not in {"https", "http"} or not host:

@@ -66,6 +66,13 @@ class TestRouting:
         assert route("http://127.0.0.1:80/o/_packaging/f/pypi/simple/", [(loopback, "L")]) == "L"
 
 
+@pytest.mark.parametrize("org", ["a\x01b", "a b", "a\tb", "a\nb", "a\x7fb", "a\x0bb", "a\x00b"])
+def test_a_feed_url_with_control_characters_is_refused(org: str) -> None:
+    # They would make settings.xml ill-formed, or vanish (urlsplit drops tabs and line breaks).
+    with pytest.raises(ValueError, match="control characters"):
+        parse_feed_url(f"https://pkgs.dev.azure.com/{org}/_packaging/f")
+
+
 FEED = FeedTarget("shared", parse_feed_url(FABRIKAM))
 SCOPED = FeedTarget("other", parse_feed_url(CONTOSO), "@contoso")
 
