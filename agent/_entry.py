@@ -22,6 +22,9 @@ def docker_credential_main() -> None:
 
     A warm ``get`` is answered from the on-disk cache with the standard library only.
     """
+    from agent._stdio import guard_standard_streams, quiet_broken_pipe  # noqa: PLC0415
+
+    guard_standard_streams()  # `<&-` / `>&-`: /dev/null rather than an AttributeError
     argv = sys.argv[1:]
     data: bytes | None = None
     if argv == ["get"]:
@@ -39,15 +42,21 @@ def docker_credential_main() -> None:
         except Exception:  # noqa: BLE001 - the warm path never fails: the full command decides
             answer = None
         if answer is not None:
-            sys.stdout.write(answer)
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(answer)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                sys.exit(quiet_broken_pipe())
             sys.exit(0)
     from agent import _hardening  # noqa: PLC0415
 
     _hardening.harden_process()  # it prints registry refresh tokens
     from agent.cli.docker_credential import main as helper_main  # noqa: PLC0415
 
-    code = helper_main(argv, stdin=data)
+    try:
+        code = helper_main(argv, stdin=data)
+    except BrokenPipeError:
+        code = quiet_broken_pipe()
     import gc  # noqa: PLC0415
 
     gc.freeze()

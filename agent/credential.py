@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from agent import _secrets
 from agent._http import HttpClient
 from agent.clock import Clock, SystemClock
-from agent.envvalues import clean_token, clean_url
+from agent.envvalues import clean_token, oidc_request_url
 from agent.exceptions import (
     AuthenticationError,
     EntraError,
@@ -189,7 +189,7 @@ class AzurePipelinesCredential:
         )
         self._allowed_tenants = list(additionally_allowed_tenants or [])
         if oidc_request_uri is not None:
-            oidc_request_uri = clean_url(oidc_request_uri, source="oidc_request_uri")
+            oidc_request_uri = oidc_request_url(oidc_request_uri, source="oidc_request_uri")
         self._oidc_request_uri = oidc_request_uri
         self._clock = clock or SystemClock()
         self._http = HttpClient(
@@ -338,7 +338,7 @@ class AzurePipelinesCredential:
         uri = self._environ().get("SYSTEM_OIDCREQUESTURI")
         if uri is None:
             raise credential_unavailable(MISSING_OIDC_URI)
-        return clean_url(uri, source="environment variable SYSTEM_OIDCREQUESTURI")
+        return oidc_request_url(uri, source="environment variable SYSTEM_OIDCREQUESTURI")
 
     async def _get(
         self,

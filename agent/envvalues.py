@@ -16,7 +16,9 @@ Pipelines normally provides it, and that ``--emulate`` exists for runs outside a
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from agent.exceptions import ConfigError
 
@@ -26,6 +28,7 @@ __all__ = [
     "clean_url",
     "missing_job_variable",
     "oidc_request_uri",
+    "oidc_request_url",
 ]
 
 EMULATE_HINT = "outside a pipeline, `--emulate` runs against the built-in emulator"
@@ -89,11 +92,72 @@ def clean_url(value: str, *, source: str, expected: str | None = None) -> str:
     bad = _first_bad(stripped)
     if bad is not None:
         raise ConfigError(
-            f"{source}={stripped!r} holds a control character or space ({bad[1]}) at position "
-            f"{bad[0] + 1}",
+            f"{source}={_shown(stripped)!r} holds a control character or space ({bad[1]}) "
+            f"at position {bad[0] + 1}",
             expected=expected or "a URL without spaces or control characters",
         )
     return stripped
+
+
+_OIDC_URL_EXPECTED = (
+    "the https URL Azure Pipelines sets (https://dev.azure.com/ORG/PROJECT/_apis/...); plain "
+    "http only for a loopback host such as the emulator's"
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the OIDC request URI, or ``None`` when it can."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError past 65535 or when not a number
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        return f"is not an http(s) URL (scheme {scheme!r})" if scheme else "is not an absolute URL"
+    if not host:
+        return "has no host"
+    if parts.username is not None or parts.password is not None:
+        return "holds a user name or password (the system access token is the credential)"
+    if scheme == "http" and not _is_loopback(host):
+        return (
+            "is plain http to a host that is not loopback (the system access token would "
+            "travel in clear text)"
+        )
+    return None
+
+
+def oidc_request_url(value: str, *, source: str) -> str:
+    """Return OIDC request URI ``value`` trimmed, checked as a URL the token may be sent to.
+
+    Raises:
+        ConfigError: empty, spaces or control characters inside, not an http(s) URL with a host
+            and a valid port, credentials in the URL, or plain http to a non-loopback host.
+    """
+    url = clean_url(value, source=source)
+    problem = _url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"{source}={_shown(url)!r} {problem}", expected=_OIDC_URL_EXPECTED)
+    return url
+
+
+def _shown(url: str) -> str:
+    """``url`` as a message may show it: a user name and password become ``***``."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"
+    return url
 
 
 def missing_job_variable(name: str, state: str = "is not set") -> ConfigError:
@@ -117,4 +181,4 @@ def oidc_request_uri(env: Mapping[str, str]) -> str:
         raise missing_job_variable(
             "SYSTEM_OIDCREQUESTURI", "is not set" if value is None else "is empty"
         )
-    return clean_url(value, source="environment variable SYSTEM_OIDCREQUESTURI")
+    return oidc_request_url(value, source="environment variable SYSTEM_OIDCREQUESTURI")

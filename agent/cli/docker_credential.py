@@ -32,8 +32,27 @@ __all__ = ["main"]
 def main(argv: Sequence[str], *, stdin: bytes | None = None) -> int:
     """Run one helper operation; return the exit status (0, or 1 as the protocol requires).
 
-    ``stdin`` is what the warm path already read from standard input, if anything.
+    ``stdin`` is what the warm path already read from standard input, if anything. An
+    unexpected exception is a bug: one line ``docker-credential-azauth: internal error: ...
+    (please report)`` on stderr (secrets masked), never a traceback, exit 1.
     """
+    try:
+        return _main(argv, stdin)
+    except BrokenPipeError:
+        raise  # the entry point ends quietly
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, never a traceback
+        from agent._secrets import redact_text  # noqa: PLC0415
+
+        detail = redact_text(str(exc)).replace("\n", " ").strip()
+        print(
+            f"{dc.HELPER_NAME}: internal error: {type(exc).__name__}"
+            f"{': ' + detail if detail else ''} (please report)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _main(argv: Sequence[str], stdin: bytes | None) -> int:
     if len(argv) != 1:
         return _fail(dc.USAGE)
     action = argv[0]

@@ -35,6 +35,7 @@ __all__ = [
     "find_config_file",
     "implicit_config_data",
     "syntax_of",
+    "working_directory",
 ]
 
 CONFIG_ENV = "AZAUTH_CONFIG"
@@ -57,6 +58,22 @@ def _config_error(message: str, **kwargs: str) -> ConfigError:
     from agent.exceptions import ConfigError  # noqa: PLC0415 - keeps this module import-light
 
     return ConfigError(message, **kwargs)
+
+
+def working_directory() -> Path:
+    """The current working directory, which relative paths are resolved against.
+
+    Raises:
+        ConfigError: it no longer exists (deleted or moved away while the shell stayed in it).
+    """
+    try:
+        return Path.cwd()
+    except OSError as exc:
+        raise _config_error(
+            f"the current working directory cannot be used: {exc.strerror or exc} "
+            "(it was probably deleted or moved after the shell entered it)",
+            expected="azauth started from an existing directory (`cd` to one first)",
+        ) from None
 
 
 def syntax_of(path: Path) -> str | None:
@@ -92,20 +109,32 @@ def find_config_file(
     from_env = env.get(CONFIG_ENV)
     if from_env:
         return _explicit(Path(from_env), f"environment variable {CONFIG_ENV}")
-    for candidate in candidate_paths(env, Path.cwd() if cwd is None else cwd):
-        if candidate.is_file():
-            return candidate
+    for candidate in candidate_paths(env, working_directory() if cwd is None else cwd):
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a name too long ($HOME, $XDG_CONFIG_HOME): not a candidate
+            continue
     return None
 
 
 def _explicit(path: Path, origin: str) -> Path:
-    if not path.exists():
+    try:
+        exists = path.exists()
+        is_file = exists and path.is_file()
+    except OSError as exc:  # a name too long, a loop of links, no permission
+        raise _config_error(
+            f"cannot use this path (named by {origin}): {exc.strerror or exc}",
+            file=str(path),
+            expected="an existing profile file (azauth init writes one)",
+        ) from None
+    if not exists:
         raise _config_error(
             f"no such file (named by {origin})",
             file=str(path),
             expected="an existing profile file (azauth init writes one)",
         )
-    if not path.is_file():
+    if not is_file:
         raise _config_error(f"not a file (named by {origin})", file=str(path), expected="a file")
     if syntax_of(path) is None:
         raise _config_error(

@@ -39,6 +39,7 @@ from agent.config.discovery import (
     find_config_file,
     implicit_config_data,
     syntax_of,
+    working_directory,
 )
 from agent.config.errors import (
     Finding,
@@ -182,7 +183,7 @@ def load_config(
             ``AZURESUBSCRIPTION_*`` connection.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
-    cwd = Path.cwd()
+    cwd = working_directory()
     source = find_config_file(path, environ, cwd)
     implicit = (
         implicit_config_data(environ, candidate_paths(environ, cwd)) if source is None else None

@@ -773,3 +773,196 @@ def test_a_trimmed_token_is_served_warm_from_the_cache(work):
     assert again.returncode == 0
     assert again.stdout == first.stdout
     assert "aiohttp" not in again.stderr  # answered by the warm path, not a new request
+
+
+# ================================================================================================
+# Review of issue 10: inputs that still fell through to Python, or got another exit code
+
+LONG_NAME = "a" * 300  # past NAME_MAX (255): every file system call fails with ENAMETOOLONG
+
+
+# ------------------------------------------------------------------------------------------------
+# docker-credential-azauth with closed standard streams: the same guard as `azauth`
+
+
+def docker_helper(
+    action: str, suffix: str, *, cwd: Path, env: dict[str, str], stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    code = "from agent._entry import docker_credential_main; docker_credential_main()"
+    line = f"{sys.executable} -c '{code}' {action} {suffix}"
+    return subprocess.run(
+        ["bash", "-c", line], cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("action", "suffix", "code"),
+    [
+        ("get", "<&-", 1),  # no request: "no credentials server URL"
+        ("get", ">&-", 1),  # a registry the profile does not serve: nowhere to say so
+        ("list", ">&-", 0),
+        ("list", "<&-", 0),
+        ("erase", "<&-", 1),  # no request: "no credentials server URL"
+        ("store", "<&-", 1),  # an empty store request is refused as the protocol says
+    ],
+)
+def test_the_docker_helper_survives_closed_streams(work, action, suffix, code):
+    cwd, env = work
+
+    result = docker_helper(action, suffix, cwd=cwd, env=env, stdin="nope.example.com")
+
+    no_traceback(result)
+    assert result.returncode == code, result.stderr + result.stdout
+
+
+def test_the_docker_helper_turns_a_bug_into_one_line(monkeypatch, capsys):
+    from agent.cli import docker_credential
+
+    def broken(data: bytes, env: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(docker_credential._OPERATIONS, "list", broken)
+
+    assert docker_credential.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == "docker-credential-azauth: internal error: RuntimeError: boom (please report)"
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Paths the operating system refuses: a name too long, a working directory that is gone
+
+
+@pytest.mark.parametrize(
+    ("args", "variables", "named"),
+    [
+        (("--config", f"{LONG_NAME}.toml"), {}, "--config"),
+        ((), {"AZAUTH_CONFIG": f"{LONG_NAME}.toml"}, "AZAUTH_CONFIG"),
+        (("--config", f"{LONG_NAME}/azauth.toml"), {}, "--config"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run", "token", "status", "profiles", "env"])
+def test_an_unusable_config_path_is_a_config_error_naming_where_it_came_from(
+    work,
+    command,
+    args,
+    variables,
+    named,
+):
+    cwd, env = work
+    env.update(variables)
+
+    result = azauth(command, *args, cwd=cwd, env=env)
+
+    no_traceback(result)
+    assert result.returncode == 3, result.stderr
+    assert "cannot use this path" in result.stderr
+    assert named in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["XDG_CONFIG_HOME", "HOME"])
+@pytest.mark.parametrize("command", ["validate", "token", "status"])
+def test_a_search_directory_with_a_name_too_long_is_skipped(work, tmp_path, variable, command):
+    _, env = work
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env.pop("XDG_CONFIG_HOME", None)
+    env[variable] = f"/{LONG_NAME}"
+
+    result = azauth(command, cwd=empty, env=env)
+
+    no_traceback(result)
+    assert result.returncode == 3, result.stderr
+    assert "no profile file found" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("validate",),
+        ("run", "--emulate"),
+        ("token", "--no-cache"),
+        ("status",),
+        ("profiles",),
+        ("exec", "--", "true"),
+        ("serve",),
+    ],
+)
+def test_a_deleted_working_directory_is_a_config_error(work, argv):
+    cwd, env = work
+    gone = cwd / "gone"
+    gone.mkdir()
+    args = " ".join(argv)
+    line = (
+        f"cd {gone} && rmdir {gone} && "
+        f"{sys.executable} -m agent {args} --config {cwd / 'azauth.toml'}"
+    )
+    if argv[0] == "exec":
+        line = f"cd {gone} && rmdir {gone} && {sys.executable} -m agent exec --config "
+        line += f"{cwd / 'azauth.toml'} -- true"
+    result = subprocess.run(
+        ["bash", "-c", line], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+    no_traceback(result)
+    assert result.returncode == 3, result.stderr
+    assert "working directory" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# SYSTEM_OIDCREQUESTURI that is not a URL azauth may send the system token to: CONFIG (3)
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "serve"])
+@pytest.mark.parametrize(
+    ("decorate", "problem"),
+    [
+        (lambda v: v.replace("http", "ftp", 1), "is not an http(s) URL"),
+        (lambda _: "relative/oidctoken", "is not an absolute URL"),
+        (lambda _: "http://[::1/oidctoken", "is not a URL"),
+        (lambda _: "http://127.0.0.1:99999/oidctoken", "is not a URL"),
+        (lambda _: "http://10.1.2.3/oidctoken", "plain http"),
+        (lambda _: "https:///oidctoken", "has no host"),
+        (lambda v: v.replace("://", "://user:hunter22@", 1), "user name or password"),
+    ],
+)
+def test_an_unusable_oidc_request_uri_is_a_config_error_naming_it(
+    work,
+    command,
+    decorate,
+    problem,
+):
+    cwd, env = work
+    env["SYSTEM_OIDCREQUESTURI"] = decorate(env["SYSTEM_OIDCREQUESTURI"])
+    argv = ("serve", "--max-requests", "1") if command == "serve" else COMMANDS[command]
+
+    result = azauth(*argv, cwd=cwd, env=env)
+
+    no_traceback(result)
+    shown = result.stderr + result.stdout
+    assert result.returncode == 3, shown
+    assert "SYSTEM_OIDCREQUESTURI" in shown
+    assert problem in shown
+    assert "hunter22" not in shown
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["ftp://x/y", "http://10.0.0.1/x", "http://[::1", "https://h:70000/x", "https://u:p@h/x"],
+)
+def test_the_library_refuses_the_same_uris_with_config_error(uri):
+    from agent import AzurePipelinesCredential
+    from agent.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="oidc_request_uri") as caught:
+        AzurePipelinesCredential(
+            tenant_id="t",
+            client_id="c",
+            service_connection_id="s",
+            system_access_token="x",
+            oidc_request_uri=uri,
+        )
+    assert ":p@" not in str(caught.value)
