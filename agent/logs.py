@@ -36,6 +36,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from agent import _secrets
+from agent._pipelines import in_pipeline, neutralize
 
 __all__ = [
     "LOG_FORMATS",
@@ -102,7 +103,7 @@ def _pipelines_text(value: object) -> str:
         text = ", ".join(str(item) for item in value)
     else:
         text = value if isinstance(value, str) else repr(value)
-    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("##", "# #")
+    text = neutralize(text.replace("\n", "\\n"))
     if not text or any(c.isspace() for c in text) or "=" in text or '"' in text:
         text = '"' + text.replace('"', '\\"') + '"'
     return text
@@ -120,7 +121,7 @@ class AzurePipelinesRenderer:
         """Return the line (the last processor of the chain)."""
         level = str(event_dict.get("level", method_name)).lower()
         prefix = _PIPELINES_PREFIX.get(level, "")
-        event = str(event_dict.get("event", "")).replace("\n", " ").replace("##", "# #")
+        event = neutralize(str(event_dict.get("event", "")).replace("\n", " "))
         parts = [f"{prefix}azauth: {event}"]
         parts += [
             f"{key}={_pipelines_text(value)}"
@@ -132,6 +133,17 @@ class AzurePipelinesRenderer:
         if exception:
             line += " exception=" + _pipelines_text(exception)
         return line
+
+
+class _Neutralized:
+    """A renderer whose lines cannot carry an Azure Pipelines logging command (``##`` broken up)."""
+
+    def __init__(self, inner: Processor) -> None:
+        self._inner = inner
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+        """Render with the inner renderer, then :func:`agent._pipelines.neutralize` the text."""
+        return neutralize(str(self._inner(logger, method_name, event_dict)))
 
 
 def active_format() -> str:
@@ -312,6 +324,9 @@ def configure_logging(
         renderer = AzurePipelinesRenderer()
     else:
         raise ValueError(f"unknown log format {fmt!r} (expected {', '.join(LOG_FORMATS)})")
+    if resolved != "azure-pipelines" and in_pipeline():
+        # JSON or console lines in a job log: the agent would run a "##vso[" found in a value.
+        renderer = _Neutralized(renderer)
     global _active_format  # noqa: PLW0603 - one process-wide logging configuration
     _active_format = resolved
     structlog.configure(

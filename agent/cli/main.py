@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
+from agent._pipelines import in_pipeline, pipeline_safe
 from agent._secrets import redact_text
 from agent._stdio import guard_standard_streams, quiet_broken_pipe
 from agent.exceptions import AzauthError, ExitCode
@@ -118,12 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
 
 def error_prefix() -> str:
     """``##[error]`` in an Azure Pipelines job (``TF_BUILD``): the log shows the line in red."""
-    return "##[error]" if os.environ.get("TF_BUILD") else ""
-
-
-def pipeline_safe(text: str) -> str:
-    """In a pipeline job, break up ``##`` so quoted input can never become a logging command."""
-    return text.replace("##", "# #") if os.environ.get("TF_BUILD") else text
+    return "##[error]" if in_pipeline() else ""
 
 
 def _internal_error(exc: BaseException, *, verbose: int) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from agent._pipelines import pipeline_safe
 from agent.cli.validate import add_config_argument
 from agent.exceptions import ConfigError, ExitCode
 
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
         active: str | None = loaded.select_profile_name()
     except ConfigError as exc:
         active = None
-        print(f"azauth: note: no active profile: {exc}", file=sys.stderr)
-    sys.stdout.write(render_profiles(loaded, active))
+        print(f"azauth: note: no active profile: {pipeline_safe(str(exc))}", file=sys.stderr)
+    sys.stdout.write(pipeline_safe(render_profiles(loaded, active)))
     return ExitCode.OK
 
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from agent._pipelines import pipeline_safe
 from agent.cli import numbers
 from agent.cli.validate import add_config_argument
 from agent.exceptions import ExitCode
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from agent.plan import render_plan  # noqa: PLC0415
 
-        sys.stdout.write(render_plan(profile, os.environ))
+        sys.stdout.write(pipeline_safe(render_plan(profile, os.environ)))
         return int(ExitCode.OK)
     _check_stdout(profile)
     configure_logging_from_args(args, profile.settings)
@@ -309,8 +310,8 @@ def _print_summary(args: argparse.Namespace, report: RunReport) -> None:
     from agent.logs import active_format  # noqa: PLC0415
     from agent.runner import render_summary  # noqa: PLC0415
 
-    text = render_summary(report, time.time())
+    text = pipeline_safe(render_summary(report, time.time()))
     if active_format() == "azure-pipelines":  # a collapsible section in the job log
-        text = f"##[group]azauth summary\n{text.replace('##', '# #')}##[endgroup]\n"
+        text = f"##[group]azauth summary\n{text}##[endgroup]\n"
     sys.stderr.write(text)
     sys.stderr.flush()

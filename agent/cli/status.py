@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent._pipelines import pipeline_safe
 from agent._secrets import redact_text, server_text
 from agent.cli.validate import add_config_argument
 from agent.exceptions import ExitCode
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(redact_text(json.dumps(document, indent=2)) + "\n")
     else:
-        sys.stdout.write(redact_text(render_status(document, now)))
+        sys.stdout.write(pipeline_safe(redact_text(render_status(document, now))))
     if checks is None:
         return ExitCode.OK
     return _check_exit_code(checks)

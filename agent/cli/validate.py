@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from agent._pipelines import in_pipeline, pipeline_safe
 from agent.exceptions import ExitCode
 
 if TYPE_CHECKING:
@@ -56,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
             f"{_count(len(profile.outputs), 'output')}"
         )
     for warning in warnings(loaded):
-        prefix = "##[warning]" if os.environ.get("TF_BUILD") else ""
-        print(f"{prefix}azauth: warning: {warning.replace('##', '# #')}", file=sys.stderr)
-    print(f"azauth: OK: {line}", file=sys.stderr)
+        prefix = "##[warning]" if in_pipeline() else ""
+        print(f"{prefix}azauth: warning: {pipeline_safe(warning)}", file=sys.stderr)
+    print(f"azauth: OK: {pipeline_safe(line)}", file=sys.stderr)
     return ExitCode.OK
 
 

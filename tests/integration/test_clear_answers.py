@@ -966,3 +966,79 @@ def test_the_library_refuses_the_same_uris_with_config_error(uri):
             oidc_request_uri=uri,
         )
     assert ":p@" not in str(caught.value)
+
+
+# Text from the profile or the command line in a pipeline log: no run of "#" and no carriage
+# return may rebuild a "##vso[" (the agent splits lines at \r too) in any format or command.
+HOSTILE = [
+    "###vso[task.setvariable variable=EVIL]1",
+    "x####vso[task.complete result=Failed]x",
+    "a\r##vso[task.setvariable variable=EVIL]1",
+]
+
+
+def hostile_profile(text: str) -> str:
+    path = text.replace("\r", "")  # paths may not hold control characters
+    description = text.replace("\r", "\\r")
+    return f"""
+[connections.prod]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+
+[profiles.ci]
+description = "{description}"
+connections = ["prod"]
+
+[[profiles.ci.outputs]]
+kind = "token_file"
+path = "out/{path}"
+"""
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (("run", "--profile", "{text}"), 3),
+        (("validate", "--profile", "{text}"), 3),
+        (("token", "--connection", "{text}"), 2),
+        (("run", "--dry-run"), 0),
+        (("run",), 0),
+        (("run", "-v", "--log-format", "json"), 0),
+        (("run", "-v", "--log-format", "console"), 0),
+        (("profiles",), 0),
+        (("status",), 0),
+        (("validate",), 0),
+    ],
+)
+def test_no_input_rebuilds_a_logging_command_under_tf_build(work, text, argv, code):
+    cwd, env = work
+    (cwd / "azauth.toml").write_text(hostile_profile(text))
+    env["TF_BUILD"] = "True"
+
+    result = azauth(*(arg.format(text=text) for arg in argv), cwd=cwd, env=env)
+
+    no_traceback(result)
+    assert result.returncode == code, result.stderr
+    check_pipeline_log(result.stdout)
+    check_pipeline_log(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("##vso[x]", "# #vso[x]"),
+        ("###vso[x]", "# # #vso[x]"),
+        ("#####", "# # # # #"),
+        ("a\r##[error]b", "a\\r# #[error]b"),
+        ("# one # two #", "# one # two #"),
+        ("line1\nline2", "line1\nline2"),
+    ],
+)
+def test_neutralize_leaves_no_double_hash_and_no_carriage_return(text, expected):
+    from agent._pipelines import neutralize
+
+    assert neutralize(text) == expected
+    assert "##" not in neutralize(text)
+    assert "\r" not in neutralize(text)
