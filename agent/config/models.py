@@ -72,8 +72,12 @@ ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SCOPE_PATTERN = r"^\S+/\.default$"
 NPM_SCOPE_PATTERN = r"^@[a-z0-9][a-z0-9._~-]*$"
-# Any path that names a file: not empty, no NUL byte, not ending in a directory separator.
-PATH_PATTERN = r"^[^\x00]*[^\x00/\\]$"
+# Any path that names a file: not empty, no control character (a NUL, a line break: every env
+# file and pipeline variable would carry it), its last name neither empty nor "." nor "..".
+PATH_PATTERN = (
+    r"^(?:[^\x00-\x1f\x7f]*[/\\])?"
+    r"(?:[^\x00-\x1f\x7f/\\]*[^\x00-\x1f\x7f/\\.][^\x00-\x1f\x7f/\\]*|\.{3,})$"
+)
 # A container registry's host, lower case, with an optional port: contoso.azurecr.io[:443].
 REGISTRY_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$"
 
@@ -98,7 +102,7 @@ PATTERN_MEANINGS: dict[str, str] = {
     ID_PATTERN: "an id made of letters, digits, '.', '_' and '-' (usually a GUID)",
     ENV_NAME_PATTERN: "a variable name: letters, digits and '_', not starting with a digit",
     SCOPE_PATTERN: "a scope ending in /.default, such as https://management.azure.com/.default",
-    PATH_PATTERN: "a file path, not empty and not ending in a slash",
+    PATH_PATTERN: ("a file path without control characters, not ending in a slash, '.' or '..'"),
     REGISTRY_PATTERN: "a registry host in lower case, with an optional port: contoso.azurecr.io",
     NPM_SCOPE_PATTERN: "an npm scope such as @contoso (lowercase)",
 }

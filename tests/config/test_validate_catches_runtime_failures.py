@@ -288,3 +288,63 @@ def test_the_shipped_examples_do_not_use_secret_true() -> None:
         text = root.joinpath(name).read_text()
         assert "secret = true" not in text
         assert "secret: true" not in text
+
+
+# Paths `run` could never write a file at (it failed with exit 6 after acquiring the tokens):
+# the path's last name, control characters, and what the file system already holds there.
+UNWRITABLE = [
+    pytest.param("out/taken", lambda root: (root / "out/taken").mkdir(parents=True),
+                 "is an existing directory", id="existing-directory"),
+    pytest.param("~", lambda root: None, "is an existing directory", id="home-itself"),
+    pytest.param("plain/x.token", lambda root: (root / "plain").write_text(""),
+                 "plain' exists and is not a directory", id="a-file-on-the-way"),
+    pytest.param("plain/deeper/x.token", lambda root: (root / "plain").write_text(""),
+                 "plain' exists and is not a directory", id="a-file-further-up"),
+    pytest.param("/dev/null", lambda root: None, "is a special file", id="device"),
+    pytest.param("out/" + "n" * 300, lambda root: None, "a name is 300 bytes long", id="name-too-long"),
+    pytest.param(".", lambda root: None, "invalid value '.'", id="dot"),
+    pytest.param("out/..", lambda root: None, "invalid value 'out/..'", id="dot-dot"),
+    pytest.param("out/a\\rb", lambda root: None, "control characters", id="carriage-return"),
+    pytest.param("out/a\\nb", lambda root: None, "control characters", id="line-feed"),
+    pytest.param("out/a\\u001bb", lambda root: None, "control characters", id="escape"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "prepare", "message"), UNWRITABLE)
+@pytest.mark.parametrize("argv", [["validate"], ["run", "--dry-run"]])
+def test_a_path_run_could_never_write_is_a_config_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    prepare: object,
+    message: str,
+    argv: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    prepare(tmp_path)  # type: ignore[operator]
+    text = '[profiles.ci]\nconnections = ["prod"]\n' + output("ci", kind="token_file", path=path)
+    (tmp_path / "azauth.toml").write_text(HEAD + text)
+
+    code = main(argv)
+
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "profiles.ci.outputs[0].path: " in err
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    "path", ["out/x.token", "out/.hidden", "out/...", "out/existing.token", "out/link.token"]
+)
+def test_paths_run_can_write_still_validate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/existing.token").write_text("old")
+    (tmp_path / "out/link.token").symlink_to(tmp_path / "out/existing.token")
+    text = '[profiles.ci]\nconnections = ["prod"]\n' + output("ci", kind="token_file", path=path)
+    (tmp_path / "azauth.toml").write_text(HEAD + text)
+    assert main(["validate"]) == 0, capsys.readouterr().err
