@@ -75,6 +75,13 @@ def clean_token(value: str, *, source: str, expected: str | None = None) -> str:
             "of its trimmed value (the value is not shown)",
             expected=expected or "a token: visible ASCII characters only",
         )
+    if not stripped.isascii():
+        index = next(i for i, char in enumerate(stripped) if not char.isascii())
+        raise ConfigError(
+            f"{source} holds a non-ASCII character (U+{ord(stripped[index]):04X}) at position "
+            f"{index + 1} of its trimmed value (the value is not shown)",
+            expected=expected or "a token: visible ASCII characters only",
+        )
     return stripped
 
 

@@ -196,6 +196,8 @@ def test_surrounding_whitespace_is_trimmed(work, command, variable, decorate):
         ("SYSTEM_ACCESSTOKEN", lambda v: v[:5] + " " + v[5:], "control character or space"),
         ("SYSTEM_ACCESSTOKEN", lambda v: v[:5] + "\r\nX-Evil: 1" + v[5:], "U+000D"),
         ("SYSTEM_ACCESSTOKEN", lambda _: "   ", "is empty"),
+        ("SYSTEM_ACCESSTOKEN", lambda v: v[:5] + "\u00e9" + v[5:], "non-ASCII character (U+00E9)"),
+        ("SYSTEM_ACCESSTOKEN", lambda v: v + "\u200b", "non-ASCII character (U+200B)"),
         ("SYSTEM_OIDCREQUESTURI", lambda v: v + "\nx", "U+000A"),
         ("SYSTEM_OIDCREQUESTURI", lambda _: "", "is empty"),
         ("AZURE_AUTHORITY_HOST", lambda v: v[:10] + "\x7f" + v[10:], "U+007F"),
