@@ -203,6 +203,9 @@ async def test_an_existing_path_that_is_no_regular_file_is_refused_without_readi
 ) -> None:
     """A FIFO must not hang the runner; a link is neither followed nor merged from."""
     write_profile(workdir, tls_emu, "credHelpers")
+    # Loaded first: `load_config` refuses a directory or FIFO already there (validate does too);
+    # the writer must still refuse one that appears between the load and the write.
+    profile = load_config().profile()
     (workdir / "docker").mkdir()
     target = workdir / "docker" / "config.json"
     other = workdir / "someone-elses.json"
@@ -216,7 +219,7 @@ async def test_an_existing_path_that_is_no_regular_file_is_refused_without_readi
     else:
         target.mkdir()
 
-    async with Runner(load_config().profile(), env=dict(os.environ)) as runner:
+    async with Runner(profile, env=dict(os.environ)) as runner:
         report = await asyncio.wait_for(runner.run_once(), timeout=30)
 
     assert report.exit_code == ExitCode.OUTPUT
