@@ -253,8 +253,12 @@ class HttpClient:
 
     @property
     def retry(self) -> RetryPolicy:
-        """The retry policy in force."""
+        """The retry policy in force (replaceable: watch mode retries on its own schedule)."""
         return self._retry
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        self._retry = policy
 
     def _environment(self) -> Mapping[str, str]:
         return self._env if self._env is not None else os.environ

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from agent.envvalues import clean_token, oidc_request_url
 from agent.exceptions import (
     AuthenticationError,
     EntraError,
+    NoUsableLifeError,
     OidcRequestError,
     credential_unavailable,
 )
@@ -50,7 +52,8 @@ from agent.protocol import (
     resolve_tenant,
     validate_tenant_id,
 )
-from agent.retry import RetryPolicy
+from agent.refresh import describe_offset, oidc_lifetime
+from agent.retry import RetryPolicy, parse_http_date
 
 if TYPE_CHECKING:
     import aiohttp
@@ -81,9 +84,12 @@ def _user_agent() -> str:
 class OidcToken:
     """An Azure DevOps OIDC token (the client assertion), with what its claims say.
 
-    ``expires_on`` is the JWT's ``exp`` (``None`` when unreadable, in which case the token is
-    never reused). ``subject``, ``issuer`` and ``audience`` are for diagnostics: they are what an
-    Entra federated credential must match.
+    ``expires_on`` is the JWT's ``exp`` as Azure DevOps stamped it (``None`` when unreadable,
+    in which case the token is never reused). ``lifetime`` is its issued life in seconds
+    (:func:`agent.refresh.oidc_lifetime`: ``exp - iat``, shortened by the answer's ``Date``),
+    counted from ``received`` (the local monotonic clock at arrival): that, not the local wall
+    clock, decides when it is reused or renewed. ``subject``, ``issuer`` and ``audience`` are
+    for diagnostics: they are what an Entra federated credential must match.
     """
 
     token: str = field(repr=False)
@@ -91,20 +97,60 @@ class OidcToken:
     subject: str | None = None
     issuer: str | None = None
     audience: str | None = None
+    issued_at: int | None = None
+    lifetime: float | None = None
+    received: float = 0.0
 
     @classmethod
-    def from_jwt(cls, token: str) -> OidcToken:
-        """Read the non-secret claims of ``token`` (without verifying it)."""
+    def from_jwt(
+        cls,
+        token: str,
+        *,
+        local_now: float | None = None,
+        server_now: float | None = None,
+        received: float = 0.0,
+    ) -> OidcToken:
+        """Read the non-secret claims of ``token`` (without verifying it).
+
+        ``local_now`` (wall clock) and ``server_now`` (the answer's ``Date``) feed the lifetime;
+        without ``local_now`` the lifetime is ``exp - iat`` only.
+        """
         claims = unverified_claims(token)
-        exp = claims.get("exp")
+        exp = _finite(claims.get("exp"))
+        iat = _finite(claims.get("iat"))
         aud = claims.get("aud")
+        lifetime = None
+        if exp is not None and (iat is not None or local_now is not None):
+            lifetime = oidc_lifetime(
+                exp,
+                iat,
+                server_now=server_now,
+                local_now=local_now if local_now is not None else exp,
+            )
         return cls(
             token=token,
-            expires_on=int(exp) if isinstance(exp, int | float) else None,
+            expires_on=int(exp) if exp is not None else None,
             subject=claims.get("sub") if isinstance(claims.get("sub"), str) else None,
             issuer=claims.get("iss") if isinstance(claims.get("iss"), str) else None,
             audience=aud if isinstance(aud, str) else None,
+            issued_at=int(iat) if iat is not None else None,
+            lifetime=lifetime,
+            received=received,
         )
+
+    def remaining(self, monotonic_now: float) -> float | None:
+        """Seconds of life left, by the local monotonic clock; ``None`` when unknown."""
+        if self.lifetime is None:
+            return None
+        return self.received + self.lifetime - monotonic_now
+
+
+def _finite(value: object) -> float | None:
+    """A JWT time claim as a float, ``None`` when absent or not a sane number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and 0 <= number < 2**40 else None
 
 
 @dataclass
@@ -202,6 +248,7 @@ class AzurePipelinesCredential:
         self._cache: dict[_CacheKey, _Entry] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
         self._oidc: OidcToken | None = None
+        self._clock_warned = False
         if kwargs:
             # azure-identity accepts azure-core pipeline options (transport, policies, ...); they
             # have no meaning on aiohttp, so they are accepted for drop-in use and ignored.
@@ -289,13 +336,10 @@ class AzurePipelinesCredential:
         self._require_oidc_uri()
         margin = self._oidc_min_validity if min_validity is None else min_validity
         cached = self._oidc
-        if (
-            not force
-            and cached is not None
-            and cached.expires_on is not None
-            and cached.expires_on - self._clock.time() > margin
-        ):
-            return cached
+        if not force and cached is not None:
+            remaining = cached.remaining(self._clock.monotonic())
+            if remaining is not None and remaining > margin:
+                return cached
         return await self._single_flight(("oidc",), self._fetch_oidc)
 
     async def request_token(
@@ -315,6 +359,14 @@ class AzurePipelinesCredential:
         return await self._single_flight(
             key, lambda: self._exchange(tenant, scopes, form_claims, key)
         )
+
+    def use_retry_policy(self, retry: RetryPolicy) -> None:
+        """Retry each later HTTP exchange by ``retry``.
+
+        A scheduler that retries on its own sets ``RetryPolicy(max_attempts=1)``, so that its
+        request-rate bound holds.
+        """
+        self._http.retry = retry
 
     async def close(self) -> None:
         """Close the HTTP session this credential created. Cached tokens stay usable."""
@@ -454,8 +506,22 @@ class AzurePipelinesCredential:
         response = await self._http.send(request)
         token = parse_oidc_response(response, self._service_connection_id)
         _secrets.register_secret(token)
-        oidc = OidcToken.from_jwt(token)
-        if oidc.expires_on is not None:
+        local_now = self._clock.time()
+        oidc = OidcToken.from_jwt(
+            token,
+            local_now=local_now,
+            server_now=parse_http_date(response.header("date")),
+            received=self._clock.monotonic(),
+        )
+        self._check_clock(oidc, local_now)
+        if oidc.lifetime is not None and oidc.lifetime <= 0:
+            raise NoUsableLifeError(
+                "Azure DevOps issued an OIDC token for service connection "
+                f"{self._service_connection_id} with no usable life (exp {oidc.expires_on}, "
+                f"iat {oidc.issued_at}); it was not used.",
+                status_code=response.status,
+            )
+        if oidc.lifetime is not None:
             self._oidc = oidc
         _log.debug(
             "OIDC token acquired for service connection %s (expires %s)",
@@ -463,6 +529,15 @@ class AzurePipelinesCredential:
             oidc.expires_on,
         )
         return oidc
+
+    def _check_clock(self, oidc: OidcToken, local_now: float) -> None:
+        """Warn once when this machine's clock is over a minute off Azure DevOps' clock."""
+        if self._clock_warned or oidc.issued_at is None:
+            return
+        message = describe_offset(local_now, oidc.issued_at, "Azure DevOps")
+        if message is not None:
+            self._clock_warned = True
+            _log.warning("%s", message)
 
     async def _exchange(
         self,

@@ -34,6 +34,7 @@ __all__ = [
     "CredentialUnavailableError",
     "EntraError",
     "ExitCode",
+    "NoUsableLifeError",
     "OidcRequestError",
     "OutputError",
     "ProxyAuthenticationError",
@@ -253,3 +254,12 @@ def credential_unavailable(message: str) -> CredentialUnavailableError:
         cls = _make_unavailable_class()
         _unavailable_classes[key] = cls
     return cls(message)
+
+
+class NoUsableLifeError(AuthenticationError):
+    """A token arrived with no usable life left (``expires_in`` <= 0, ``exp`` already past).
+
+    It is never written over an output; trying again later can help (``retryable``).
+    """
+
+    retryable = True

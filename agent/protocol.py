@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import string
 import uuid
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from agent._secrets import server_text
-from agent.exceptions import EntraError, ExitCode, OidcRequestError
+from agent.exceptions import EntraError, ExitCode, NoUsableLifeError, OidcRequestError
 from agent.retry import RETRYABLE_STATUSES
 
 __all__ = [
@@ -60,6 +61,7 @@ INVALID_TENANT = (
 )
 _MAX_ID = 100  # characters of a server-chosen id (correlation id, trace id, e2eid) we show
 _TENANT_CHARS = frozenset(string.ascii_letters + string.digits + "-.")
+_MAX_LIFETIME = 7 * 24 * 3600  # longer issued lifetimes are malformed answers
 
 # One-line hints for the AADSTS codes users of Azure Pipelines meet most.
 AADSTS_HINTS: dict[int, str] = {
@@ -129,7 +131,14 @@ class Token(AccessToken):
 
 
 class TokenInfo(AccessTokenInfo):
-    """``azure.core.credentials.AccessTokenInfo`` whose repr hides the token."""
+    """``azure.core.credentials.AccessTokenInfo`` whose repr hides the token.
+
+    ``lifetime`` is the issued life in seconds (Entra's ``expires_in``), measured by the
+    server and independent of any clock; ``None`` when the answer did not say.
+    """
+
+    lifetime: int | None = None
+    refresh_in: int | None = None
 
     def __repr__(self) -> str:
         return (
@@ -424,19 +433,44 @@ def build_token_request(
     return HttpRequest("POST", url, headers, urlencode(form).encode("ascii"))
 
 
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
+class _MalformedError(ValueError):
+    """A number in an answer that is not a usable count of seconds."""
+
+
+def _seconds(document: Mapping[str, Any], name: str) -> int | None:
+    """Read field ``name`` as whole seconds; ``None`` if absent.
+
+    Accepts JSON numbers and numeric strings (Entra v1 and ADFS send strings). Raises
+    :class:`_MalformedError` for anything else: ``inf``, ``nan``, booleans, non-numeric strings,
+    values beyond a 64-bit count of seconds.
+    """
+    value = document.get(name)
+    if value is None:
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
+    number: float
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _MalformedError(f"{name} is {type(value).__name__}, not a number of seconds")
     if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 32:
+            raise _MalformedError(f"{name} is not a number of seconds")
         try:
-            return int(float(value.strip()))
+            number = float(text)
         except ValueError:
-            return None
-    return None
+            raise _MalformedError(f"{name} is not a number of seconds") from None
+    else:
+        number = float(value) if not isinstance(value, int) or abs(value) < 2**63 else math.inf
+    if not math.isfinite(number) or abs(number) >= 2**53:
+        raise _MalformedError(f"{name} is not a finite number of seconds")
+    return int(number)
+
+
+def _int(value: object) -> int | None:
+    """An AADSTS code from an ``error_codes`` entry, ``None`` when it is not a sane integer."""
+    try:
+        return _seconds({"code": value}, "code")
+    except _MalformedError:
+        return None
 
 
 def _reason(response: HttpResponse) -> str:
@@ -481,6 +515,22 @@ def _entra_error(response: HttpResponse, document: dict[str, Any]) -> EntraError
     )
 
 
+def _check_lifetime(lifetime: int, status: int) -> None:
+    if lifetime <= 0:
+        raise NoUsableLifeError(
+            f"Microsoft Entra ID issued a token with no usable life (expires in {lifetime} s); "
+            "it was not used.",
+            status_code=status,
+        )
+    if lifetime > _MAX_LIFETIME:
+        raise EntraError(
+            f"Unexpected response from Microsoft Entra ID: a token lifetime of {lifetime} s "
+            "is not believable (treated as a failed request and retried).",
+            status_code=status,
+            retryable=True,
+        )
+
+
 def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenInfo:
     """Turn an Entra answer into an AccessTokenInfo, or raise a precise EntraError.
 
@@ -508,8 +558,17 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
             retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
         )
     token = document.get("access_token")
-    expires_on = _int(document.get("expires_on"))
-    expires_in = _int(document.get("expires_in"))
+    try:
+        expires_on = _seconds(document, "expires_on")
+        expires_in = _seconds(document, "expires_in")
+        refresh_in = _seconds(document, "refresh_in")
+    except _MalformedError as exc:
+        raise EntraError(
+            f"Unexpected response from Microsoft Entra ID: {exc} (treated as a failed request "
+            "and retried).",
+            status_code=response.status,
+            retryable=True,
+        ) from None
     if expires_on is None and expires_in is not None:
         expires_on = request_time + expires_in
     if not isinstance(token, str) or not token or expires_on is None:
@@ -519,11 +578,17 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
             "Unexpected response from Microsoft Entra ID: no access_token or expiry "
             f"(fields present: {present}).",
             status_code=response.status,
+            retryable=True,
         )
     lifetime = expires_in if expires_in is not None else expires_on - request_time
-    refresh_in = _int(document.get("refresh_in"))
+    _check_lifetime(lifetime, response.status)
+    if refresh_in is not None and not 0 < refresh_in < lifetime:
+        refresh_in = None  # a hint outside the token's life is no hint
     if refresh_in is None and lifetime >= 7200:
         refresh_in = lifetime // 2
     refresh_on = request_time + refresh_in if refresh_in is not None else None
     token_type = document.get("token_type") or "Bearer"
-    return TokenInfo(token, expires_on, token_type=str(token_type), refresh_on=refresh_on)
+    info = TokenInfo(token, expires_on, token_type=str(token_type), refresh_on=refresh_on)
+    info.lifetime = lifetime
+    info.refresh_in = refresh_in
+    return info

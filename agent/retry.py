@@ -8,11 +8,12 @@ are known to fail transiently) but add jitter, a cap, and a total deadline so a 
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_retry_after"]
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_http_date", "parse_retry_after"]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -26,14 +27,26 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, when - now)
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """Return an HTTP date (``Date``, ``Retry-After``) as epoch seconds, ``None`` if unusable."""
+    if not value:
         return None
-    return max(0.0, when.timestamp() - now)
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.timestamp()
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 The runner decides *when*; the credential decides *how*. For each connection of the profile it
 works out what the outputs need (access tokens per scope, the OIDC token itself), acquires those
 concurrently under a bounded semaphore (one OIDC request shared per connection), and writes every
-output atomically. In watch mode one task per connection sleeps until the earliest item is due,
-re-acquires it, and rewrites the outputs that use it; a failure keeps the previous files intact
-and is retried with backoff and jitter.
+output atomically. Every token is an item of the refresh engine (:mod:`agent.refresh`), with its
+own state and schedule: it is written to its outputs as soon as it arrives, and in watch mode
+renewed and retried by the engine's rules; a failure keeps the previous files intact.
 
 Contracts:
 - a failed acquisition or write never empties, truncates or removes an existing output;
@@ -20,15 +20,22 @@ import asyncio
 import os
 import random
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Self, TextIO
+from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from agent._secrets import server_text
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
 from agent.credential import AzurePipelinesCredential, OidcToken
-from agent.exceptions import AuthenticationError, AzauthError, ConfigError, ExitCode, OutputError
+from agent.exceptions import (
+    AuthenticationError,
+    AzauthError,
+    ConfigError,
+    ExitCode,
+    NoUsableLifeError,
+    OutputError,
+)
 from agent.feeds import FEED_OUTPUT_KINDS
 from agent.feeds.outputs import feed_files
 from agent.feeds.writer import MergedNpmrc
@@ -39,6 +46,7 @@ from agent.outputs.fields import TokenFields
 from agent.outputs.pipeline_variables import render_pipeline_variables
 from agent.outputs.presets import competing_variables, resolve_variables
 from agent.outputs.token_file import render_federated_token_file, render_token_file
+from agent.refresh import Acquired, Item, ItemState, RefreshEngine, RefreshPolicy
 from agent.registry_delivery import RegistryDelivery
 from agent.retry import RetryPolicy
 
@@ -54,9 +62,8 @@ _log = get_logger("agent.runner")
 
 # Fields whose value comes from an access token: an output naming one needs a token for its scope.
 _ACCESS_TOKEN_FIELDS = frozenset({"access_token", "token_type", "expires_on", "expires_at"})
-# Watch mode never waits longer than this between failed attempts.
-_MAX_BACKOFF = 60.0
-_MIN_BACKOFF = 1.0
+# After the first delivery, the engine does the retrying: one HTTP attempt per refresh attempt.
+_SINGLE_ATTEMPT = RetryPolicy(max_attempts=1)
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,7 @@ class ConnectionReport:
     written: list[str] = field(default_factory=list)
     error: AzauthError | None = None
     expected_outputs: int = 0
+    items: dict[str, ItemState] = field(default_factory=dict)  # item key -> engine state
 
     @property
     def ok(self) -> bool:
@@ -138,6 +146,7 @@ class RunReport:
     """The outcome of a run: one report per connection."""
 
     connections: list[ConnectionReport]
+    monotonic: float | None = None  # the engine's clock when the report was taken
 
     @property
     def exit_code(self) -> ExitCode:
@@ -194,6 +203,19 @@ class Runner:
         self._registries = RegistryDelivery(profile, env=env, clock=self._clock, retry=self._retry)
         self._merged: dict[str, str] = {}  # npmrc path -> the connection whose block is there
         self._stdout_lock = asyncio.Lock()
+        self._output_locks: dict[str, asyncio.Lock] = {}
+        self._permanent = asyncio.Event()
+        self._watching = False
+        self._failing_outputs: frozenset[str] | None = None
+        self._on_summary: Callable[[RunReport], None] | None = None
+        self.engine = RefreshEngine(
+            self._clock,
+            RefreshPolicy(refresh_margin=settings.refresh_margin),
+            rng=self._rng,
+            on_change=self._item_changed,
+            on_permanent=lambda _item: self._permanent.set(),
+        )
+        self._items = {plan.name: self._make_items(plan) for plan in self._plans}
         # Set by watch() once the first delivery is done, so supervisors (azauth exec) can
         # start their command only then.
         self.first_report: RunReport | None = None
@@ -263,140 +285,110 @@ class Runner:
         return RunReport([self.reports[plan.name] for plan in self._plans])
 
     async def _deliver_first(self, plan: ConnectionPlan) -> None:
+        """First attempt of every item of ``plan``, concurrently; each delivered on arrival."""
         report = self.reports[plan.name]
         try:
-            await self._acquire(plan, scopes=plan.scopes, oidc=plan.needs_oidc)
-            await self._write_outputs(plan, plan.outputs)
-            await self._print_pipeline_variables(plan, plan.outputs)
-        except AzauthError as exc:
-            report.error = exc
-            _log.error("connection_failed", connection=plan.name, error=str(exc))
+            await asyncio.gather(*(self.engine.attempt(item) for item in self._items[plan.name]))
         except asyncio.CancelledError:
             report.error = report.error or _cancelled(plan.name)
             raise
+        for item in self._items[plan.name]:
+            if item.state.error is not None:
+                _log.error(
+                    "connection_failed",
+                    connection=plan.name,
+                    scope=item.key,
+                    error=str(item.state.error),
+                )
+
+    def report(self) -> RunReport:
+        """What every connection holds now (tokens, outputs written, outstanding errors)."""
+        return RunReport([self.reports[plan.name] for plan in self._plans], self._clock.monotonic())
+
+    def all_fresh(self) -> bool:
+        """True when every token is held, unexpired and written to all its outputs."""
+        now = self._clock.monotonic()
+        for plan in self._plans:
+            report = self.reports[plan.name]
+            for item in self._items[plan.name]:
+                remaining = item.state.remaining(now)
+                if remaining is None or remaining <= 0 or item.state.status != "fresh":
+                    return False
+            if len(report.written) < len(plan.outputs):
+                return False
+        return True
 
     # ----------------------------------------------------------------------------------------
     # Watch mode
 
-    async def watch(self, stop: asyncio.Event) -> RunReport:
+    async def watch(
+        self, stop: asyncio.Event, *, on_summary: Callable[[RunReport], None] | None = None
+    ) -> RunReport:
         """Deliver once, then keep every output fresh until ``stop`` is set.
 
         After the first delivery, :attr:`first_report` holds its report and :attr:`delivered`
-        is set. Returns when ``stop`` is set, or at the first failure with ``fail_fast``.
+        is set. ``on_summary`` receives the report after the first delivery and whenever the
+        set of failing outputs changes. Returns when ``stop`` is set, or at the first failure
+        (first delivery) or permanent failure (later) with ``fail_fast``.
         """
+        self._on_summary = on_summary
         report = await self.run_once()
         self.first_report = report
         self.delivered.set()
         if self.profile.settings.fail_fast and report.exit_code != ExitCode.OK:
             return report
-        loops = [
-            asyncio.create_task(self._keep_fresh(plan, stop), name=f"watch:{plan.name}")
-            for plan in self._plans
-        ]
+        self._watching = True
+        self._failing_outputs = None
+        self._maybe_summary()
+        for credential in self._credentials.values():
+            credential.use_retry_policy(_SINGLE_ATTEMPT)
+        items = [item for plan in self._plans for item in self._items[plan.name]]
+        engine = asyncio.create_task(self.engine.run(items), name="refresh-engine")
         stopper = asyncio.create_task(stop.wait())
+        waiters: list[asyncio.Future[Any]] = [engine, stopper]
+        if self.profile.settings.fail_fast:
+            waiters.append(asyncio.ensure_future(self._permanent.wait()))
         try:
-            done, _ = await asyncio.wait([*loops, stopper], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if engine.done():  # the engine never ends on its own: surface why it did
+                engine.result()
+                raise AssertionError("the refresh engine stopped")
         finally:
-            for task in [*loops, stopper]:
+            self._watching = False
+            for task in waiters:
                 task.cancel()
-            await asyncio.gather(*loops, stopper, return_exceptions=True)
-        del done
-        return RunReport([self.reports[plan.name] for plan in self._plans])
+            await asyncio.gather(*waiters, return_exceptions=True)
+        return self.report()
 
-    def _due_times(self, plan: ConnectionPlan) -> dict[str, float]:
-        """When each item of ``plan`` should be re-acquired (epoch seconds), by item key.
+    def _item_changed(self, item: Item) -> None:
+        report = self.reports[item.connection]
+        report.error = next(
+            (i.state.error for i in self._items[item.connection] if i.state.error is not None),
+            None,
+        )
+        if self._watching:
+            self._maybe_summary()
 
-        Keys are scopes, and ``"oidc"`` for the OIDC token. An access token is renewed
-        ``refresh_margin`` seconds before expiry, or at its ``refresh_on``, or halfway through
-        its life if that is sooner (short-lived tokens); the OIDC token halfway through its life,
-        so a federated token file never holds a token about to expire.
-        """
-        report = self.reports[plan.name]
-        margin = self.profile.settings.refresh_margin
-        due: dict[str, float] = {}
-        for scope in plan.scopes:
-            info = report.tokens.get(scope)
-            if info is None:
-                due[scope] = self._clock.time()
-                continue
-            acquired = report.acquired.get(scope, info.expires_on)
-            lifetime = max(0.0, info.expires_on - acquired)
-            when = info.expires_on - min(margin, lifetime / 2)
-            if info.refresh_on is not None:
-                when = min(when, info.refresh_on)
-            due[scope] = self._registries.due(plan.name, scope, when)
-        if plan.needs_oidc:
-            oidc = report.oidc
-            if oidc is None or oidc.expires_on is None:
-                due["oidc"] = self._clock.time()
-            else:
-                acquired = report.acquired.get("oidc", oidc.expires_on)
-                due["oidc"] = oidc.expires_on - max(0.0, oidc.expires_on - acquired) / 2
-        return due
+    def _maybe_summary(self) -> None:
+        """Hand the report to ``on_summary`` when the set of failing outputs changed."""
+        failing = frozenset(self._failing_output_labels())
+        if failing == self._failing_outputs:
+            return
+        self._failing_outputs = failing
+        if self._on_summary is not None:
+            self._on_summary(self.report())
 
-    async def _keep_fresh(self, plan: ConnectionPlan, stop: asyncio.Event) -> None:
-        failures = 0
-        retry_at = 0.0  # after a failure: when to try again (fixed once, not pushed back)
-        while not stop.is_set():
-            due = self._due_times(plan)
-            if not due:
-                return  # nothing to keep fresh
-            now = self._clock.time()
-            next_at = min(due.values())
-            if failures:
-                next_at = max(next_at, retry_at)
-            if next_at > now:
-                await self._sleep_until_stop(next_at - now, stop)
-                if stop.is_set():
-                    return
-                continue  # recompute: a reload or another item may have changed the schedule
-            now = self._clock.time()
-            scopes = tuple(s for s in plan.scopes if due.get(s, now + 1) <= now)
-            oidc = "oidc" in due and due["oidc"] <= now
-            report = self.reports[plan.name]
-            try:
-                await self._acquire(plan, scopes=scopes, oidc=oidc, force=True)
-                affected = [o for o in plan.outputs if _uses(o, scopes, oidc, self.profile)]
-                await self._write_outputs(plan, affected)
-                await self._print_pipeline_variables(plan, affected)
-            except AzauthError as exc:
-                failures += 1
-                retry_at = self._clock.time() + self._backoff(failures, plan)
-                report.error = exc
-                _log.warning(
-                    "refresh_failed",
-                    connection=plan.name,
-                    error=str(exc),
-                    attempt=failures,
-                )
-                if self.profile.settings.fail_fast:
-                    return
-                continue
-            failures = 0
-            report.error = None
-
-    def _backoff(self, failures: int, plan: ConnectionPlan) -> float:
-        """Exponential backoff with jitter, never past the moment the soonest token expires."""
-        delay = min(_MAX_BACKOFF, _MIN_BACKOFF * 2.0 ** (failures - 1))
-        delay *= 0.75 + 0.25 * self._rng.random()
-        report = self.reports[plan.name]
-        expiries = [info.expires_on for info in report.tokens.values()]
-        if report.oidc is not None and report.oidc.expires_on is not None:
-            expiries.append(report.oidc.expires_on)
-        remaining = min(expiries, default=self._clock.time() + delay) - self._clock.time()
-        if remaining > 2 * _MIN_BACKOFF:
-            delay = min(delay, remaining / 2)
-        return max(_MIN_BACKOFF / 2, delay)
-
-    async def _sleep_until_stop(self, seconds: float, stop: asyncio.Event) -> None:
-        sleeper = asyncio.create_task(self._clock.sleep(seconds))
-        waiter = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait([sleeper, waiter], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
-            await asyncio.gather(sleeper, waiter, return_exceptions=True)
+    def _failing_output_labels(self) -> list[str]:
+        labels = []
+        for plan in self._plans:
+            states = {item.key: item.state for item in self._items[plan.name]}
+            for output in plan.outputs:
+                keys = _item_keys(output, self.profile)
+                if any(states[k].error is not None for k in keys if k in states):
+                    labels.append(_output_label(output))
+            if not plan.outputs and any(s.error is not None for s in states.values()):
+                labels.append(plan.name)
+        return labels
 
     # ----------------------------------------------------------------------------------------
     # Acquisition
@@ -420,56 +412,64 @@ class Runner:
             self._credentials[plan.name] = credential
         return credential
 
-    async def _acquire(
-        self,
-        plan: ConnectionPlan,
-        *,
-        scopes: tuple[str, ...],
-        oidc: bool,
-        force: bool = False,
-    ) -> None:
-        """Acquire ``scopes`` (and the OIDC token) of one connection concurrently."""
-        credential = self._credential(plan)
-        report = self.reports[plan.name]
-
-        async def one_scope(scope: str) -> None:
-            async with self._semaphore:
-                info = await credential.request_token(scope)
-            # Remember when it was acquired, to schedule renewal at a fraction of its life.
-            report.acquired[scope] = self._clock.time()
-            report.tokens[scope] = info
-            _log.info(
-                "token_acquired",
-                connection=plan.name,
-                scope=scope,
-                expires_in=int(info.expires_on - self._clock.time()),
+    def _make_items(self, plan: ConnectionPlan) -> list[Item]:
+        """One engine item per scope of ``plan``, and one for its OIDC token if needed."""
+        items = [
+            Item(plan.name, scope, self._fetcher(plan, scope), self._deliverer(plan, scope))
+            for scope in plan.scopes
+        ]
+        if plan.needs_oidc:
+            items.append(
+                Item(plan.name, "oidc", self._fetcher(plan, "oidc"), self._deliverer(plan, "oidc"))
             )
+        for item in items:
+            self.engine.add(item)
+            self.reports[plan.name].items[item.key] = item.state
+        return items
 
-        async def the_oidc() -> None:
-            async with self._semaphore:
-                token = await credential.get_oidc_token(force=force)
-            report.acquired["oidc"] = self._clock.time()
-            report.oidc = token
-            _log.info(
-                "oidc_token_acquired",
-                connection=plan.name,
-                subject=token.subject,
-                expires_in=None
-                if token.expires_on is None
-                else int(token.expires_on - self._clock.time()),
-            )
+    def _fetcher(self, plan: ConnectionPlan, key: str) -> Callable[[], Awaitable[Acquired]]:
+        async def fetch() -> Acquired:
+            try:
+                credential = self._credential(plan)
+                async with self._semaphore:
+                    if key == "oidc":
+                        token = await credential.get_oidc_token(force=True)
+                    else:
+                        info = await credential.request_token(key)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key_path=f"connections.{plan.name}") from None
+            now = self._clock.monotonic()
+            if key == "oidc":
+                if token.lifetime is None:
+                    raise NoUsableLifeError(
+                        f"connection {plan.name}: the OIDC token has no readable exp claim"
+                    )
+                return Acquired(token, token.received or now, token.lifetime)
+            lifetime = getattr(info, "lifetime", None)
+            if lifetime is None:  # not our parser's TokenInfo: judge by the wall clock
+                lifetime = info.expires_on - self._clock.time()
+            return Acquired(info, now, float(lifetime), getattr(info, "refresh_in", None))
 
-        jobs = [one_scope(scope) for scope in scopes]
-        if oidc:
-            jobs.append(the_oidc())
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                if isinstance(result, AzauthError):
-                    raise result
-                if isinstance(result, ValueError):
-                    raise ConfigError(str(result), key_path=f"connections.{plan.name}") from None
-                raise result
+        return fetch
+
+    def _deliverer(self, plan: ConnectionPlan, key: str) -> Callable[[Acquired], Awaitable[None]]:
+        async def deliver(acquired: Acquired) -> None:
+            report = self.reports[plan.name]
+            if key == "oidc":
+                report.oidc = acquired.value
+            else:
+                report.tokens[key] = acquired.value
+            report.acquired[key] = self._clock.time()
+            held = {item.key for item in self._items[plan.name] if item.state.held is not None}
+            ready = [
+                output
+                for output in plan.outputs
+                if key in (keys := _item_keys(output, self.profile)) and set(keys) <= held
+            ]
+            await self._write_outputs(plan, ready)
+            await self._print_pipeline_variables(plan, ready)
+
+        return deliver
 
     # ----------------------------------------------------------------------------------------
     # Delivery
@@ -508,41 +508,47 @@ class Runner:
         Rendering is done here; the writes (each with two fsyncs) run in worker threads, so
         they overlap one another and never stall the event loop other connections use.
         """
-        jobs: list[tuple[Output, str, list[tuple[str, bytes | MergedNpmrc]]]] = []
-        first_error = await self._registries.exchange(
+        # docker_config outputs first trade the Entra token at their registries.
+        exchanged = await self._registries.exchange(
             plan.name,
             plan.connection.tenant_id,
             outputs,
             self.reports[plan.name].tokens,
             self._session,
         )
-        for output in outputs:
-            if output.kind == "pipeline_variables":
-                continue
-            try:
-                jobs.append((output, output.path, self._render_files(plan, output)))
-            except AzauthError as exc:
-                first_error = first_error or exc
-                _log.error("output_failed", connection=plan.name, path=output.path, error=str(exc))
         results = await asyncio.gather(
-            *(asyncio.to_thread(_write_files, files) for _, _, files in jobs),
+            *(self._write_output(plan, output) for output in outputs),
             return_exceptions=True,
         )
-        for (output, label, files), result in zip(jobs, results, strict=True):
+        first_error: AzauthError | None = exchanged
+        for result in results:
             if isinstance(result, BaseException):
                 if not isinstance(result, AzauthError):
                     raise result
                 first_error = first_error or result
-                _log.error("output_failed", connection=plan.name, path=label, error=str(result))
-                continue
-            for path, data in files:
-                self._written[path] = None
-                if isinstance(data, MergedNpmrc):
-                    self._merged[path] = data.owner
-            self._record(plan, output, label)
-            _log.debug("output_written", connection=plan.name, path=label)
         if first_error is not None:
             raise first_error
+
+    async def _write_output(self, plan: ConnectionPlan, output: Output) -> None:
+        """Render and write one output; one writer per output at a time, newest tokens last."""
+        if output.kind == "pipeline_variables":
+            return
+        label = output.path
+        lock = self._output_locks.setdefault(label, asyncio.Lock())
+        async with lock:
+            try:
+                # Rendered inside the lock: whoever writes last writes the newest tokens.
+                files = self._render_files(plan, output)
+                await asyncio.to_thread(_write_files, files)
+            except AzauthError as exc:
+                _log.error("output_failed", connection=plan.name, path=label, error=str(exc))
+                raise
+        for path, data in files:
+            self._written[path] = None
+            if isinstance(data, MergedNpmrc):
+                self._merged[path] = data.owner
+        self._record(plan, output, label)
+        _log.debug("output_written", connection=plan.name, path=label)
 
     def _render_files(
         self, plan: ConnectionPlan, output: Output
@@ -630,11 +636,18 @@ def _write_files(files: list[tuple[str, bytes | MergedNpmrc]]) -> None:
             atomic_write(path, data)
 
 
-def _uses(output: Output, scopes: tuple[str, ...], oidc: bool, profile: ResolvedProfile) -> bool:
-    """Whether ``output`` shows one of the refreshed items."""
-    if oidc and _needs_oidc(output, profile):
-        return True
-    return _needs_access_token(output) and profile.scope_for(output) in scopes
+def _item_keys(output: Output, profile: ResolvedProfile) -> list[str]:
+    """The engine items an output shows: its scope, and ``"oidc"``."""
+    keys = []
+    if _needs_access_token(output):
+        keys.append(profile.scope_for(output) or "")
+    if _needs_oidc(output, profile):
+        keys.append("oidc")
+    return keys
+
+
+def _output_label(output: Output) -> str:
+    return "pipeline variables" if output.kind == "pipeline_variables" else output.path
 
 
 def _absolute(path: str) -> str:
@@ -646,23 +659,30 @@ def _cancelled(name: str) -> AzauthError:
 
 
 def summary_rows(report: RunReport, now: float) -> list[tuple[str, str, str, str]]:
-    """Rows of the summary table: connection, scope, expires in, outputs written (or error)."""
+    """Rows of the summary table: connection, scope, expires in, outputs written (or error).
+
+    Expiry is counted on the engine's monotonic clock when the report has it (a skewed wall
+    clock does not change it), else from ``now`` (epoch seconds).
+    """
     rows: list[tuple[str, str, str, str]] = []
     for conn in report.connections:
-        if conn.error is not None and not conn.tokens and conn.oidc is None:
-            rows.append((conn.name, "-", "-", f"FAILED: {conn.error}"))
-            continue
-        for scope, info in conn.tokens.items():
-            outputs = ", ".join(conn.delivered.get(scope, [])) or "-"
-            rows.append((conn.name, scope, _format_delta(info.expires_on - now), outputs))
-        if conn.oidc is not None and conn.oidc.expires_on is not None:
-            outputs = ", ".join(conn.delivered.get("oidc", [])) or "-"
-            rows.append(
-                (conn.name, "(OIDC token)", _format_delta(conn.oidc.expires_on - now), outputs)
-            )
+        for key, state in conn.items.items():
+            scope = "(OIDC token)" if key == "oidc" else key
+            held = state.held
+            if held is None:
+                expires = "-"
+            elif report.monotonic is not None:
+                expires = _format_delta(held.expires - report.monotonic)
+            else:
+                expires = _format_delta(float(getattr(held.value, "expires_on", now) or now) - now)
+            outputs = ", ".join(conn.delivered.get(key, [])) or "-"
+            if state.error is not None:
+                stale = " (outputs hold the last good token)" if held is not None else ""
+                outputs = f"FAILED{stale}: {state.error}"
+            rows.append((conn.name, scope, expires, outputs))
         if conn.delivered.get(""):  # outputs that carry no token (docker_config credHelpers)
             rows.append((conn.name, "-", "-", ", ".join(conn.delivered[""])))
-        if conn.error is not None:
+        if conn.error is not None and not conn.items:
             rows.append((conn.name, "-", "-", f"FAILED: {conn.error}"))
     return rows
 
