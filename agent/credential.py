@@ -41,6 +41,7 @@ from agent.exceptions import (
 from agent.jwt import unverified_claims
 from agent.protocol import (
     MISSING_OIDC_URI,
+    HttpResponse,
     Token,
     TokenInfo,
     build_oidc_request,
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     import aiohttp
     from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
-__all__ = ["AzurePipelinesCredential", "OidcToken"]
+__all__ = ["AzurePipelinesCredential", "OidcToken", "oidc_token_from_response"]
 
 _log = logging.getLogger("agent.credential")
 
@@ -151,6 +152,35 @@ def _finite(value: object) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) and 0 <= number < 2**40 else None
+
+
+def oidc_token_from_response(
+    response: HttpResponse, service_connection_id: str, *, local_now: float, received: float
+) -> OidcToken:
+    """Read Azure DevOps' answer into an :class:`OidcToken` with its lifetime.
+
+    ``local_now`` is this machine's wall clock, ``received`` its monotonic clock, at arrival.
+
+    Raises:
+        OidcRequestError: the answer is a refusal or holds no token.
+        NoUsableLifeError: the token's ``exp`` is already past (by ``iat`` or ``Date``).
+    """
+    token = parse_oidc_response(response, service_connection_id)
+    _secrets.register_secret(token)
+    oidc = OidcToken.from_jwt(
+        token,
+        local_now=local_now,
+        server_now=parse_http_date(response.header("date")),
+        received=received,
+    )
+    if oidc.lifetime is not None and oidc.lifetime <= 0:
+        raise NoUsableLifeError(
+            "Azure DevOps issued an OIDC token for service connection "
+            f"{service_connection_id} with no usable life (exp {oidc.expires_on}, "
+            f"iat {oidc.issued_at}); it was not used.",
+            status_code=response.status,
+        )
+    return oidc
 
 
 @dataclass
@@ -504,23 +534,14 @@ class AzurePipelinesCredential:
                 str(exc), service_connection_id=self._service_connection_id
             ) from None
         response = await self._http.send(request)
-        token = parse_oidc_response(response, self._service_connection_id)
-        _secrets.register_secret(token)
         local_now = self._clock.time()
-        oidc = OidcToken.from_jwt(
-            token,
+        oidc = oidc_token_from_response(
+            response,
+            self._service_connection_id,
             local_now=local_now,
-            server_now=parse_http_date(response.header("date")),
             received=self._clock.monotonic(),
         )
         self._check_clock(oidc, local_now)
-        if oidc.lifetime is not None and oidc.lifetime <= 0:
-            raise NoUsableLifeError(
-                "Azure DevOps issued an OIDC token for service connection "
-                f"{self._service_connection_id} with no usable life (exp {oidc.expires_on}, "
-                f"iat {oidc.issued_at}); it was not used.",
-                status_code=response.status,
-            )
         if oidc.lifetime is not None:
             self._oidc = oidc
         _log.debug(

@@ -641,7 +641,7 @@ def _watch_ended(task: asyncio.Task[RunReport], stop: asyncio.Event, runner: Run
     if failure is not None:
         _log.error("keep_fresh_stopped", error=repr(failure))
     else:  # fail_fast ended the watch at a refresh failure
-        _log.warning("keep_fresh_stopped", reason="fail_fast after a refresh failure")
+        _log.warning("keep_fresh_stopped", reason="fail_fast after a permanent refresh failure")
 
 
 def _interrupted(signum: int, err: TextIO) -> int:

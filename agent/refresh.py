@@ -54,6 +54,8 @@ __all__ = [
     "NoUsableLifeError",
     "RefreshEngine",
     "RefreshPolicy",
+    "acquired_access",
+    "acquired_oidc",
     "describe_offset",
     "is_permanent",
     "oidc_lifetime",
@@ -301,6 +303,29 @@ class Item:
         return f"{self.connection}/{'OIDC token' if self.key == 'oidc' else self.key}"
 
 
+def acquired_oidc(token: Any, now: float) -> Acquired:
+    """An OIDC token (:class:`agent.credential.OidcToken`) received at monotonic ``now``.
+
+    Raises:
+        NoUsableLifeError: its lifetime is unknown (no readable ``exp``).
+    """
+    if token.lifetime is None:
+        raise NoUsableLifeError("the OIDC token has no readable exp claim; it was not used")
+    return Acquired(token, token.received or now, float(token.lifetime))
+
+
+def acquired_access(info: Any, now: float, wall_now: float) -> Acquired:
+    """An access token (``AccessTokenInfo``) received at monotonic ``now``.
+
+    Its life is the parsed ``expires_in`` (``lifetime``) when known, else ``expires_on`` read
+    against the wall clock ``wall_now`` (another credential's token).
+    """
+    lifetime = getattr(info, "lifetime", None)
+    if lifetime is None:
+        lifetime = info.expires_on - wall_now
+    return Acquired(info, now, float(lifetime), getattr(info, "refresh_in", None))
+
+
 def _check_usable(item: Item, acquired: Acquired, now: float) -> None:
     """Refuse a token with no life left, or with less life than the one held (never written)."""
     if acquired.lifetime <= 0 or acquired.expires <= now:
@@ -325,6 +350,7 @@ class RefreshEngine:
         rng: jitter source.
         on_change: called (synchronously) after every state change of an item.
         on_permanent: called when an item fails permanently (``fail_fast`` hooks in here).
+        log: a structlog-style logger (default ``agent.refresh``'s).
     """
 
     def __init__(
@@ -335,8 +361,10 @@ class RefreshEngine:
         rng: random.Random | None = None,
         on_change: Callable[[Item], None] | None = None,
         on_permanent: Callable[[Item], None] | None = None,
+        log: Any = None,
     ) -> None:
         self.clock = clock
+        self._log = log if log is not None else _log
         self.policy = policy or RefreshPolicy()
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.items: list[Item] = []
@@ -385,7 +413,7 @@ class RefreshEngine:
         state.next_at = acquired.received + self.policy.renew_delay(
             acquired.lifetime, acquired.refresh_in
         )
-        log = _log.warning if recovered else _log.info
+        log = self._log.warning if recovered else self._log.info
         log(
             "oidc_token_acquired" if item.key == "oidc" else "token_acquired",
             state="recovered" if recovered else ("delivered" if first else "renewed"),
@@ -401,7 +429,7 @@ class RefreshEngine:
         now = self.clock.monotonic()
         if not isinstance(exc, AzauthError):
             # A bug, not a cloud failure: say where, keep going.
-            _log.error(
+            self._log.error(
                 "refresh_crashed",
                 connection=item.connection,
                 scope=item.key,
@@ -437,13 +465,13 @@ class RefreshEngine:
             "retry_in": round(delay, 1),
         }
         if permanent:
-            _log.error("refresh_failed_permanently", **fields)
+            self._log.error("refresh_failed_permanently", **fields)
             if self._on_permanent is not None:
                 self._on_permanent(item)
         elif old != state.status or state.failures == 1:
-            _log.warning("token_stale" if stale else "refresh_failed", **fields)
+            self._log.warning("token_stale" if stale else "refresh_failed", **fields)
         else:
-            _log.info("refresh_failed", **fields)
+            self._log.info("refresh_failed", **fields)
         self._changed(item)
 
     def _check_expiry(self, item: Item) -> None:
@@ -451,7 +479,7 @@ class RefreshEngine:
         remaining = state.remaining(self.clock.monotonic())
         if remaining is not None and remaining <= 0 and state.status == "failing":
             state.status = "stale"
-            _log.warning("token_stale", connection=item.connection, scope=item.key)
+            self._log.warning("token_stale", connection=item.connection, scope=item.key)
             self._changed(item)
 
     def _changed(self, item: Item) -> None:
@@ -459,7 +487,7 @@ class RefreshEngine:
             try:
                 self._on_change(item)
             except Exception as exc:  # noqa: BLE001 - a reporting bug must not stop refreshing
-                _log.error("report_failed", connection=item.connection, error=repr(exc))
+                self._log.error("report_failed", connection=item.connection, error=repr(exc))
 
     # ----------------------------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ from agent.exceptions import (
     AzauthError,
     ConfigError,
     ExitCode,
-    NoUsableLifeError,
     OutputError,
 )
 from agent.feeds import FEED_OUTPUT_KINDS
@@ -46,7 +45,15 @@ from agent.outputs.fields import TokenFields
 from agent.outputs.pipeline_variables import render_pipeline_variables
 from agent.outputs.presets import competing_variables, resolve_variables
 from agent.outputs.token_file import render_federated_token_file, render_token_file
-from agent.refresh import Acquired, Item, ItemState, RefreshEngine, RefreshPolicy
+from agent.refresh import (
+    Acquired,
+    Item,
+    ItemState,
+    RefreshEngine,
+    RefreshPolicy,
+    acquired_access,
+    acquired_oidc,
+)
 from agent.registry_delivery import RegistryDelivery
 from agent.retry import RetryPolicy
 
@@ -440,15 +447,8 @@ class Runner:
                 raise ConfigError(str(exc), key_path=f"connections.{plan.name}") from None
             now = self._clock.monotonic()
             if key == "oidc":
-                if token.lifetime is None:
-                    raise NoUsableLifeError(
-                        f"connection {plan.name}: the OIDC token has no readable exp claim"
-                    )
-                return Acquired(token, token.received or now, token.lifetime)
-            lifetime = getattr(info, "lifetime", None)
-            if lifetime is None:  # not our parser's TokenInfo: judge by the wall clock
-                lifetime = info.expires_on - self._clock.time()
-            return Acquired(info, now, float(lifetime), getattr(info, "refresh_in", None))
+                return acquired_oidc(token, now)
+            return acquired_access(info, now, self._clock.time())
 
         return fetch
 

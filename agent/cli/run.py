@@ -1,7 +1,8 @@
 """``azauth run``: deliver a profile's tokens once, or keep them fresh until stopped.
 
-Signals in watch mode: SIGTERM and SIGINT stop cleanly (exit 0, outputs left in place unless
-``remove_on_exit``); SIGHUP reloads the profile file and re-delivers.
+Signals in watch mode: SIGTERM and SIGINT stop cleanly, outputs left in place unless
+``remove_on_exit``: exit 0 when every output was fresh at that moment, else PARTIAL (5) with the
+summary on stderr; SIGHUP reloads the profile file and re-delivers.
 """
 
 from __future__ import annotations
@@ -242,16 +243,19 @@ async def _main(args: argparse.Namespace, loaded: LoadedConfig, profile: Resolve
         _install_signals(stop, reload)
         while True:
             async with Runner(profile, env=env) as runner:
-                report = await runner.watch(stop)
+                report = await runner.watch(stop, on_summary=lambda r: _print_summary(args, r))
                 if not stop.is_set():  # fail_fast ended the watch
                     _print_summary(args, report)
                     return int(report.exit_code)
                 if not reload.is_set():
+                    fresh = runner.all_fresh()
+                    if not fresh:
+                        _print_summary(args, runner.report())
                     if profile.settings.remove_on_exit:
                         removed = runner.remove_outputs()
                         log.info("outputs_removed", count=len(removed))
-                    log.info("stopped")
-                    return int(ExitCode.OK)
+                    log.info("stopped", all_fresh=fresh)
+                    return int(ExitCode.OK if fresh else ExitCode.PARTIAL)
             stop.clear()
             reload.clear()
             loaded, profile = _reload(args, loaded, profile, log)
