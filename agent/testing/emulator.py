@@ -15,7 +15,12 @@ Its state is plain attributes, readable and changeable between requests::
         assert emu.counts == {"oidc": 1, "token": 2}
 
 Knobs (read on every request): ``latency``, ``oidc_lifetime``, ``token_lifetime``,
-``refresh_in``, ``trust_any_app``, ``issuer``, ``unauthorized_style``, ``stage_name``.
+``refresh_in``, ``trust_any_app``, ``issuer``, ``unauthorized_style``, ``stage_name``; for
+faults across time: ``refused_scopes`` (Entra answers ``400 invalid_scope`` for those scopes
+only), ``expires_in`` (a raw JSON value sent instead of the lifetime: ``0``, ``-5``,
+``"inf"``...), ``token_body`` (raw bytes answered with 200 instead of a token),
+``oidc_exp_offset`` (added to the OIDC ``exp``: negative makes tokens that are already expired),
+and :meth:`clear_failures`.
 Time comes from the injected :class:`~agent.clock.Clock`; ``latency`` is real waiting.
 """
 
@@ -182,6 +187,14 @@ class Emulator:
         self.unauthorized_style: UnauthorizedStyle = "redirect"
         #: The stage named in the "no explicit reference to service connection" refusal.
         self.stage_name = "__default"
+        #: Scopes Entra refuses with ``400 invalid_scope`` (AADSTS70011), the others still work.
+        self.refused_scopes: set[str] = set()
+        #: When not None, sent as ``expires_in`` verbatim (a JSON value; exp is unchanged).
+        self.expires_in: Any = None
+        #: When not None, the body of every successful token answer (200, application/json).
+        self.token_body: bytes | None = None
+        #: Seconds added to the ``exp`` of OIDC tokens (negative: expired when issued).
+        self.oidc_exp_offset = 0
 
         # Azure DevOps identity of the emulated job (random per emulator).
         self.org_name = org_name
@@ -377,6 +390,11 @@ class Emulator:
         if body != "drop" and not 100 <= status <= 599:
             raise ValueError(f"status must be an HTTP status code, not {status!r}")
         self._failures[endpoint].extend([_Failure(status, retry_after, body)] * count)
+
+    def clear_failures(self) -> None:
+        """Forget the failures queued by :meth:`fail_next` (the cloud is healthy again)."""
+        for queue in self._failures.values():
+            queue.clear()
 
     def reset_counts(self) -> None:
         """Zero the request counters and forget the recorded requests and issued tokens."""
@@ -663,7 +681,7 @@ class Emulator:
             "iss": issuer,
             # Observed on real tokens: valid from ten minutes before issue (clock skew).
             "nbf": iat - 600,
-            "exp": iat + self.oidc_lifetime,
+            "exp": iat + self.oidc_lifetime + self.oidc_exp_offset,
             "iat": iat,
         }
         return self._issue("oidc", key, claims)
@@ -730,9 +748,28 @@ class Emulator:
                 authority=self.authority,
             )
             return _json_response(refusal.status, payload, headers)
+        if form.get("scope") in self.refused_scopes:
+            refusal = entra.Refusal(
+                400,
+                "invalid_scope",
+                70011,
+                f"The provided value for scope {form.get('scope')} is not valid.",
+            )
+            payload = entra.error_body(
+                refusal,
+                now=now,
+                trace_id=trace_id,
+                correlation_id=correlation_id,
+                authority=self.authority,
+            )
+            return _json_response(refusal.status, payload, headers)
+        if self.token_body is not None:
+            return web.Response(
+                status=200, body=self.token_body, content_type=_JSON, headers=headers
+            )
         body: dict[str, Any] = {
             "token_type": "Bearer",
-            "expires_in": self.token_lifetime,
+            "expires_in": self.token_lifetime if self.expires_in is None else self.expires_in,
             "ext_expires_in": self.token_lifetime,
             "access_token": self._mint_access_token(grant, now),
         }
