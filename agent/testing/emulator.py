@@ -749,20 +749,20 @@ class Emulator:
             )
             return _json_response(refusal.status, payload, headers)
         if form.get("scope") in self.refused_scopes:
-            refusal = entra.Refusal(
+            refused_scope = entra.Refusal(
                 400,
                 "invalid_scope",
                 70011,
                 f"The provided value for scope {form.get('scope')} is not valid.",
             )
             payload = entra.error_body(
-                refusal,
+                refused_scope,
                 now=now,
                 trace_id=trace_id,
                 correlation_id=correlation_id,
                 authority=self.authority,
             )
-            return _json_response(refusal.status, payload, headers)
+            return _json_response(refused_scope.status, payload, headers)
         if self.token_body is not None:
             return web.Response(
                 status=200, body=self.token_body, content_type=_JSON, headers=headers
