@@ -397,6 +397,9 @@ class RefreshEngine:
             self._failed(item, exc)
             return
         state.held = acquired
+        recovered = state.status in ("failing", "stale")
+        first = state.status == "pending"
+        state.error = None  # before delivering: a summary taken meanwhile must not show it
         try:
             await item.deliver(acquired)
         except asyncio.CancelledError:
@@ -404,10 +407,7 @@ class RefreshEngine:
         except Exception as exc:  # noqa: BLE001 - an output failure is retried like any other
             self._failed(item, exc)
             return
-        recovered = state.status in ("failing", "stale")
-        first = state.status == "pending"
         state.status = "fresh"
-        state.error = None
         state.permanent = False
         state.failures = 0
         state.next_at = acquired.received + self.policy.renew_delay(
