@@ -88,6 +88,8 @@ PERMANENT_AADSTS = frozenset(
         7000215,  # invalid client secret (wrong credential type)
     }
 )
+# AADSTS codes that a later attempt can heal although the OAuth error name sounds final.
+TRANSIENT_AADSTS = frozenset({700024})  # assertion outside its time window: a fresh one heals
 PERMANENT_OAUTH_ERRORS = frozenset({"invalid_scope", "unauthorized_client", "invalid_client"})
 MAX_ISSUED_LIFETIME = 7 * 24 * 3600  # a longer "lifetime" is a malformed answer
 MAX_ATTEMPTS_PER_MINUTE = 30
@@ -112,6 +114,8 @@ def is_permanent(exc: BaseException) -> bool:
     codes = getattr(exc, "error_codes", ()) or ()
     if any(code in PERMANENT_AADSTS for code in codes):
         return True
+    if any(code in TRANSIENT_AADSTS for code in codes):
+        return False
     if getattr(exc, "error", None) in PERMANENT_OAUTH_ERRORS:
         return True
     return isinstance(exc, OidcRequestError) and exc.status_code in (

@@ -9,8 +9,8 @@ Reported per simulated hour, after the first delivery:
 - Entra and Azure DevOps requests, beside the minimum: one request per token per renewal (an
   access token is renewed `refresh_margin` = 300 s before expiry, every 3299 s; a connection's
   assertion is shared by its scopes, renewed with them);
-- CPU seconds of the azauth process (runner, engine, file writes; an upper bound: it includes the
-  FakeClock driver's polling) and of the emulator process.
+- CPU seconds of the azauth process (runner, engine, file writes, its default info logs as JSON
+  lines; an upper bound: it includes the FakeClock driver's polling) and of the emulator process.
 Scenario B adds a federated token file per connection: its OIDC token is renewed at half-life
 (every 150 s), the minimum then being 24 OIDC requests per connection per hour.
 
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import EmulatorProcess, machine_facts, render_machine_facts, render_table, write_json
 
 from agent.config import load_config
+from agent.logs import configure_logging
 from agent.runner import Runner
 from agent.testing.fakes import FakeClock
 
@@ -128,6 +129,8 @@ async def scenario(emu: EmulatorProcess, *, federated: bool, hours: float) -> di
     minimum_oidc = CONNECTIONS * (3600 / (OIDC_LIFETIME / 2) if federated else renewals_per_hour)
     return {
         "simulated_hours": simulated,
+        "token_requests": counts.token,
+        "oidc_requests": counts.oidc,
         "token_per_hour": counts.token / simulated,
         "oidc_per_hour": counts.oidc / simulated,
         "min_token_per_hour": minimum_token,
@@ -141,6 +144,8 @@ async def scenario(emu: EmulatorProcess, *, federated: bool, hours: float) -> di
 
 async def main_async(quick: bool, json_path: str | None) -> None:
     hours = 1.0 if quick else HOURS
+    # As `azauth run --watch` logs by default (info, JSON lines), into a file nobody reads.
+    configure_logging(fmt="json", level="info", stream=open(os.devnull, "w"))  # noqa: SIM115
     facts = machine_facts()
     print(render_machine_facts(facts))
     emu = await EmulatorProcess.start(latency=0.0, tls=False)
