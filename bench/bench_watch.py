@@ -6,9 +6,9 @@ Lifetimes are measured from `expires_in` and `exp - iat` on the runner's monoton
 emulator's real clock and the runner's fake one need not agree.
 
 Reported per simulated hour, after the first delivery:
-- Entra and Azure DevOps requests, beside the minimum: one request per token per renewal (an
-  access token is renewed `refresh_margin` = 300 s before expiry, every 3299 s; a connection's
-  assertion is shared by its scopes, renewed with them);
+- Entra and Azure DevOps requests, beside the minimum: one request per token per renewal that
+  falls inside the window (an access token is renewed `refresh_margin` = 300 s before expiry,
+  every 3299 s; a connection's assertion is shared by its scopes, renewed with them);
 - CPU seconds of the azauth process (runner, engine, file writes, its default info logs as JSON
   lines; an upper bound: it includes the FakeClock driver's polling) and of the emulator process.
 Scenario B adds a federated token file per connection: its OIDC token is renewed at half-life
@@ -113,8 +113,10 @@ async def scenario(emu: EmulatorProcess, *, federated: bool, hours: float) -> di
                     await emu.cpu_time(),
                     time.perf_counter(),
                 )
-                while clock.monotonic() < start_mono + hours * 3600:
-                    await asyncio.sleep(0.02)
+                # A sleeper due exactly at the end, so the clock stops there.
+                end = asyncio.create_task(clock.sleep(hours * 3600))
+                while not end.done():
+                    await asyncio.sleep(0.01)
                 counts = await emu.counts()
                 cpu, emu_cpu = time.process_time() - cpu0, await emu.cpu_time() - emu_cpu0
                 wall = time.perf_counter() - wall0
@@ -124,9 +126,12 @@ async def scenario(emu: EmulatorProcess, *, federated: bool, hours: float) -> di
         finally:
             os.chdir(old)
     simulated = (clock.monotonic() - start_mono) / 3600
-    renewals_per_hour = 3600 / (ENTRA_LIFETIME - MARGIN)
-    minimum_token = CONNECTIONS * len(SCOPES) * renewals_per_hour
-    minimum_oidc = CONNECTIONS * (3600 / (OIDC_LIFETIME / 2) if federated else renewals_per_hour)
+    window = simulated * 3600
+    # The minimum: one request per token per renewal that falls inside the window.
+    renewals = int(window // (ENTRA_LIFETIME - MARGIN))
+    minimum_token = CONNECTIONS * len(SCOPES) * renewals / simulated
+    oidc_renewals = int(window // (OIDC_LIFETIME / 2)) if federated else renewals
+    minimum_oidc = CONNECTIONS * oidc_renewals / simulated
     return {
         "simulated_hours": simulated,
         "token_requests": counts.token,
