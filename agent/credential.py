@@ -53,7 +53,7 @@ from agent.protocol import (
     resolve_tenant,
     validate_tenant_id,
 )
-from agent.refresh import describe_offset, oidc_lifetime
+from agent.refresh import RefreshPolicy, describe_offset, oidc_lifetime
 from agent.retry import RetryPolicy, parse_http_date
 
 if TYPE_CHECKING:
@@ -185,8 +185,12 @@ def oidc_token_from_response(
 
 @dataclass
 class _Entry:
+    """A cached token; ``expires_at``, ``renew_at`` and ``last_attempt`` are monotonic."""
+
     info: TokenInfo
     last_attempt: float
+    expires_at: float
+    renew_at: float
     token: Token | None = None  # ``info`` as an AccessToken, built once for get_token
 
     def access_token(self) -> Token:
@@ -217,7 +221,10 @@ class AzurePipelinesCredential:
         retry: retry policy for each HTTP exchange (attempts, backoff, deadline).
         clock: time source (tests inject a fake one).
         oidc_request_uri: the OIDC endpoint; default: ``SYSTEM_OIDCREQUESTURI``, read per call.
-        refresh_offset: seconds before expiry at which a cached token is refreshed proactively.
+        refresh_offset: seconds before expiry at which a cached token is refreshed proactively
+            (but not before half its life: :meth:`agent.refresh.RefreshPolicy.renew_delay`).
+            Lifetimes are counted on the monotonic clock from ``expires_in``, so a wrong wall
+            clock neither expires cached tokens early nor keeps them late.
         refresh_retry_delay: minimum seconds between proactive refresh attempts of one token.
         oidc_min_validity: an OIDC token is reused while it has at least this many seconds left.
         env: environment mapping to read variables from (default ``os.environ``).
@@ -272,6 +279,7 @@ class AzurePipelinesCredential:
             session=session, timeout=timeout, retry=retry, clock=self._clock, env=env
         )
         self._refresh_offset = refresh_offset
+        self._renewal = RefreshPolicy(refresh_margin=refresh_offset, min_interval=0.0)
         self._refresh_retry_delay = refresh_retry_delay
         self._oidc_min_validity = oidc_min_validity
         self._user_agent = _user_agent()
@@ -334,7 +342,7 @@ class AzurePipelinesCredential:
             # The common case answered without a coroutine switch: a fresh cached token.
             self._require_oidc_uri()
             key: _CacheKey = (self._resolve_tenant(tenant_id), frozenset(scopes), enable_cae)
-            entry = self._servable(key, self._clock.time())
+            entry = self._servable(key, self._clock.monotonic())
             if entry is not None:
                 return entry.access_token()
         info = await self._get(
@@ -446,12 +454,12 @@ class AzurePipelinesCredential:
                 lambda: self._exchange(tenant, scopes, form_claims, None),
             )
 
-        now = self._clock.time()
+        now = self._clock.monotonic()
         servable = self._servable(key, now)
         if servable is not None:
             return servable.info
         entry = self._cache.get(key)
-        if entry is None or now >= entry.info.expires_on:
+        if entry is None or now >= entry.expires_at:
             return await self._single_flight(
                 key, lambda: self._exchange(tenant, scopes, form_claims, key)
             )
@@ -476,11 +484,11 @@ class AzurePipelinesCredential:
         than ``refresh_retry_delay`` seconds ago.
         """
         entry = self._cache.get(key)
-        if entry is None or now >= entry.info.expires_on:
+        if entry is None or now >= entry.expires_at:
             return None
         if now - entry.last_attempt < self._refresh_retry_delay:
             return entry
-        return None if self._wants_refresh(entry.info, now) else entry
+        return None if now >= entry.renew_at else entry
 
     def _resolve_tenant(self, requested: str | None) -> str:
         if not requested or requested == self._tenant_id:
@@ -490,10 +498,18 @@ class AzurePipelinesCredential:
             self._tenant_id, requested, self._allowed_tenants, multitenant_disabled=disabled
         )
 
-    def _wants_refresh(self, info: TokenInfo, now: float) -> bool:
-        if info.refresh_on is not None and now >= info.refresh_on:
-            return True
-        return info.expires_on - now <= self._refresh_offset
+    def _entry(self, info: TokenInfo) -> _Entry:
+        """A cache entry for ``info``, just received: its life on the monotonic clock.
+
+        Renewed by the refresh engine's rule (:meth:`agent.refresh.RefreshPolicy.renew_delay`,
+        ``refresh_offset`` as the margin): what ``azauth run --watch`` does, the same here.
+        """
+        now = self._clock.monotonic()
+        lifetime = info.lifetime
+        if lifetime is None:
+            lifetime = int(info.expires_on - self._clock.time())
+        renew = self._renewal.renew_delay(lifetime, info.refresh_in)
+        return _Entry(info, last_attempt=now, expires_at=now + lifetime, renew_at=now + renew)
 
     async def _single_flight(
         self, key: Hashable, start: Callable[[], Coroutine[Any, Any, _T]]
@@ -580,7 +596,7 @@ class AzurePipelinesCredential:
             info = await self._post_assertion(tenant, scopes, claims, oidc.token)
         _secrets.register_secret(info.token)
         if cache_key is not None:
-            self._cache[cache_key] = _Entry(info, last_attempt=self._clock.time())
+            self._cache[cache_key] = self._entry(info)
         _log.info(
             "access token acquired for %s (tenant %s, expires %d)",
             " ".join(scopes),
@@ -601,6 +617,9 @@ class AzurePipelinesCredential:
             claims=claims,
             user_agent=self._user_agent,
         )
-        request_time = int(self._clock.time())
+        request_time = self._clock.time()
         response = await self._http.send(request)
-        return parse_token_response(response, request_time=request_time)
+        # Absolute times keep the server's values: expires_on counts from Entra's Date.
+        server_time = parse_http_date(response.header("date"))
+        start = server_time if server_time is not None else request_time
+        return parse_token_response(response, request_time=int(start))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 import traceback
 from urllib.parse import urlsplit
 
@@ -795,3 +796,36 @@ def test_tls_context_is_shared_until_the_bundle_changes(tmp_path):
         fh.write("\n")
     os.utime(bundle, ns=(1, 1))
     assert ssl_context_from_env(env) is not first
+
+
+class _SkewedClock:
+    """The real clock, with the wall clock ``offset`` seconds off (monotonic untouched)."""
+
+    def __init__(self, offset: float) -> None:
+        from agent.clock import SystemClock
+
+        self._real = SystemClock()
+        self.offset = offset
+
+    def time(self) -> float:
+        return self._real.time() + self.offset
+
+    def monotonic(self) -> float:
+        return self._real.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._real.sleep(seconds)
+
+
+@pytest.mark.parametrize("offset", [7200.0, -7200.0])
+async def test_a_skewed_wall_clock_neither_expires_cached_tokens_nor_storms(emu, offset):
+    """Lifetimes come from expires_in and exp - iat on the monotonic clock, not the wall clock."""
+    async with make(emu, clock=_SkewedClock(offset)) as cred:
+        first = await cred.get_token(ARM)
+        second = await cred.get_token(ARM)
+        oidc = await cred.get_oidc_token()
+    assert first.token == second.token
+    assert emu.counts == {"oidc": 1, "token": 1}
+    assert oidc.lifetime == 300
+    # The absolute time handed to callers is Entra's, not the skewed clock's.
+    assert abs(first.expires_on - (time.time() + 3599)) < 5

@@ -8,6 +8,7 @@ is silent the choice is written next to the builder.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import html
 import secrets
 import uuid
@@ -85,6 +86,8 @@ def edge_headers(now: float) -> dict[str, str]:
     stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     activity = str(uuid.uuid4())
     return {
+        # The answer's Date from the emulator's clock (aiohttp would stamp the real one).
+        "Date": email.utils.formatdate(now, usegmt=True),
         "x-vss-e2eid": str(uuid.uuid4()),
         "x-msedge-ref": (
             f"Ref A: {secrets.token_hex(16).upper()} "

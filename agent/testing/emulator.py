@@ -27,6 +27,7 @@ Time comes from the injected :class:`~agent.clock.Clock`; ``latency`` is real wa
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hmac
 import html
 import json
@@ -716,6 +717,8 @@ class Emulator:
             "x-ms-client-request-id"
         )
         headers = {
+            # The answer's Date from the emulator's clock (aiohttp would stamp the real one).
+            "Date": email.utils.formatdate(self.clock.time(), usegmt=True),
             "x-ms-request-id": trace_id,
             "x-ms-ests-server": "2.1.99999.0 - EMU ProdSlices",
             "Cache-Control": "no-store, no-cache",
