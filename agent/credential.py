@@ -69,6 +69,7 @@ DEFAULT_REFRESH_OFFSET = 300
 DEFAULT_REFRESH_RETRY_DELAY = 30
 DEFAULT_OIDC_MIN_VALIDITY = 60
 _AADSTS_ASSERTION_EXPIRED = 700024
+_CLOCK_WARNED: list[str] = []  # the clock offset is reported once per process
 
 
 @functools.cache
@@ -286,7 +287,6 @@ class AzurePipelinesCredential:
         self._cache: dict[_CacheKey, _Entry] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
         self._oidc: OidcToken | None = None
-        self._clock_warned = False
         if kwargs:
             # azure-identity accepts azure-core pipeline options (transport, policies, ...); they
             # have no meaning on aiohttp, so they are accepted for drop-in use and ignored.
@@ -557,7 +557,10 @@ class AzurePipelinesCredential:
             local_now=local_now,
             received=self._clock.monotonic(),
         )
-        self._check_clock(oidc, local_now)
+        remote: float | None = oidc.issued_at
+        if remote is None:
+            remote = parse_http_date(response.header("date"))
+        self._check_clock(remote, local_now, "Azure DevOps")
         if oidc.lifetime is not None:
             self._oidc = oidc
         _log.debug(
@@ -567,13 +570,17 @@ class AzurePipelinesCredential:
         )
         return oidc
 
-    def _check_clock(self, oidc: OidcToken, local_now: float) -> None:
-        """Warn once when this machine's clock is over a minute off Azure DevOps' clock."""
-        if self._clock_warned or oidc.issued_at is None:
+    def _check_clock(self, remote: float | None, local_now: float, name: str) -> None:
+        """Warn once per process when this machine's clock is over a minute off ``name``'s.
+
+        ``remote`` is what the service's clock said: the OIDC token's ``iat``, else an
+        answer's ``Date``.
+        """
+        if remote is None or _CLOCK_WARNED:
             return
-        message = describe_offset(local_now, oidc.issued_at, "Azure DevOps")
+        message = describe_offset(local_now, remote, name)
         if message is not None:
-            self._clock_warned = True
+            _CLOCK_WARNED.append(name)
             _log.warning("%s", message)
 
     async def _exchange(
@@ -621,5 +628,6 @@ class AzurePipelinesCredential:
         response = await self._http.send(request)
         # Absolute times keep the server's values: expires_on counts from Entra's Date.
         server_time = parse_http_date(response.header("date"))
+        self._check_clock(server_time, request_time, "Microsoft Entra ID")
         start = server_time if server_time is not None else request_time
         return parse_token_response(response, request_time=int(start))

@@ -818,8 +818,11 @@ class _SkewedClock:
 
 
 @pytest.mark.parametrize("offset", [7200.0, -7200.0])
-async def test_a_skewed_wall_clock_neither_expires_cached_tokens_nor_storms(emu, offset):
+async def test_a_skewed_wall_clock_neither_expires_cached_tokens_nor_storms(emu, offset, caplog):
     """Lifetimes come from expires_in and exp - iat on the monotonic clock, not the wall clock."""
+    import agent.credential
+
+    agent.credential._CLOCK_WARNED.clear()  # reported once per process: start afresh
     async with make(emu, clock=_SkewedClock(offset)) as cred:
         first = await cred.get_token(ARM)
         second = await cred.get_token(ARM)
@@ -829,3 +832,7 @@ async def test_a_skewed_wall_clock_neither_expires_cached_tokens_nor_storms(emu,
     assert oidc.lifetime == 300
     # The absolute time handed to callers is Entra's, not the skewed clock's.
     assert abs(first.expires_on - (time.time() + 3599)) < 5
+    warnings = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+    assert len(warnings) == 1
+    assert ("ahead of" if offset > 0 else "behind") in warnings[0]
+    assert "1h59m" in warnings[0] or "2h00m" in warnings[0]  # iat has whole seconds
