@@ -124,6 +124,7 @@ class AuthenticationError(AzauthError, ClientAuthenticationError):
 
     exit_code = ExitCode.AUTH
     retryable: bool = False
+    retry_after: float | None = None  # seconds the service asked to wait (Retry-After), if any
 
     def __init__(
         self, message: str, *, status_code: int | None = None, reason: str | None = None

@@ -370,6 +370,7 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
             # The job is not set up for this connection: the job environment, like a missing
             # SYSTEM_ACCESSTOKEN mapping, not a refused identity.
             error.exit_code = ExitCode.CONFIG
+        error.retry_after = _retry_after(response)
         raise error
     if document is None:
         raise OidcRequestError(
@@ -481,6 +482,14 @@ def _server_id(value: object) -> str | None:
     return (server_text(value, limit=_MAX_ID) or None) if value else None
 
 
+def _retry_after(response: HttpResponse) -> float | None:
+    """The delta-seconds ``Retry-After`` of an answer (dates are left to the HTTP layer)."""
+    try:
+        return _seconds({"Retry-After": response.header("retry-after")}, "Retry-After")
+    except _MalformedError:
+        return None
+
+
 def _entra_error(response: HttpResponse, document: dict[str, Any]) -> EntraError:
     error = server_text(document.get("error") or "unknown_error", limit=_MAX_ID)
     description = server_text(document.get("error_description") or "")
@@ -548,7 +557,9 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
             retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
         )
     if "error" in document:
-        raise _entra_error(response, document)
+        error = _entra_error(response, document)
+        error.retry_after = _retry_after(response)
+        raise error
     if not document:
         raise EntraError("No response content from Microsoft Entra ID", status_code=response.status)
     if response.status != 200:

@@ -173,3 +173,13 @@ class TestOidcLifetime:
         assert "10m00s ahead of Azure DevOps" in message
         assert "2027-01-15T08:" in message
         assert describe_offset(1000, 1030, "Azure DevOps") is None
+
+
+def test_retry_after_is_carried_and_honoured_up_to_a_minute():
+    body = json.dumps({"error": "temporarily_unavailable", "error_codes": [50196]}).encode()
+    with pytest.raises(EntraError) as caught:
+        parse_token_response(HttpResponse(429, "", {"retry-after": "17"}, body), request_time=0)
+    assert caught.value.retry_after == 17
+    rng = random.Random(1)
+    assert POLICY.retry_delay(1, remaining=None, permanent=False, rng=rng, retry_after=17) == 17
+    assert POLICY.retry_delay(1, remaining=None, permanent=False, rng=rng, retry_after=900) == 60
