@@ -183,3 +183,43 @@ def test_retry_after_is_carried_and_honoured_up_to_a_minute():
     rng = random.Random(1)
     assert POLICY.retry_delay(1, remaining=None, permanent=False, rng=rng, retry_after=17) == 17
     assert POLICY.retry_delay(1, remaining=None, permanent=False, rng=rng, retry_after=900) == 60
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict]] = []
+
+    def __getattr__(self, level: str):
+        return lambda event, **fields: self.events.append((level, event, fields))
+
+
+async def test_an_unexpected_exception_is_logged_with_its_connection_and_the_item_lives_on():
+    from agent.refresh import Acquired, Item, RefreshEngine
+    from agent.testing.fakes import FakeClock
+
+    clock = FakeClock()
+    log = _Recorder()
+    engine = RefreshEngine(clock, POLICY, rng=random.Random(0), log=log)
+    answers = iter([RuntimeError("bug"), None])
+    delivered = []
+
+    async def fetch() -> Acquired:
+        answer = next(answers)
+        if answer is not None:
+            raise answer
+        return Acquired("token", clock.monotonic(), 60.0)
+
+    async def deliver(acquired: Acquired) -> None:
+        delivered.append(acquired.value)
+
+    item = engine.add(Item("prod", "https://management.azure.com/.default", fetch, deliver))
+    await engine.attempt(item)  # never raises
+    assert item.state.status == "failing"
+    assert "internal error (RuntimeError)" in str(item.state.error)
+    crash = [e for e in log.events if e[1] == "refresh_crashed"]
+    assert crash and crash[0][0] == "error" and crash[0][2]["connection"] == "prod"
+    clock.advance(5)
+    await engine.attempt(item)
+    assert item.state.status == "fresh"
+    assert delivered == ["token"]
+    assert any(e[2].get("state") == "recovered" for e in log.events)
