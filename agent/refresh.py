@@ -278,6 +278,7 @@ class ItemState:
     attempts: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     next_at: float = 0.0
     attempted_once: bool = False
+    undelivered: bool = False  # the held token's last delivery failed (retried without a request)
 
     def remaining(self, now: float) -> float | None:
         """Life left in the held token (monotonic seconds), ``None`` if none is held."""
@@ -392,14 +393,18 @@ class RefreshEngine:
         now = self.clock.monotonic()
         state.attempts.append(now)
         state.attempted_once = True
-        try:
-            acquired = await item.fetch()
-            _check_usable(item, acquired, self.clock.monotonic())
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure is state; the task never dies
-            self._failed(item, exc)
-            return
+        held = state.held
+        if state.undelivered and held is not None and held.expires - now > self.policy.min_interval:
+            acquired = held  # only writing failed last time: write again, ask nobody
+        else:
+            try:
+                acquired = await item.fetch()
+                _check_usable(item, acquired, self.clock.monotonic())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is state; the task lives on
+                self._failed(item, exc)
+                return
         state.held = acquired
         recovered = state.status in ("failing", "stale")
         first = state.status == "pending"
@@ -409,8 +414,10 @@ class RefreshEngine:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - an output failure is retried like any other
+            state.undelivered = True
             self._failed(item, exc)
             return
+        state.undelivered = False
         state.status = "fresh"
         state.permanent = False
         state.failures = 0

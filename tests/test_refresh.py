@@ -223,3 +223,32 @@ async def test_an_unexpected_exception_is_logged_with_its_connection_and_the_ite
     assert item.state.status == "fresh"
     assert delivered == ["token"]
     assert any(e[2].get("state") == "recovered" for e in log.events)
+
+
+async def test_a_failed_write_is_retried_without_asking_the_cloud_again():
+    from agent.exceptions import OutputError
+    from agent.refresh import Acquired, Item, RefreshEngine
+    from agent.testing.fakes import FakeClock
+
+    clock = FakeClock()
+    engine = RefreshEngine(clock, POLICY, rng=random.Random(0), log=_Recorder())
+    fetched = []
+    writes = iter([OutputError("disk full", path="out/arm.token"), None])
+
+    async def fetch() -> Acquired:
+        fetched.append(clock.monotonic())
+        return Acquired(f"token{len(fetched)}", clock.monotonic(), 600.0)
+
+    async def deliver(acquired: Acquired) -> None:
+        failure = next(writes)
+        if failure is not None:
+            raise failure
+
+    item = engine.add(Item("prod", "scope", fetch, deliver))
+    await engine.attempt(item)
+    assert item.state.status == "failing"
+    assert "disk full" in str(item.state.error)
+    clock.advance(5)
+    await engine.attempt(item)
+    assert item.state.status == "fresh"
+    assert len(fetched) == 1  # the second attempt only wrote
