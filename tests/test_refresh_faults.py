@@ -1,7 +1,7 @@
 """The refresh engine under scripted faults: properties P1-P5 on many random schedules.
 
 Each schedule is a job shape (connections, scopes, token lifetimes, latency, a local clock off by
-up to two hours) plus up to five faults (outages of any length, 5xx, 429, one scope or one
+up to two hours, possibly stepped during the run) plus up to five faults (outages of any length, 5xx, 429, one scope or one
 connection refused, malformed numbers, tokens with no usable life). The real engine runs it on
 simulated time against a stand-in cloud whose answers go through the production parsers
 (:mod:`agent.testing.faults`). Hypothesis generates the schedules from a fixed seed
@@ -48,6 +48,13 @@ def schedules(draw: st.DrawFn) -> Schedule:
         access_lifetime=draw(st.sampled_from((20, 60, 300, 3599))),
         oidc_lifetime=draw(st.sampled_from((20, 60, 300))),
         clock_offset=draw(st.sampled_from((0.0, 90.0, -120.0, 600.0, -7200.0, 7200.0))),
+        clock_jump=draw(
+            st.none()
+            | st.tuples(
+                st.integers(0, int(duration)).map(float),
+                st.sampled_from((-7200.0, -30.0, 30.0, 3600.0)),
+            )
+        ),
         latency=draw(st.sampled_from((0.0, 0.05, 1.0))),
         oidc_iat=draw(st.booleans()),
         refresh_margin=draw(st.sampled_from((300.0, 5.0))),

@@ -113,6 +113,7 @@ class Schedule:
     access_lifetime: int = 60
     oidc_lifetime: int = 40
     clock_offset: float = 0.0  # local wall clock minus true time
+    clock_jump: tuple[float, float] | None = None  # (at, new offset): the wall clock is stepped
     latency: float = 0.0
     oidc_iat: bool = True  # whether OIDC tokens carry iat
     refresh_margin: float = 300.0
@@ -407,6 +408,9 @@ class _Simulation:
 
     def on_step(self) -> None:
         now = self.clock.monotonic()
+        jump = self.schedule.clock_jump
+        if jump is not None and now >= jump[0]:
+            self.clock.offset = jump[1]  # NTP (or a person) steps the wall clock
         for item in self.run.items:
             fault = self.cloud.fault(item.key)
             if fault is None:
