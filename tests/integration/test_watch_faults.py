@@ -159,6 +159,8 @@ class TestOutages:
         assert code == 0, log[-3000:]
         assert "token_stale" in log
         assert '"state": "recovered"' in log
+        # The summary: after the first delivery, when outputs started failing, when they healed.
+        assert log.count("CONNECTION  SCOPE") >= 3
 
     async def test_exec_keeps_the_childs_federated_token_file_fresh_after_an_outage(
         self, workdir, emu
