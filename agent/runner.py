@@ -313,13 +313,16 @@ class Runner:
         return RunReport([self.reports[plan.name] for plan in self._plans], self._clock.monotonic())
 
     def all_fresh(self) -> bool:
-        """True when every token is held, unexpired and written to all its outputs."""
+        """True when every output holds an unexpired token.
+
+        A failing renewal of a token that is still valid does not count against it.
+        """
         now = self._clock.monotonic()
         for plan in self._plans:
             report = self.reports[plan.name]
             for item in self._items[plan.name]:
                 remaining = item.state.remaining(now)
-                if remaining is None or remaining <= 0 or item.state.status != "fresh":
+                if remaining is None or remaining <= 0 or item.state.undelivered:
                     return False
             if len(report.written) < len(plan.outputs):
                 return False
