@@ -294,6 +294,8 @@ class Item:
         key: the scope, or ``"oidc"``.
         fetch: asks the cloud for a new token; raises :class:`AzauthError` on failure.
         deliver: writes the outputs that show this token; raises on failure (retried).
+        due: given the next renewal (monotonic), returns it or an earlier time, when something
+            derived from the token must be renewed sooner (ACR refresh tokens of docker_config).
     """
 
     connection: str
@@ -301,6 +303,7 @@ class Item:
     fetch: Callable[[], Awaitable[Acquired]]
     deliver: Callable[[Acquired], Awaitable[None]]
     state: ItemState = field(default_factory=ItemState)
+    due: Callable[[float], float] | None = None
 
     @property
     def label(self) -> str:
@@ -424,6 +427,8 @@ class RefreshEngine:
         state.next_at = acquired.received + self.policy.renew_delay(
             acquired.lifetime, acquired.refresh_in
         )
+        if item.due is not None:
+            state.next_at = item.due(state.next_at)
         log = self._log.warning if recovered else self._log.info
         log(
             "oidc_token_acquired" if item.key == "oidc" else "token_acquired",

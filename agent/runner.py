@@ -17,6 +17,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import sys
@@ -211,6 +212,7 @@ class Runner:
         self._merged: dict[str, str] = {}  # npmrc path -> the connection whose block is there
         self._stdout_lock = asyncio.Lock()
         self._output_locks: dict[str, asyncio.Lock] = {}
+        self._tokenless_errors: dict[str, AzauthError] = {}
         self._permanent = asyncio.Event()
         self._watching = False
         self._failing_outputs: frozenset[str] | None = None
@@ -295,7 +297,10 @@ class Runner:
         """First attempt of every item of ``plan``, concurrently; each delivered on arrival."""
         report = self.reports[plan.name]
         try:
-            await asyncio.gather(*(self.engine.attempt(item) for item in self._items[plan.name]))
+            await asyncio.gather(
+                *(self.engine.attempt(item) for item in self._items[plan.name]),
+                self._deliver_tokenless(plan),
+            )
         except asyncio.CancelledError:
             report.error = report.error or _cancelled(plan.name)
             raise
@@ -307,6 +312,18 @@ class Runner:
                     scope=item.key,
                     error=str(item.state.error),
                 )
+
+    async def _deliver_tokenless(self, plan: ConnectionPlan) -> None:
+        """Write, once, the outputs that show no token (a credHelpers Docker config, ids)."""
+        outputs = [o for o in plan.outputs if not _item_keys(o, self.profile)]
+        if not outputs:
+            return
+        try:
+            await self._write_outputs(plan, outputs)
+            await self._print_pipeline_variables(plan, outputs)
+        except AzauthError as exc:
+            self._tokenless_errors[plan.name] = exc
+            self._set_error(plan.name)
 
     def report(self) -> RunReport:
         """What every connection holds now (tokens, outputs written, outstanding errors)."""
@@ -370,12 +387,15 @@ class Runner:
             await asyncio.gather(*waiters, return_exceptions=True)
         return self.report()
 
-    def _item_changed(self, item: Item) -> None:
-        report = self.reports[item.connection]
-        report.error = next(
-            (i.state.error for i in self._items[item.connection] if i.state.error is not None),
-            None,
+    def _set_error(self, connection: str) -> None:
+        """The connection's outstanding error: its first failing token's, else an output's."""
+        self.reports[connection].error = next(
+            (i.state.error for i in self._items[connection] if i.state.error is not None),
+            self._tokenless_errors.get(connection),
         )
+
+    def _item_changed(self, item: Item) -> None:
+        self._set_error(item.connection)
         if self._watching:
             self._maybe_summary()
 
@@ -425,7 +445,13 @@ class Runner:
     def _make_items(self, plan: ConnectionPlan) -> list[Item]:
         """One engine item per scope of ``plan``, and one for its OIDC token if needed."""
         items = [
-            Item(plan.name, scope, self._fetcher(plan, scope), self._deliverer(plan, scope))
+            Item(
+                plan.name,
+                scope,
+                self._fetcher(plan, scope),
+                self._deliverer(plan, scope),
+                due=self._registry_due(plan.name, scope),
+            )
             for scope in plan.scopes
         ]
         if plan.needs_oidc:
@@ -436,6 +462,20 @@ class Runner:
             self.engine.add(item)
             self.reports[plan.name].items[item.key] = item.state
         return items
+
+    def _registry_due(self, connection: str, scope: str) -> Callable[[float], float]:
+        """The renewal of ``scope``'s token, moved earlier for an ACR refresh token due sooner.
+
+        :meth:`RegistryDelivery.due` speaks wall-clock time; the engine's schedules are monotonic.
+        """
+
+        def due(next_at: float) -> float:
+            wall = self._registries.due(connection, scope, math.inf)
+            if math.isinf(wall):
+                return next_at
+            return min(next_at, self._clock.monotonic() + (wall - self._clock.time()))
+
+        return due
 
     def _fetcher(self, plan: ConnectionPlan, key: str) -> Callable[[], Awaitable[Acquired]]:
         async def fetch() -> Acquired:
