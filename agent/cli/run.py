@@ -22,7 +22,7 @@ from agent.exceptions import ExitCode
 
 if TYPE_CHECKING:
     from agent.config import LoadedConfig, ResolvedProfile
-    from agent.runner import RunReport
+    from agent.runner import Runner, RunReport
     from agent.testing.emulator import Emulator
 
 __all__ = ["add_logging_arguments", "configure_logging_from_args", "register", "run"]
@@ -248,14 +248,7 @@ async def _main(args: argparse.Namespace, loaded: LoadedConfig, profile: Resolve
                     _print_summary(args, report)
                     return int(report.exit_code)
                 if not reload.is_set():
-                    fresh = runner.all_fresh()
-                    if not fresh:
-                        _print_summary(args, runner.report())
-                    if profile.settings.remove_on_exit:
-                        removed = runner.remove_outputs()
-                        log.info("outputs_removed", count=len(removed))
-                    log.info("stopped", all_fresh=fresh)
-                    return int(ExitCode.OK if fresh else ExitCode.PARTIAL)
+                    return _stopped(args, runner, log)
             stop.clear()
             reload.clear()
             loaded, profile = _reload(args, loaded, profile, log)
@@ -265,6 +258,18 @@ async def _main(args: argparse.Namespace, loaded: LoadedConfig, profile: Resolve
     finally:
         if emulator is not None:
             await emulator.close()
+
+
+def _stopped(args: argparse.Namespace, runner: Runner, log: Any) -> int:
+    """SIGTERM/SIGINT in watch mode: 0 when every output is fresh, else PARTIAL and the summary."""
+    fresh = runner.all_fresh()
+    if not fresh:
+        _print_summary(args, runner.report())
+    if runner.profile.settings.remove_on_exit:
+        removed = runner.remove_outputs()
+        log.info("outputs_removed", count=len(removed))
+    log.info("stopped", all_fresh=fresh)
+    return int(ExitCode.OK if fresh else ExitCode.PARTIAL)
 
 
 def competing_present(profile: ResolvedProfile, env: Mapping[str, str]) -> dict[str, list[str]]:
