@@ -432,9 +432,9 @@ class RefreshEngine:
         log = self._log.warning if recovered else self._log.info
         log(
             "oidc_token_acquired" if item.key == "oidc" else "token_acquired",
-            state="recovered" if recovered else ("delivered" if first else "renewed"),
             connection=item.connection,
             scope=item.key,
+            state="recovered" if recovered else ("delivered" if first else "renewed"),
             expires_in=int(acquired.expires - now),
             next_refresh_in=round(state.next_at - now, 1),
         )
