@@ -15,7 +15,8 @@ One rule, used by ``azauth run --watch``, ``azauth exec`` and the credential's p
   back off exponentially (1 s, 2 s, 4 s ... 60 s, jitter x0.5-1.0) but never sleep past half the
   time the held token has left; once the held token has expired (or there is none), every
   ``expired_retry`` (2-3 s, jittered) until the cloud answers. Permanent failures
-  (:func:`is_permanent`) back off 30 s, 60 s ... 300 s and count for ``fail_fast``.
+  (:func:`is_permanent`) back off 30 s, 60 s ... 300 s (also never past half the held token's
+  remaining life) and count for ``fail_fast``.
 - **A floor on every loop.** Two attempts of one item never start less than
   ``min_interval`` (2 s) apart, whatever the answers: at most 30 attempts per token per minute.
   A token with no usable life is an error (:class:`NoUsableLifeError`), never delivered, and a
@@ -112,10 +113,8 @@ def is_permanent(exc: BaseException) -> bool:
     if not isinstance(exc, AuthenticationError) or getattr(exc, "retryable", False):
         return False
     codes = getattr(exc, "error_codes", ()) or ()
-    if any(code in PERMANENT_AADSTS for code in codes):
-        return True
-    if any(code in TRANSIENT_AADSTS for code in codes):
-        return False
+    if codes:  # the AADSTS code decides (AADSTS50000 under invalid_client is a service fault)
+        return any(code in PERMANENT_AADSTS for code in codes)
     if getattr(exc, "error", None) in PERMANENT_OAUTH_ERRORS:
         return True
     return isinstance(exc, OidcRequestError) and exc.status_code in (
@@ -229,14 +228,15 @@ class RefreshPolicy:
         """
         exponent = min(max(0, failures - 1), 30)
         if permanent:
-            base = min(self.permanent_max, self.permanent_initial * 2.0**exponent)
-            return base * (0.75 + 0.25 * rng.random())
-        if remaining is None or remaining <= 0:
+            delay = min(self.permanent_max, self.permanent_initial * 2.0**exponent)
+            delay *= 0.75 + 0.25 * rng.random()
+        elif remaining is None or remaining <= 0:
             delay = self.expired_retry * (1.0 + 0.5 * rng.random())
         else:
             delay = min(self.backoff_max, self.backoff_initial * 2.0**exponent)
             delay *= 0.5 + 0.5 * rng.random()
-            # No sleep past expiry: at most half of what is left, and never beyond it.
+        if remaining is not None and remaining > 0:
+            # No sleep past expiry (permanent failures too): at most half of what is left.
             delay = min(delay, max(remaining / 2, min(remaining, self.min_interval)))
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry_after_max))
