@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import time
@@ -301,26 +302,44 @@ class CacheEntry:
 
     Attributes:
         details: the token and what is known about it.
-        obtained_at: when it was requested (epoch seconds).
-        refresh_on: Entra's ``refresh_in`` hint as an epoch, when it gave one.
+        obtained_at: when it was requested (epoch seconds, this machine's clock).
+        refresh_on: Entra's ``refresh_in`` hint as an epoch on this machine's clock, when it
+            gave one.
+        local_expires_on: when the token expires by this machine's clock (``obtained_at`` plus
+            the issued lifetime, Entra's ``expires_in``); ``None`` when the lifetime was not
+            known. ``details.expires_on`` keeps the server's value for consumers; freshness is
+            judged on this one, so a skewed agent clock neither serves expired tokens nor
+            refetches fresh ones (the refresh engine's rule, :mod:`agent.refresh`).
     """
 
-    __slots__ = ("details", "obtained_at", "refresh_on")
+    __slots__ = ("details", "local_expires_on", "obtained_at", "refresh_on")
 
     def __init__(
-        self, details: TokenDetails, obtained_at: float, refresh_on: int | None = None
+        self,
+        details: TokenDetails,
+        obtained_at: float,
+        refresh_on: int | None = None,
+        local_expires_on: float | None = None,
     ) -> None:
         self.details = details
         self.obtained_at = obtained_at
         self.refresh_on = refresh_on
+        self.local_expires_on = local_expires_on
+
+    def expires_locally(self) -> float:
+        """When the token expires by this machine's clock (epoch seconds)."""
+        if self.local_expires_on is not None:
+            return self.local_expires_on
+        return float(self.details.expires_on)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CacheEntry):
             return NotImplemented
-        return (self.details, self.obtained_at, self.refresh_on) == (
+        return (self.details, self.obtained_at, self.refresh_on, self.local_expires_on) == (
             other.details,
             other.obtained_at,
             other.refresh_on,
+            other.local_expires_on,
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable slots: not hashable
@@ -328,7 +347,7 @@ class CacheEntry:
     def __repr__(self) -> str:
         return (
             f"CacheEntry({self.details!r}, obtained_at={self.obtained_at!r}, "
-            f"refresh_on={self.refresh_on!r})"
+            f"refresh_on={self.refresh_on!r}, local_expires_on={self.local_expires_on!r})"
         )
 
 
@@ -341,13 +360,13 @@ def is_fresh(entry: CacheEntry, now: float) -> bool:
     """Whether ``entry`` may be served at ``now`` without asking Entra for a new token."""
     if entry.refresh_on is not None and now >= entry.refresh_on:
         return False
-    expires_on = entry.details.expires_on
+    expires_on = entry.expires_locally()
     return expires_on - now >= refresh_margin(expires_on - entry.obtained_at)
 
 
 def is_usable(entry: CacheEntry, now: float) -> bool:
     """Whether ``entry`` may still be served when a refresh failed (at least MIN_USABLE left)."""
-    return entry.details.expires_on - now >= MIN_USABLE
+    return entry.expires_locally() - now >= MIN_USABLE
 
 
 def encode_entry(entry: CacheEntry, key: str | None = None) -> bytes:
@@ -361,6 +380,7 @@ def encode_entry(entry: CacheEntry, key: str | None = None) -> bytes:
         "expires_on": details.expires_on,
         "obtained_at": entry.obtained_at,
         "refresh_on": entry.refresh_on,
+        "local_expires_on": entry.local_expires_on,
         "tenant": details.tenant,
         "scopes": list(details.scopes),
         "client_id": details.client_id,
@@ -390,6 +410,7 @@ def decode_entry(data: bytes, key: str | None = None) -> CacheEntry | None:
         expires_on = document["expires_on"]
         obtained_at = document["obtained_at"]
         refresh_on = document.get("refresh_on")
+        local_expires_on = document.get("local_expires_on")
         scopes = document["scopes"]
         subscription = document.get("subscription")
     except (ValueError, KeyError, TypeError, RecursionError):  # Recursion: nested too deeply
@@ -401,6 +422,7 @@ def decode_entry(data: bytes, key: str | None = None) -> CacheEntry | None:
         and isinstance(obtained_at, int | float)
         and not isinstance(obtained_at, bool)
         and (refresh_on is None or _is_int(refresh_on))
+        and (local_expires_on is None or _is_finite_number(local_expires_on))
         and isinstance(scopes, list)
         and all(isinstance(scope, str) for scope in scopes)
         and (subscription is None or isinstance(subscription, str))
@@ -419,7 +441,16 @@ def decode_entry(data: bytes, key: str | None = None) -> CacheEntry | None:
         connection=connection,
         profile=profile,
     )
-    return CacheEntry(details, float(obtained_at), refresh_on)
+    return CacheEntry(
+        details,
+        float(obtained_at),
+        refresh_on,
+        float(local_expires_on) if local_expires_on is not None else None,
+    )
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_int(value: object) -> bool:
@@ -571,7 +602,7 @@ class TokenCache:
                     data = _read_private_at(folder, name)
                     entry = decode_entry(data, stem) if data is not None else None
                     stale = entry is None and now - info.st_mtime > SWEEP_AGE
-                    if (entry is not None and entry.details.expires_on <= now) or stale:
+                    if (entry is not None and entry.expires_locally() <= now) or stale:
                         folder.unlink(name)
                         removed += 1
                 elif now - info.st_mtime > SWEEP_AGE:

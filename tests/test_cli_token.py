@@ -18,6 +18,7 @@ from azure.identity._credentials.azure_cli import parse_token
 
 from agent.cli.main import main
 from agent.testing.emulator import Emulator
+from agent.testing.fakes import skewed_clock_environment
 from agent.tokencache import CacheEntry, decode_entry, encode_entry
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -709,3 +710,45 @@ class TestProcesses:
         assert err.startswith("azauth: error: ")
         assert len(err.strip().splitlines()) == 1
         assert "not-the-right-token" not in err
+
+
+@pytest.mark.skipif(
+    skewed_clock_environment("+0") is None,
+    reason="libfaketime is not installed (apt-get install faketime)",
+)
+class TestSkewedAgentClock:
+    """The cache judges a token on this machine's clock: issued lifetime from the request."""
+
+    async def test_clock_behind_never_serves_an_expired_token(
+        self, pipeline: Emulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two hours behind, Entra's expires_on looks hours away; the token still expires."""
+        pipeline.token_lifetime = 3
+        for name, value in (skewed_clock_environment("-2h") or {}).items():
+            monkeypatch.setenv(name, value)
+        code, first, err = await subprocess_azauth("token")
+        assert code == 0, err
+        code, again, err = await subprocess_azauth("token")
+        assert (code, again) == (0, first), err
+        assert pipeline.counts["token"] == 1
+        await asyncio.sleep(3.5)  # past the token's real life
+
+        code, later, err = await subprocess_azauth("token")
+
+        assert code == 0, err
+        assert later != first
+        assert pipeline.counts["token"] == 2
+
+    async def test_clock_ahead_still_uses_the_cache(
+        self, pipeline: Emulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ten minutes ahead of a ten-minute token: Entra's expires_on looks past, the token is not."""
+        pipeline.token_lifetime = 600
+        for name, value in (skewed_clock_environment("+10m") or {}).items():
+            monkeypatch.setenv(name, value)
+
+        results = [await subprocess_azauth("token") for _ in range(3)]
+
+        assert [code for code, _, _ in results] == [0, 0, 0], results[0][2]
+        assert len({out for _, out, _ in results}) == 1
+        assert pipeline.counts == {"oidc": 1, "token": 1}

@@ -378,8 +378,17 @@ async def _request(plan: _Plan, env: Mapping[str, str], clock: Clock) -> CacheEn
         connection=plan.connection_name,
         profile=plan.profile,
     )
-    refresh_on = int(info.refresh_on) if info.refresh_on is not None else None
-    return CacheEntry(details, obtained_at, refresh_on)
+    # Freshness is judged on this machine's clock: the issued lifetime counted from the
+    # request (agent.refresh's rule), so a skewed clock neither serves expired tokens nor
+    # refetches fresh ones. expires_on above keeps Entra's value for consumers.
+    lifetime = getattr(info, "lifetime", None)
+    refresh_in = getattr(info, "refresh_in", None)
+    local_expires_on = obtained_at + lifetime if lifetime is not None else None
+    if refresh_in is not None:
+        refresh_on: int | None = int(obtained_at + refresh_in)
+    else:
+        refresh_on = int(info.refresh_on) if info.refresh_on is not None else None
+    return CacheEntry(details, obtained_at, refresh_on, local_expires_on)
 
 
 def _expiry(entry: CacheEntry) -> int:

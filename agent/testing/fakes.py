@@ -5,8 +5,29 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from pathlib import Path
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "skewed_clock_environment"]
+
+_LIBFAKETIME = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+)
+
+
+def skewed_clock_environment(offset: str) -> dict[str, str] | None:
+    """Environment variables that shift a child process's wall clock by ``offset``.
+
+    ``offset`` is libfaketime's relative form (``"+10m"``, ``"-2h"``). The monotonic clock is
+    left alone, as on a real agent whose wall clock is wrong. Returns ``None`` when libfaketime
+    (Debian's ``faketime`` package) is not installed. The library is preloaded directly
+    (``LD_PRELOAD``), not through the ``faketime`` wrapper, which does not pass signals on.
+    """
+    library = next((path for path in _LIBFAKETIME if Path(path).exists()), None)
+    if library is None:
+        return None
+    return {"LD_PRELOAD": library, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 
 class FakeClock:

@@ -16,6 +16,7 @@ import pytest
 
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
+from agent.testing.fakes import skewed_clock_environment
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "11111111-2222-3333-4444-555555555555"
@@ -306,20 +307,9 @@ class TestBadAnswers:
         assert (workdir / "out/arm.token").read_text() == good
 
 
-def _libfaketime() -> str | None:
-    """The libfaketime preload library (Debian's path), or None when not installed."""
-    for path in (
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
-    ):
-        if Path(path).exists():
-            return path
-    return None
-
-
 @pytest.mark.skipif(
-    _libfaketime() is None, reason="libfaketime is not installed (apt-get install faketime)"
+    skewed_clock_environment("+0") is None,
+    reason="libfaketime is not installed (apt-get install faketime)",
 )
 class TestSkewedClock:
     @pytest.mark.parametrize("offset", ["+10m", "-2m"])
@@ -329,9 +319,8 @@ class TestSkewedClock:
         Preloaded directly (``LD_PRELOAD``, ``FAKETIME``) rather than through the `faketime`
         wrapper, which does not pass SIGTERM on to its child.
         """
-        monkeypatch.setenv("LD_PRELOAD", _libfaketime() or "")
-        monkeypatch.setenv("FAKETIME", offset)
-        monkeypatch.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        for name, value in (skewed_clock_environment(offset) or {}).items():
+            monkeypatch.setenv(name, value)
         proc = await start(workdir, "run", "--watch")
         monkeypatch.delenv("LD_PRELOAD")
         out = workdir / "out"
