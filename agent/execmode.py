@@ -22,6 +22,11 @@ Extension seam: *env providers*. An :data:`EnvProvider` is a callable taking the
 command. It is entered after the first delivery and before the command starts, and exited after
 the command has exited and before the files are removed. Its variables win over everything else
 (a loopback managed-identity server would yield ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``).
+A provider that yields ``AZAUTH_OIDC_REQUEST_URL`` and ``AZAUTH_OIDC_REQUEST_TOKEN`` is a token
+server: the presets then describe the server's flows instead of the token file (see
+:mod:`agent.outputs.presets`), and every one of :data:`CONFLICTING_VARIABLES` is removed from the
+command's environment, as with ``--clear-env`` (SDKs take the *first* method whose variables
+are present, so an ambient client secret, OIDC token or file would silently win).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from agent.config import FederatedTokenFileOutput
 from agent.exceptions import ExitCode, UsageError
 from agent.logs import get_logger
 from agent.outputs.fields import TokenFields
-from agent.outputs.presets import PRESETS, competing_variables, preset_variables
+from agent.outputs.presets import PRESETS, RequestFlow, competing_variables, preset_variables
 from agent.runner import Runner, RunReport, render_summary
 
 if TYPE_CHECKING:
@@ -129,6 +134,11 @@ CONFLICTING_VARIABLES: tuple[str, ...] = (
 )
 """Ambient variables that would make the command's SDK pick another identity or flow than the
 preset's; ``--clear-env`` removes them before the preset variables are set."""
+
+
+REQUEST_URL_VARIABLE = "AZAUTH_OIDC_REQUEST_URL"
+REQUEST_TOKEN_VARIABLE = "AZAUTH_OIDC_REQUEST_TOKEN"  # noqa: S105 - a variable name
+"""An env provider yielding both serves the OIDC request endpoint (``azauth serve``)."""
 
 EXIT_NOT_FOUND = 127
 """The command does not exist (as in a shell)."""
@@ -228,8 +238,13 @@ def preset_environment(
     presets: Sequence[str],
     token_file: str,
     env: Mapping[str, str],
+    *,
+    request_flow: RequestFlow | None = None,
 ) -> dict[str, str]:
     """Return the variables of ``presets`` for ``connection``, pointing at ``token_file``.
+
+    With ``request_flow`` the ``terraform`` and ``pulumi`` presets point at the OIDC request
+    endpoint instead (see :mod:`agent.outputs.presets`).
 
     Raises:
         UsageError: a preset is unknown.
@@ -249,7 +264,7 @@ def preset_environment(
     for preset in presets:
         if preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r} (expected one of {', '.join(PRESETS)})")
-        variables.update(preset_variables(preset, fields))
+        variables.update(preset_variables(preset, fields, request_flow=request_flow))
     return variables
 
 
@@ -263,13 +278,15 @@ def build_child_env(
     config_file: str | None = None,
     extra: Mapping[str, str] | None = None,
     presets: Sequence[str] = (),
+    remove: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Return the command's environment.
 
     In order: ``base``; minus the system access token variables (unless
-    ``keep_system_token``); minus :data:`CONFLICTING_VARIABLES` (with ``clear_env``); minus the
-    variables competing with ``presets`` (:func:`agent.outputs.presets.competing_variables`,
-    always: an ``ARM_OIDC_TOKEN`` from an earlier step makes Terraform refuse); plus the
+    ``keep_system_token``); minus :data:`CONFLICTING_VARIABLES` (with ``clear_env``) and
+    ``remove``; minus the variables competing with ``presets``
+    (:func:`agent.outputs.presets.competing_variables`, always: an ``ARM_OIDC_TOKEN`` from an
+    earlier step makes Terraform refuse); plus the
     preset ``variables``; plus ``AZAUTH_PROFILE``, ``AZAUTH_CONFIG`` (when there is a file) and
     :data:`NESTING_VARIABLE`, so that ``azauth`` commands run by the command use the same
     profile; plus ``extra`` (env providers), which wins over everything.
@@ -285,9 +302,8 @@ def build_child_env(
         names.update(c.system_access_token_env for c in profile.connections.values())
         for name in names:
             env.pop(name, None)
-    if clear_env:
-        for name in CONFLICTING_VARIABLES:
-            env.pop(name, None)
+    for name in (*CONFLICTING_VARIABLES, *remove) if clear_env else remove:
+        env.pop(name, None)
     for name in competing_variables(presets):  # a preset owns its consumer's choice
         env.pop(name, None)
     env.update(variables)
@@ -556,15 +572,18 @@ async def _supervise(
             err.flush()
             return int(report.exit_code)
 
-        variables: dict[str, str] = {}
-        if connection is not None and token_file is not None and request.presets:
-            variables = preset_environment(profile, connection, request.presets, token_file, env)
         context = ExecContext(delivered, connection, env, runner, directory, token_file)
         extra: dict[str, str] = {}
         for provider in request.providers:
             extra.update(await stack.enter_async_context(provider(context)))
         if relay.interrupted.done():
             return _interrupted(relay.interrupted.result(), err)
+        variables: dict[str, str] = {}
+        flow = _request_flow(extra) if request.presets else None
+        if connection is not None and token_file is not None and request.presets:
+            variables = preset_environment(
+                profile, connection, request.presets, token_file, env, request_flow=flow
+            )
         child_env = build_child_env(
             env,
             profile=delivered,
@@ -574,9 +593,18 @@ async def _supervise(
             config_file=request.config_file,
             extra=extra,
             presets=request.presets if variables else (),
+            remove=CONFLICTING_VARIABLES if flow is not None else (),
         )
         return await _run_command(request.command, child_env, relay, err)
     raise AssertionError("unreachable")  # pragma: no cover - AsyncExitStack never swallows
+
+
+def _request_flow(extra: Mapping[str, str]) -> RequestFlow | None:
+    """The OIDC request endpoint an env provider offers, if any."""
+    url, token = extra.get(REQUEST_URL_VARIABLE), extra.get(REQUEST_TOKEN_VARIABLE)
+    if url and token:
+        return RequestFlow(url, token)
+    return None
 
 
 async def _run_command(

@@ -49,6 +49,7 @@ __all__ = [
     "app_service_token_body",
     "authorize",
     "check_forwarding",
+    "default_connection",
     "error_body",
     "imds_token_body",
     "is_allowed_host",
@@ -58,6 +59,7 @@ __all__ = [
     "render_export_line",
     "resource_to_scope",
     "select_connection",
+    "single_query_values",
 ]
 
 WireProtocol = Literal["app_service", "imds"]
@@ -239,7 +241,8 @@ def authorize(headers: Mapping[str, str], secret: str) -> None:
         )
 
 
-def _single_values(query: Iterable[tuple[str, str]]) -> dict[str, str]:
+def single_query_values(query: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The query parameters as a dict; a parameter given twice is refused (400)."""
     values: dict[str, str] = {}
     for name, value in query:
         if name in values:
@@ -288,7 +291,7 @@ def parse_app_service_request(query: Iterable[tuple[str, str]]) -> TokenRequest:
         Refusal: 400 for a missing or unsupported ``api-version``, a missing ``resource``, a
             repeated parameter, or more than one identity parameter.
     """
-    values = _single_values(query)
+    values = single_query_values(query)
     version = values.get("api-version", "")
     if version not in APP_SERVICE_API_VERSIONS:
         shown = f"api-version {version!r} is not supported" if version else "api-version missing"
@@ -314,7 +317,7 @@ def parse_imds_request(
     """
     if headers.get("Metadata", "").strip().lower() != "true":
         raise Refusal(400, "bad_request_102", "Required metadata header not specified")
-    values = _single_values(query)
+    values = single_query_values(query)
     version = values.get("api-version", "")
     if not _is_iso_date(version) or version < IMDS_MIN_API_VERSION:
         shown = f"api-version {version!r} is not supported" if version else "api-version missing"
@@ -328,6 +331,25 @@ def _is_iso_date(value: str) -> bool:
     parts = value.split("-")
     return (
         len(parts) == 3 and [len(p) for p in parts] == [4, 2, 2] and all(p.isdigit() for p in parts)
+    )
+
+
+def default_connection(connections: Mapping[str, object], default: str | None, how: str) -> str:
+    """The connection for a request that names none: ``default``, else the only one.
+
+    Raises:
+        Refusal: 400 when the server has several connections and no default; the message says
+            to name one with ``how``.
+    """
+    if default is not None:
+        return default
+    if len(connections) == 1:
+        return next(iter(connections))
+    raise Refusal(
+        400,
+        "invalid_request",
+        f"this server has {len(connections)} connections ({', '.join(connections)}): name "
+        f"one with {how}",
     )
 
 
@@ -347,15 +369,8 @@ def select_connection(
         Refusal: 400 when no connection, or more than one, matches.
     """
     if selector is None:
-        if default is not None:
-            return default
-        if len(connections) == 1:
-            return next(iter(connections))
-        raise Refusal(
-            400,
-            "invalid_request",
-            f"this server has {len(connections)} connections ({', '.join(connections)}): name "
-            "one with client_id, or mi_res_id set to the connection's name",
+        return default_connection(
+            connections, default, "client_id, or mi_res_id set to the connection's name"
         )
     if selector.kind == "object_id":
         raise Refusal(

@@ -7,7 +7,10 @@ Programs find it through the environment alone, as they would on Azure App Servi
 opt-in with ``imds=True``, the IMDS shape at ``ARM_MSI_ENDPOINT``. Each request is answered from
 the profile's :class:`~agent.credential.AzurePipelinesCredential` of the chosen connection, whose
 single-flight cache makes many clients asking at once cost one exchange with Entra. No client
-ever sees the Azure DevOps OIDC token or the System.AccessToken.
+ever sees the System.AccessToken. The same server also answers the OIDC *request* flow at
+``/oidc/token`` (:mod:`agent.oidc_request`): the connections' Azure DevOps OIDC tokens for tools
+that fetch a fresh assertion before every exchange (Terraform, Pulumi, AzurePipelinesCredential),
+behind a second per-run secret.
 
 Security model (the wire details are in :mod:`agent.mi_protocol`):
 
@@ -17,6 +20,8 @@ Security model (the wire details are in :mod:`agent.mi_protocol`):
   credential is touched;
 - the ``Host`` header must name the loopback server (DNS rebinding), and requests carrying
   ``X-Forwarded-For`` (relayed) or ``Origin`` (sent by a web page) are refused;
+- the OIDC request endpoint requires ``Authorization: Bearer`` with its own random secret
+  (``AZAUTH_OIDC_REQUEST_TOKEN``), distinct from the App Service one;
 - the IMDS endpoint has no secret, as on Azure: any local process that finds the port can get a
   token. It is off unless asked for; ``Metadata: true`` is required;
 - requests are bounded: no body, short request lines and headers, at most ``max_concurrency``
@@ -36,7 +41,7 @@ import ipaddress
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -73,6 +78,18 @@ from agent.mi_protocol import (
     parse_imds_request,
     select_connection,
 )
+from agent.oidc_request import (
+    DEFAULT_AUDIENCE,
+    OIDC_REQUEST_PATH,
+    OIDC_REUSE_SECONDS,
+    RequestShape,
+    authorize_bearer,
+    parse_oidc_request,
+    select_oidc_connection,
+    shape_of,
+    token_body,
+)
+from agent.oidc_request import error_body as oidc_error_body
 from agent.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -137,6 +154,8 @@ class TokenServer:
         max_concurrency: requests handled at once; more are answered 429.
         settings: the profile file's settings (refresh margin, retry deadline), if any.
         clock: time source for credentials and answers.
+        oidc_audiences: ``audience`` values the OIDC request endpoint accepts besides
+            ``api://AzureADTokenExchange`` (the token is Azure DevOps' whatever the alias).
 
     Raises:
         UsageError: no connection, or ``default_connection`` is not one of them.
@@ -152,6 +171,7 @@ class TokenServer:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         settings: Settings | None = None,
         clock: Clock | None = None,
+        oidc_audiences: Sequence[str] = (),
     ) -> None:
         if not connections:
             raise UsageError("the profile has no connection to serve tokens for")
@@ -172,6 +192,10 @@ class TokenServer:
         # Random per run; never logged, never in an error message (the logs mask it as well).
         self._secret = secrets.token_urlsafe(32)
         register_secret(self._secret)
+        # The OIDC request endpoint has its own secret: holding one grants only that endpoint.
+        self._oidc_secret = secrets.token_urlsafe(32)
+        register_secret(self._oidc_secret)
+        self._oidc_audiences = tuple(dict.fromkeys((DEFAULT_AUDIENCE, *oidc_audiences)))
         self._routes: dict[str, WireProtocol] = {APP_SERVICE_PATH: "app_service"}
         if imds:
             self._routes[IMDS_PATH] = "imds"
@@ -300,10 +324,21 @@ class TokenServer:
         return self.url + IMDS_PATH if self._imds else None
 
     @property
+    def oidc_request_url(self) -> str:
+        """The OIDC request endpoint (both shapes; see :mod:`agent.oidc_request`)."""
+        return self.url + OIDC_REQUEST_PATH
+
+    @property
+    def oidc_request_token(self) -> str:
+        """The bearer secret of the OIDC request endpoint (never the System.AccessToken)."""
+        return self._oidc_secret
+
+    @property
     def env(self) -> dict[str, str]:
         """The variables that point a program at this server.
 
-        ``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``, ``MSI_ENDPOINT``, ``MSI_SECRET``; with IMDS
+        ``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER``, ``MSI_ENDPOINT``, ``MSI_SECRET``,
+        ``AZAUTH_OIDC_REQUEST_URL`` and ``AZAUTH_OIDC_REQUEST_TOKEN``; with IMDS
         also ``ARM_USE_MSI=true`` and ``ARM_MSI_ENDPOINT``; when the environment names a proxy,
         ``NO_PROXY``/``no_proxy`` extended with the loopback addresses. The values include the
         secret: hand them to the child process, never to a log.
@@ -313,6 +348,8 @@ class TokenServer:
             "IDENTITY_HEADER": self._secret,
             "MSI_ENDPOINT": self.identity_endpoint,
             "MSI_SECRET": self._secret,
+            "AZAUTH_OIDC_REQUEST_URL": self.oidc_request_url,
+            "AZAUTH_OIDC_REQUEST_TOKEN": self._oidc_secret,
         }
         if self.imds_endpoint is not None:
             values["ARM_USE_MSI"] = "true"
@@ -332,6 +369,8 @@ class TokenServer:
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == OIDC_REQUEST_PATH:
+            return await self._handle_oidc_request(request)
         protocol = self._routes.get(request.path)
         correlation_id = str(uuid.uuid4())
         try:
@@ -341,8 +380,8 @@ class TokenServer:
         except Refusal as refusal:
             return self._refuse(protocol, refusal, correlation_id, request.path)
 
-    def _check(self, request: web.Request, protocol: WireProtocol | None) -> TokenRequest:
-        """Every guard, cheapest and least revealing first; nothing here touches a credential."""
+    def _check_origin(self, request: web.Request) -> None:
+        """The DNS-rebinding, relay and web-page guards every endpoint shares."""
         if not is_allowed_host(request.headers.get("Host"), self._port):
             raise Refusal(
                 403,
@@ -350,8 +389,12 @@ class TokenServer:
                 "the Host header must name this loopback server (127.0.0.1, localhost or [::1])",
             )
         check_forwarding(request.headers)
+
+    def _check(self, request: web.Request, protocol: WireProtocol | None) -> TokenRequest:
+        """Every guard, cheapest and least revealing first; nothing here touches a credential."""
+        self._check_origin(request)
         if protocol is None:
-            paths = " and ".join(self._routes)
+            paths = " and ".join([*self._routes, OIDC_REQUEST_PATH])
             raise Refusal(404, "not_found", f"no endpoint at this path; this server serves {paths}")
         if request.method != "GET":
             raise Refusal(405, "method_not_allowed", "only GET is supported")
@@ -362,9 +405,9 @@ class TokenServer:
             return parse_app_service_request(request.query.items())
         return parse_imds_request(request.query.items(), request.headers)
 
-    async def _answer(
-        self, token_request: TokenRequest, name: str, correlation_id: str
-    ) -> web.Response:
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the ``max_concurrency`` request slots, or a 429 refusal when none is free."""
         if self._slots.locked():
             raise Refusal(
                 429,
@@ -373,6 +416,12 @@ class TokenServer:
                 retry_after=_RETRY_AFTER_BUSY,
             )
         async with self._slots:
+            yield
+
+    async def _answer(
+        self, token_request: TokenRequest, name: str, correlation_id: str
+    ) -> web.Response:
+        async with self._slot():
             info = await self._token(name, token_request.scope, correlation_id)
         connection = self._connections[name]
         render = (
@@ -395,6 +444,68 @@ class TokenServer:
             status=200,
         )
         return web.json_response(body, headers=_NO_STORE)
+
+    async def _handle_oidc_request(self, request: web.Request) -> web.Response:
+        """The OIDC request endpoint: a connection's Azure DevOps OIDC token, in either shape."""
+        method_shape = shape_of(request.method)
+        shape: RequestShape = method_shape or "azure_devops"
+        correlation_id = str(uuid.uuid4())
+        try:
+            name = self._check_oidc(request, method_shape)
+            token = await self._answer_oidc(name, correlation_id)
+        except Refusal as refusal:
+            self.counts["refused"] += 1
+            log = _log.warning if refusal.status in (401, 403) else _log.info
+            log(
+                "oidc_request_refused",
+                shape=shape,
+                status=refusal.status,
+                reason=refusal.message,
+                correlation_id=correlation_id,
+            )
+            body = oidc_error_body(shape, refusal)
+            headers = _refusal_headers(refusal, allow="GET, POST")
+            return web.json_response(body, status=refusal.status, headers=headers)
+        self.counts["served"] += 1
+        _log.debug("oidc_token_served", shape=shape, connection=name, status=200)
+        return web.json_response(token_body(shape, token), headers=_NO_STORE)
+
+    def _check_oidc(self, request: web.Request, shape: RequestShape | None) -> str:
+        """The OIDC endpoint's guards; returns the connection asked for."""
+        self._check_origin(request)
+        if shape is None:
+            raise Refusal(
+                405,
+                "method_not_allowed",
+                "use POST (Azure DevOps shape) or GET (GitHub Actions shape)",
+            )
+        authorize_bearer(request.headers.get("Authorization"), self._oidc_secret)
+        parsed = parse_oidc_request(shape, request.query.items(), self._oidc_audiences)
+        return select_oidc_connection(
+            self._connections, parsed.service_connection_id, self._default
+        )
+
+    async def _answer_oidc(self, name: str, correlation_id: str) -> str:
+        async with self._slot():
+            return await self._oidc_token(name, correlation_id)
+
+    async def _oidc_token(self, name: str, correlation_id: str) -> str:
+        credential = self._credentials[name]
+        try:
+            oidc = await credential.get_oidc_token(min_validity=OIDC_REUSE_SECONDS)
+        except AuthenticationError as exc:
+            # As for access tokens: the upstream text goes to our log, under the correlation id.
+            _log.warning(
+                "upstream_failed",
+                connection=name,
+                error=redact_text(str(exc)),
+                correlation_id=correlation_id,
+            )
+            raise _upstream_refusal(exc, correlation_id) from None
+        except Exception as exc:  # noqa: BLE001 - one request fails, the server keeps serving
+            _log.exception("oidc_request_crashed", connection=name, error=type(exc).__name__)
+            raise Refusal(500, "unknown", "internal error of the token server") from None
+        return oidc.token
 
     async def _token(self, name: str, scope: str, correlation_id: str) -> Any:
         credential = self._credentials[name]
@@ -434,14 +545,21 @@ class TokenServer:
             reason=refusal.message,
             correlation_id=correlation_id,
         )
-        headers = dict(_NO_STORE)
-        if refusal.retry_after is not None:
-            headers["Retry-After"] = str(refusal.retry_after)
-        if refusal.status == 405:
-            headers["Allow"] = "GET"
         return web.json_response(
-            error_body(protocol, refusal, correlation_id), status=refusal.status, headers=headers
+            error_body(protocol, refusal, correlation_id),
+            status=refusal.status,
+            headers=_refusal_headers(refusal, allow="GET"),
         )
+
+
+def _refusal_headers(refusal: Refusal, *, allow: str) -> dict[str, str]:
+    """No caching; ``Retry-After`` when the refusal has one; ``Allow`` on a 405."""
+    headers = dict(_NO_STORE)
+    if refusal.retry_after is not None:
+        headers["Retry-After"] = str(refusal.retry_after)
+    if refusal.status == 405:
+        headers["Allow"] = allow
+    return headers
 
 
 def _upstream_refusal(exc: AuthenticationError, correlation_id: str) -> Refusal:
@@ -478,6 +596,7 @@ async def serve_profile(
     default_connection: str | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     clock: Clock | None = None,
+    oidc_audiences: Sequence[str] = (),
 ) -> AsyncIterator[TokenServer]:
     """Serve ``profile``'s connections for the duration of the ``async with`` block.
 
@@ -499,6 +618,7 @@ async def serve_profile(
         max_concurrency=max_concurrency,
         settings=profile.settings,
         clock=clock,
+        oidc_audiences=oidc_audiences,
     )
     await server.start(host, port)
     try:

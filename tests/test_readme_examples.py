@@ -199,10 +199,13 @@ SHOWN_WITH_THE_PROFILE = section("`azauth exec`") + section("`azauth serve`")
 )
 def test_exec_examples_run_with_the_profile_shown(tmp_path, prefix):
     (tmp_path / "azauth.toml").write_text(pipeline_profile())
-    show = "import os; print(os.environ.get('ARM_OIDC_TOKEN_FILE_PATH') or os.environ['AZURE_FEDERATED_TOKEN_FILE'])"
+    # With --serve the presets describe the server (request flow, managed identity), not a file.
+    show = "import os; print(os.environ.get('ARM_OIDC_TOKEN_FILE_PATH') or os.environ.get('AZURE_FEDERATED_TOKEN_FILE') or os.environ['IDENTITY_ENDPOINT'])"
     result = _run_readme_command([*prefix, "--emulate", "--", sys.executable, "-c", show], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith(".federated-token")
+    assert result.stdout.strip().endswith(
+        "/msi/token" if "--serve" in prefix else ".federated-token"
+    )
 
 
 @pytest.mark.parametrize(

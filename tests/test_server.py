@@ -718,6 +718,8 @@ class TestServeProfile:
             "MSI_SECRET",
             "ARM_USE_MSI",
             "ARM_MSI_ENDPOINT",
+            "AZAUTH_OIDC_REQUEST_URL",
+            "AZAUTH_OIDC_REQUEST_TOKEN",
         }
         assert env["IDENTITY_ENDPOINT"] == env["MSI_ENDPOINT"] == f"{url}/msi/token"
         assert env["IDENTITY_HEADER"] == env["MSI_SECRET"]

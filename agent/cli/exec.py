@@ -100,6 +100,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument(
+        "--az-login",
+        action="store_true",
+        help=(
+            "sign the Azure CLI in to every connection through the token server (implies "
+            "--serve): az login --identity in a private AZURE_CONFIG_DIR, removed afterwards"
+        ),
+    )
+    parser.add_argument(
         "--imds",
         action="store_true",
         help="with --serve: also the IMDS endpoint, as ARM_USE_MSI and ARM_MSI_ENDPOINT",
@@ -172,6 +180,7 @@ async def _main(
     from agent.cli.run import start_emulator  # noqa: PLC0415
     from agent.execmode import DEFAULT_PRESETS, ExecRequest, supervise  # noqa: PLC0415
 
+    az_login = args.az_login or profile.az_login
     presets: tuple[str, ...] = ()
     if not args.no_preset:
         presets = tuple(dict.fromkeys(args.preset or DEFAULT_PRESETS))
@@ -184,7 +193,11 @@ async def _main(
         keep_system_token=args.keep_system_token,
         config_file=str(loaded.source.resolve()) if loaded.source is not None else None,
         quiet=args.quiet,
-        providers=(_token_server(profile, imds=args.imds),) if args.serve else (),
+        providers=(
+            (_token_server(profile, imds=args.imds, az_login=az_login),)
+            if args.serve or az_login
+            else ()
+        ),
     )
     env: dict[str, str] = dict(os.environ)
     registries = None
@@ -217,11 +230,11 @@ async def _main(
             feeds.cleanup()
 
 
-def _token_server(profile: ResolvedProfile, *, imds: bool) -> EnvProvider:
+def _token_server(profile: ResolvedProfile, *, imds: bool, az_login: bool = False) -> EnvProvider:
     """An env provider running ``azauth serve`` for the command's life (``--serve``).
 
     It serves every connection of the profile; a client that names none gets the connection
-    the command runs as.
+    the command runs as. With ``az_login``, az is signed in through it (:mod:`agent.azlogin`).
     """
 
     @asynccontextmanager
@@ -231,6 +244,22 @@ def _token_server(profile: ResolvedProfile, *, imds: bool) -> EnvProvider:
         async with serve_profile(
             profile, env=context.env, imds=imds, default_connection=context.connection
         ) as server:
-            yield server.env
+            if not az_login:
+                yield server.env
+                return
+            from agent.azlogin import az_session  # noqa: PLC0415 - only with --az-login
+            from agent.execmode import SYSTEM_TOKEN_VARIABLE  # noqa: PLC0415
+
+            hidden = {SYSTEM_TOKEN_VARIABLE}
+            hidden.update(c.system_access_token_env for c in profile.connections.values())
+            base = {k: v for k, v in context.env.items() if k not in hidden}
+            async with az_session(
+                profile,
+                server_env=server.env,
+                env=base,
+                directory=context.directory,
+                default=context.connection,
+            ) as az_env:
+                yield {**server.env, **az_env}
 
     return provide

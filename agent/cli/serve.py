@@ -2,7 +2,10 @@
 
 stdout carries exactly one line, ``export IDENTITY_ENDPOINT='…' IDENTITY_HEADER='…' …``, written
 once the server listens, so a script can read one line and ``eval`` it. Logs go to stderr.
-SIGTERM and SIGINT stop the server (exit 0).
+SIGTERM and SIGINT stop the server (exit 0), and so does ``--max-lifetime``.
+
+``--background`` starts it detached for the rest of the job and prints ``##vso`` variables
+instead; ``--stop`` ends it (see :mod:`agent.background`).
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.cli import numbers
 from agent.cli.run import add_logging_arguments, configure_logging_from_args, start_emulator
 from agent.cli.validate import add_config_argument
-from agent.exceptions import ExitCode
+from agent.exceptions import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from agent.config import ResolvedProfile
+    from agent.server import TokenServer
 
 __all__ = ["register", "run"]
 
@@ -74,6 +79,52 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="mint tokens from the built-in emulator of Azure DevOps and Entra (azauth[emulator])",
     )
+    parser.add_argument(
+        "--preset",
+        action="append",
+        choices=("terraform", "pulumi"),
+        help=(
+            "also export this consumer's OIDC request-flow variables (ARM_OIDC_REQUEST_URL, "
+            "ARM_OIDC_REQUEST_TOKEN, ...) for --connection; repeatable"
+        ),
+    )
+    parser.add_argument(
+        "--oidc-audience",
+        action="append",
+        metavar="AUDIENCE",
+        help=(
+            "an audience the OIDC request endpoint also accepts besides "
+            "api://AzureADTokenExchange (the token is Azure DevOps' either way); repeatable"
+        ),
+    )
+    lifetime = parser.add_mutually_exclusive_group()
+    lifetime.add_argument(
+        "--background",
+        action="store_true",
+        help=(
+            "start the server detached for the rest of the job (or reuse the one running), "
+            "print its variables as ##vso logging commands, secrets with issecret=true, and exit"
+        ),
+    )
+    lifetime.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the background server of this profile and remove its state file",
+    )
+    parser.add_argument(
+        "--state-file",
+        metavar="PATH",
+        help=(
+            "the background server's state file (default: "
+            "$AGENT_TEMPDIRECTORY/azauth/serve-<profile>.json)"
+        ),
+    )
+    parser.add_argument(
+        "--max-lifetime",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds (default with --background: 21600, six hours)",
+    )
     add_logging_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -84,10 +135,111 @@ def run(args: argparse.Namespace) -> int:
     from agent.server import check_loopback_host  # noqa: PLC0415
 
     check_loopback_host(args.host)
+    if args.max_lifetime is not None and args.max_lifetime <= 0:
+        raise UsageError("--max-lifetime must be a positive number of seconds")
+    if args.state_file:
+        args.state_file = str(Path(args.state_file).resolve())
     loaded = load_config(args.config, settings_overrides={"log_format": args.log_format})
     profile = loaded.profile(args.profile)
     configure_logging_from_args(args, profile.settings)
+    if args.stop or args.background:
+        return _detached(args, profile, str(loaded.source.resolve()) if loaded.source else None)
     return asyncio.run(_serve(args, profile))
+
+
+def _state_path(args: argparse.Namespace, profile: ResolvedProfile) -> Path:
+    from agent.background import default_state_file  # noqa: PLC0415
+
+    if args.state_file:
+        return Path(args.state_file)
+    return default_state_file(os.environ, profile.name)
+
+
+def _detached(args: argparse.Namespace, profile: ResolvedProfile, config: str | None) -> int:
+    """``--background`` and ``--stop``."""
+    from agent.background import (  # noqa: PLC0415
+        DEFAULT_MAX_LIFETIME,
+        find_running,
+        render_variables,
+        start_background,
+        stop_server,
+    )
+
+    path = _state_path(args, profile)
+    if args.stop:
+        stopped = stop_server(path)
+        message = f"stopped (pid {stopped.pid})" if stopped else "no server was running"
+        sys.stderr.write(f"azauth: serve: {message}; state file {path} removed\n")
+        return int(ExitCode.OK)
+    if args.preset:
+        from agent.execmode import choose_connection  # noqa: PLC0415
+
+        choose_connection(profile, args.connection)  # refuse before anything is started
+    state = find_running(path)
+    if state is None:
+        child = _child_arguments(args, config, args.max_lifetime or DEFAULT_MAX_LIFETIME)
+        state = start_background(child, path)
+        what = f"started (pid {state.pid})"
+    else:
+        what = f"already running (pid {state.pid}), reused"
+    sys.stdout.write(render_variables(state.variables))
+    sys.stdout.flush()
+    sys.stderr.write(f"azauth: serve: {what} at {state.url}; stop it with azauth serve --stop\n")
+    return int(ExitCode.OK)
+
+
+def _child_arguments(args: argparse.Namespace, config: str | None, lifetime: float) -> list[str]:
+    """The options of the detached ``azauth serve`` (the same server, in the foreground)."""
+    child = ["--host", args.host, "--port", str(args.port), "--max-lifetime", str(lifetime)]
+    if config is not None:
+        child += ["--config", config]
+    if args.profile:
+        child += ["--profile", args.profile]
+    if args.connection:
+        child += ["--connection", args.connection]
+    if args.max_requests is not None:
+        child += ["--max-requests", str(args.max_requests)]
+    for preset in args.preset or ():
+        child += ["--preset", preset]
+    for audience in args.oidc_audience or ():
+        child += ["--oidc-audience", audience]
+    if args.imds:
+        child.append("--imds")
+    if args.emulate:
+        child.append("--emulate")
+    child += ["--log-format", "json"]
+    return child
+
+
+def _preset_variables(
+    args: argparse.Namespace, profile: ResolvedProfile, server: TokenServer, env: dict[str, str]
+) -> dict[str, str]:
+    """The request-flow variables of ``--preset`` for ``--connection`` (or the only one)."""
+    if not args.preset:
+        return {}
+    from agent.execmode import choose_connection, preset_environment  # noqa: PLC0415
+    from agent.outputs.presets import RequestFlow  # noqa: PLC0415
+
+    connection = choose_connection(profile, args.connection)
+    flow = RequestFlow(server.oidc_request_url, server.oidc_request_token)
+    presets = tuple(dict.fromkeys(args.preset))
+    return preset_environment(profile, connection, presets, "", env, request_flow=flow)
+
+
+def _record(
+    path: Path,
+    profile: ResolvedProfile,
+    url: str,
+    variables: dict[str, str],
+    lifetime: float | None,
+) -> None:
+    import time  # noqa: PLC0415
+
+    from agent.background import ServerState, write_state  # noqa: PLC0415
+
+    now = time.time()
+    deadline = now + lifetime if lifetime is not None else 0.0
+    write_state(path, ServerState(os.getpid(), url, profile.name, now, deadline, variables))
 
 
 def _install_stop(stop: asyncio.Event) -> None:
@@ -120,8 +272,12 @@ async def _serve(args: argparse.Namespace, profile: ResolvedProfile) -> int:
             max_concurrency=(
                 DEFAULT_MAX_CONCURRENCY if args.max_requests is None else args.max_requests
             ),
+            oidc_audiences=tuple(args.oidc_audience or ()),
         ) as server:
-            sys.stdout.write(render_export_line(server.env))
+            variables = {**server.env, **_preset_variables(args, profile, server, env)}
+            if args.state_file:
+                _record(Path(args.state_file), profile, server.url, variables, args.max_lifetime)
+            sys.stdout.write(render_export_line(variables))
             sys.stdout.flush()
             log.info(
                 "serving",
@@ -131,8 +287,15 @@ async def _serve(args: argparse.Namespace, profile: ResolvedProfile) -> int:
                 imds=args.imds,
                 emulated=emulator is not None,
             )
-            await stop.wait()
+            try:
+                await asyncio.wait_for(stop.wait(), args.max_lifetime)
+            except TimeoutError:
+                log.info("max_lifetime_reached", seconds=args.max_lifetime)
     finally:
+        if args.state_file:
+            from agent.background import remove_state  # noqa: PLC0415
+
+            remove_state(Path(args.state_file), os.getpid())
         if emulator is not None:
             await emulator.close()
     log.info("stopped")

@@ -682,6 +682,13 @@ class Profile(_Model):
             "each; inherited feeds come first."
         ),
     )
+    az_login: bool = Field(
+        default=False,
+        description=(
+            "azauth exec signs the Azure CLI in to every connection through its token server "
+            "(as --az-login): az login --identity in a private AZURE_CONFIG_DIR, removed after."
+        ),
+    )
 
 
 class SourcePlan(Protocol):

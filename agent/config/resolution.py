@@ -51,6 +51,7 @@ class ResolvedProfile:
         registries: container registry host -> binding, inherited ones overridden by the
             profile's own; every binding's ``connection`` is filled in.
         feeds: inherited feeds first, then its own; ``connection`` is never ``None``.
+        az_login: its own ``az_login`` option (not inherited).
     """
 
     name: str
@@ -60,6 +61,7 @@ class ResolvedProfile:
     settings: Settings
     registries: dict[str, RegistryBinding] = dataclasses.field(default_factory=dict)
     feeds: list[Feed] = dataclasses.field(default_factory=list)
+    az_login: bool = False
 
     def feeds_for(self, output: Output) -> list[Feed]:
         """The feeds a feed output configures: those it names, else its connection's feeds."""
@@ -166,6 +168,7 @@ def resolve_profile(config: AzauthConfig, name: str) -> ResolvedProfile:
         config.settings,
         registries=registries,
         feeds=feeds,
+        az_login=config.profiles[name].az_login,
     )
 
 

@@ -16,15 +16,33 @@ Names are exactly those the consumers read:
     ``AZURE_AUTHORITY_HOST`` (the authority URL; always set, because some SDKs enable workload
     identity only when all of these are present).
 
-Caveat for ``terraform`` and ``pulumi``: both read the token file once, when the provider is
-configured, and an Azure DevOps OIDC token is valid for 10 minutes. Long runs should use the
-providers' own Azure DevOps flow (azurerm 4.18+: ``ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID``,
-which an explicit mapping to ``service_connection_id`` can provide).
+Two flows for ``terraform`` and ``pulumi``. Both read a token file once, when the provider or
+backend is configured, and keep re-exchanging that one assertion, which Entra refuses after its
+``exp`` (an Azure DevOps OIDC token lives about 10 minutes). So when a token server runs for the
+consumer (``azauth exec --serve``, ``azauth serve --background``), the presets take the
+**request flow** instead (:class:`RequestFlow`): ``ARM_USE_OIDC``, the ids,
+``ARM_OIDC_REQUEST_URL`` and ``ARM_OIDC_REQUEST_TOKEN`` (the server's OIDC request endpoint and
+its per-run secret, never the System.AccessToken) and ``ARM_ENVIRONMENT`` for sovereign clouds,
+and **no** ``ARM_OIDC_TOKEN_FILE_PATH``: a file would win over the request flow in go-azure-sdk's
+order. ``terraform`` speaks the Azure DevOps shape (``ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID``
+is set, azurerm 4.18+ and Terraform 1.11+); Pulumi azure-native knows only GitHub's shape and
+appends ``&audience=…`` to the URL, so ``pulumi`` gets a URL that already holds a query naming
+the connection (:meth:`RequestFlow.github_url`).
+The consumer then asks for a fresh OIDC token before every exchange and never goes stale.
+Without a server they use the **file flow** above.
+
+``azure-identity`` with a server drops ``AZURE_FEDERATED_TOKEN_FILE`` (keeping the ids and the
+authority), so ``DefaultAzureCredential`` passes over ``WorkloadIdentityCredential`` and reaches
+``ManagedIdentityCredential``, i.e. the server, with ``AZURE_CLIENT_ID`` naming the connection.
+``WorkloadIdentityCredential`` (Python, 1.27) keeps what it read from the file for 600 s, so an
+exchange within ten minutes of a read re-posts an assertion that may have expired meanwhile.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from agent.clouds import CLOUDS
 from agent.outputs.fields import FIELD_NAMES, TokenFields
@@ -33,6 +51,8 @@ __all__ = [
     "COMPETING_VARIABLES",
     "PRESETS",
     "PRESET_NAMES",
+    "REQUEST_FLOW_PRESETS",
+    "RequestFlow",
     "competing_variables",
     "preset_names",
     "preset_variables",
@@ -40,6 +60,21 @@ __all__ = [
 ]
 
 PRESETS: tuple[str, ...] = ("terraform", "pulumi", "azure-identity")
+REQUEST_FLOW_PRESETS: frozenset[str] = frozenset({"terraform", "pulumi"})
+"""The presets that switch to the OIDC request flow when a token server runs."""
+
+
+@dataclass(frozen=True)
+class RequestFlow:
+    """A running OIDC request endpoint: its URL and bearer secret (hidden from the repr)."""
+
+    url: str
+    token: str = dataclasses.field(repr=False)
+
+    def github_url(self, service_connection_id: str) -> str:
+        """The URL for GitHub-shape clients that append ``&audience=…`` to it."""
+        return f"{self.url}?api-version=2.0&serviceConnectionId={service_connection_id}"
+
 
 _ARM_NAMES = (
     "ARM_USE_OIDC",
@@ -136,8 +171,14 @@ def preset_names(preset: str, *, subscription: bool, sovereign: bool) -> tuple[s
 _PUBLIC_CLOUD = "public"
 
 
-def preset_variables(preset: str, fields: TokenFields) -> dict[str, str]:
+def preset_variables(
+    preset: str, fields: TokenFields, *, request_flow: RequestFlow | None = None
+) -> dict[str, str]:
     """Return the variables of ``preset`` (one of :data:`PRESETS`) for ``fields``.
+
+    With ``request_flow`` (a token server runs for the consumer), the presets of
+    :data:`REQUEST_FLOW_PRESETS` describe the OIDC request flow instead of the token file, and
+    ``azure-identity`` leaves the file out so that the managed-identity server is used.
 
     Raises:
         ValueError: the preset is unknown, or ``fields`` lacks the federated token file the
@@ -146,6 +187,14 @@ def preset_variables(preset: str, fields: TokenFields) -> dict[str, str]:
     build = _BUILDERS.get(preset)
     if build is None:
         raise ValueError(f"unknown preset {preset!r} (expected one of {', '.join(PRESETS)})")
+    if request_flow is not None and preset in REQUEST_FLOW_PRESETS:
+        return _arm_variables(preset, fields, request_flow)
+    if request_flow is not None and preset == "azure-identity":
+        return {
+            "AZURE_CLIENT_ID": fields.client_id,
+            "AZURE_TENANT_ID": fields.tenant_id,
+            "AZURE_AUTHORITY_HOST": fields.authority,
+        }
     return build(fields)
 
 
@@ -191,7 +240,10 @@ def _sovereign_environment(fields: TokenFields, attribute: str) -> str | None:
     return name
 
 
-def _arm_variables(preset: str, fields: TokenFields, environment_attribute: str) -> dict[str, str]:
+def _arm_variables(
+    preset: str, fields: TokenFields, flow: RequestFlow | None = None
+) -> dict[str, str]:
+    """The ``ARM_*`` variables: the token file, or with ``flow`` the OIDC request flow."""
     variables = {
         "ARM_USE_OIDC": "true",
         "ARM_CLIENT_ID": fields.client_id,
@@ -199,19 +251,27 @@ def _arm_variables(preset: str, fields: TokenFields, environment_attribute: str)
     }
     if fields.subscription_id:
         variables["ARM_SUBSCRIPTION_ID"] = fields.subscription_id
-    variables["ARM_OIDC_TOKEN_FILE_PATH"] = _token_file(preset, fields)
-    environment = _sovereign_environment(fields, environment_attribute)
+    if flow is None:
+        variables["ARM_OIDC_TOKEN_FILE_PATH"] = _token_file(preset, fields)
+    elif preset == "terraform":
+        variables["ARM_OIDC_REQUEST_URL"] = flow.url
+        variables["ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID"] = fields.service_connection_id
+        variables["ARM_OIDC_REQUEST_TOKEN"] = flow.token
+    else:
+        variables["ARM_OIDC_REQUEST_URL"] = flow.github_url(fields.service_connection_id)
+        variables["ARM_OIDC_REQUEST_TOKEN"] = flow.token
+    environment = _sovereign_environment(fields, f"{preset}_environment")
     if environment is not None:
         variables["ARM_ENVIRONMENT"] = environment
     return variables
 
 
 def _terraform(fields: TokenFields) -> dict[str, str]:
-    return _arm_variables("terraform", fields, "terraform_environment")
+    return _arm_variables("terraform", fields)
 
 
 def _pulumi(fields: TokenFields) -> dict[str, str]:
-    return _arm_variables("pulumi", fields, "pulumi_environment")
+    return _arm_variables("pulumi", fields)
 
 
 def _azure_identity(fields: TokenFields) -> dict[str, str]:

@@ -50,11 +50,14 @@ from agent.clock import Clock, SystemClock
 from agent.testing import _acr as acr
 from agent.testing import _devops as devops
 from agent.testing import _entra as entra
+from agent.testing._arm import ArmService
+from agent.testing._blob import BlobService
 from agent.testing._feeds import FeedService
 from agent.testing._jwt_signing import SigningKey, b64url_encode
 from agent.testing._tls import TlsMaterial, create_tls_material
 
 __all__ = [
+    "TLS_NAMES",
     "Emulator",
     "Endpoint",
     "FailureBody",
@@ -63,6 +66,17 @@ __all__ = [
     "RecordedRequest",
     "ServiceConnection",
 ]
+
+TLS_NAMES = (
+    "localhost",
+    "login.microsoftonline.com",
+    "management.azure.com",
+    "management.usgovcloudapi.net",
+    "management.chinacloudapi.cn",
+    "*.blob.core.windows.net",
+)
+"""Names the TLS certificate holds: with a CONNECT tunnel (:mod:`agent.testing._tunnel`), real
+clients that build their own URLs from these hosts reach the emulator."""
 
 Endpoint = Literal["oidc", "token"]
 FailureBody = Literal["json", "html", "empty", "garbage", "drop"]
@@ -227,6 +241,10 @@ class Emulator:
             now=lambda: self.clock.time(),  # noqa: PLW0108 - tests replace the clock
             verify_entra_token=self.verify_access_token,
         )
+        #: Azure Blob Storage for ``*.blob.*`` hosts (:mod:`agent.testing._blob`).
+        self.blob = BlobService(self)
+        #: Azure Resource Manager's subscription listings (:mod:`agent.testing._arm`).
+        self.arm = ArmService(self)
 
         #: Azure Artifacts feeds (``emu.feeds.add_feed(org, name)``), served on the same address.
         self.feeds = FeedService(
@@ -435,7 +453,9 @@ class Emulator:
             raise RuntimeError("the emulator is already started")
         ssl_context = None
         if tls:
-            self._tls = create_tls_material(Path(tempfile.mkdtemp(prefix="azauth-emulator-")))
+            self._tls = create_tls_material(
+                Path(tempfile.mkdtemp(prefix="azauth-emulator-")), dns_names=TLS_NAMES
+            )
             ssl_context = self._tls.server_context()
             self.ca_file = str(self._tls.ca_file)
         runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
@@ -479,7 +499,8 @@ class Emulator:
             self.ca_file = None
 
     def _build_app(self) -> web.Application:
-        app = web.Application()
+        # Services told apart by Host (reached through a CONNECT tunnel) answer first.
+        app = web.Application(middlewares=[self.blob.middleware, self.arm.middleware])
         router = app.router
         router.add_route("*", _OIDC_PATH, self._handle_oidc)
         router.add_route("*", "/{tenant:.+}/oauth2/v2.0/token", self._handle_token)
@@ -838,6 +859,8 @@ class Emulator:
             {
                 "issuer": devops.entra_issuer(tenant),
                 "token_endpoint": f"{self.url}/{tenant}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{self.url}/{tenant}/oauth2/v2.0/authorize",
+                "end_session_endpoint": f"{self.url}/{tenant}/oauth2/v2.0/logout",
                 "jwks_uri": f"{self.url}/{tenant}/discovery/v2.0/keys",
                 "token_endpoint_auth_methods_supported": ["private_key_jwt"],
                 "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],

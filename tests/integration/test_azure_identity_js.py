@@ -1,0 +1,74 @@
+"""azure-identity for JavaScript (@azure/identity 4, from npm) against azauth's token server.
+
+`.ci/run` installs it into `.venv/node` when npm is on the machine; otherwise this skips. The
+script (`js/identity_clients.js`) runs under `azauth exec --emulate --serve`: a
+ManagedIdentityCredential token, a ClientAssertionCredential whose callback asks the OIDC
+request endpoint in the GitHub shape, and AzurePipelinesCredential, which refuses the endpoint's
+`http://` URL (its request has `allowInsecureConnection` false and no option to change it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ROOT / ".venv" / "node" / "node_modules"
+SCRIPT = Path(__file__).with_name("js") / "identity_clients.js"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "11111111-2222-3333-4444-555555555555"
+CLIENT2 = "11111111-2222-3333-4444-666666666666"
+SC = "00000000-aaaa-bbbb-cccc-000000000001"
+SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
+    pytest.mark.skipif(
+        not (MODULES / "@azure" / "identity").is_dir(),
+        reason="@azure/identity is not installed (.ci/run puts it in .venv/node)",
+    ),
+    pytest.mark.timeout(120),
+]
+
+PROFILE = f"""
+[connections.prod]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+
+[connections.other]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT2}"
+service_connection_id = "{SC2}"
+
+[profiles.ci]
+connections = ["prod", "other"]
+"""
+
+
+def test_javascript_clients_against_the_server(tmp_path):
+    (tmp_path / "azauth.toml").write_text(PROFILE)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "NODE_"))},
+        "NODE_PATH": str(MODULES),
+        "TEST_TENANT": TENANT,
+        "TEST_CLIENT": CLIENT,
+        "TEST_CLIENT2": CLIENT2,
+        "TEST_SC2": SC2,
+    }
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "agent", "exec", "--emulate", "--serve", "--no-preset",
+            "--connection", "prod", "--",
+            "sh", "-c", f'NODE_EXTRA_CA_CERTS="$SSL_CERT_FILE" exec node "{SCRIPT}"',
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [CLIENT, CLIENT2, "pipelines refuses http"]
