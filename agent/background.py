@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent._hardening import SYSTEM_TOKEN_VARIABLE, stashed_value
 from agent.exceptions import UsageError
 from agent.outputs._atomic import atomic_write
 from agent.outputs.pipeline_variables import render_pipeline_variables
@@ -203,10 +204,17 @@ def start_background(arguments: Sequence[str], path: Path) -> ServerState:
     """
     check_private_directory(path.parent)
     log_path = path.with_suffix(".log")
+    # `serve` took the System.AccessToken out of os.environ at start (agent._hardening); the
+    # detached server needs it, and only it gets it back.
+    env = dict(os.environ)
+    system_token = stashed_value(SYSTEM_TOKEN_VARIABLE)
+    if system_token and SYSTEM_TOKEN_VARIABLE not in env:
+        env[SYSTEM_TOKEN_VARIABLE] = system_token
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "agent", "serve", *arguments, "--state-file", str(path)],
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=fd,
