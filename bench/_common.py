@@ -21,12 +21,14 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -42,6 +44,14 @@ _PROXY_NAMES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 # Trust settings: removed so that both sides trust exactly the CA the benchmark names.
 _TRUST_NAMES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _CLEARED_PREFIXES = ("AZURE_", "SYSTEM_", "AZURESUBSCRIPTION_", "ARM_", "IDENTITY_", "MSI_")
+
+# The service connection every benchmark registers with the emulator.
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "11111111-2222-3333-4444-555555555555"
+SC = "00000000-aaaa-bbbb-cccc-000000000001"
+# The floor of every process benchmark: this interpreter starting and doing nothing.
+BASELINE = (sys.executable, "-c", "pass")
+BASELINE_NAME = "python -c pass"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,6 +271,329 @@ async def _serve(latency: float, tls: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Process benchmarks: one command per process, timed in turns
+
+
+def installed_script(name: str, bench: str) -> Path:
+    """The console script ``name`` of this interpreter's environment (else on ``PATH``)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.is_file():
+        return candidate
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{bench}: {name} is not installed")
+    return Path(found)
+
+
+def process_environment(
+    emu: EmulatorProcess,
+    work: Path,
+    extra: Mapping[str, str],
+    *,
+    cleared_prefixes: Sequence[str] = (),
+) -> dict[str, str]:
+    """The environment of a measured process: a pipeline step of the emulator's job.
+
+    Azure, azauth and proxy variables are dropped (and any starting with ``cleared_prefixes``),
+    bytecode goes to a private ``PYTHONPYCACHEPREFIX`` under ``work``; ``extra`` is set last.
+    """
+    prefixes = ("AZAUTH_", "AZURE", "SYSTEM_", "ARM_", *cleared_prefixes)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.upper().startswith(prefixes)
+        and name.upper()
+        not in {"PYTHONDONTWRITEBYTECODE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
+    }
+    env.update(
+        {
+            "HOME": str(work / "home"),
+            "AZAUTH_CACHE_DIR": str(work / "cache"),
+            "PYTHONPYCACHEPREFIX": str(work / "pycache"),
+            "SYSTEM_OIDCREQUESTURI": emu.oidc_request_uri,
+            "SYSTEM_ACCESSTOKEN": emu.system_access_token,
+            "NO_PROXY": "127.0.0.1,localhost",
+            **extra,
+        }
+    )
+    return env
+
+
+def timed(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    *,
+    stdin: str | None = None,
+    code: int = 0,
+    error_output: str = "stderr",
+) -> tuple[float, str]:
+    """Run ``command``; return its wall time and stdout (raise unless it exits ``code``).
+
+    The error names the command and its ``error_output`` (``"stderr"`` or ``"stdout"``).
+    """
+    start = time.perf_counter()
+    result = subprocess.run(
+        command, env=env, cwd=cwd, input=stdin, capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - start
+    if result.returncode != code:
+        output = getattr(result, error_output)
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: {output}")
+    return elapsed, result.stdout
+
+
+Step = Callable[[], tuple[float, str]]
+
+
+def warm_up(steps: Mapping[str, Step], order: Sequence[str], rounds: int) -> None:
+    """Run each step in ``order``, ``rounds`` times: bytecode caches, the page cache."""
+    for _ in range(rounds):
+        for name in order:
+            steps[name]()
+
+
+def in_turns(
+    steps: Mapping[str, Step],
+    runs: int,
+    *,
+    warm: str,
+    cold: str,
+    previous: str,
+    hit: Callable[[str, str], bool],
+) -> tuple[dict[str, list[float]], int]:
+    """``runs`` rounds of every step in turns; return the samples and the warm hits.
+
+    Each cold run refills the cache, so the next round's warm run must print what it printed
+    (``previous`` is the output of a cold run before the first round); ``hit(out, previous)``
+    judges a warm run's output.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    hits = 0
+    for _ in range(runs):
+        for name, step in steps.items():
+            elapsed, out = step()
+            samples[name].append(elapsed)
+            if name == warm:
+                hits += hit(out, previous)
+            elif name == cold:
+                previous = out
+    return samples, hits
+
+
+async def measure(
+    emu: EmulatorProcess,
+    steps: Mapping[str, Step],
+    *,
+    runs: int,
+    warmups: int,
+    warmup_order: Sequence[str],
+    warm: str,
+    cold: str,
+    hit: Callable[[str, str], bool],
+) -> tuple[dict[str, list[float]], int, Counts]:
+    """Warm up, run one cold step, then :func:`in_turns` with the emulator's counters zeroed.
+
+    Returns the samples, the warm hits and the requests the emulator served in the timed runs.
+    """
+    warm_up(steps, warmup_order, warmups)
+    previous = steps[cold]()[1]
+    await emu.reset_counts()
+    samples, hits = in_turns(steps, runs, warm=warm, cold=cold, previous=previous, hit=hit)
+    return samples, hits, await emu.counts()
+
+
+def process_result(
+    samples: Mapping[str, Sequence[float]],
+    counts: Counts,
+    hits: int,
+    *,
+    runs: int,
+    warmups: int,
+    ratio_key: str,
+    numerator: str,
+    denominator: str,
+    target: float,
+) -> dict[str, Any]:
+    """The figures of a process benchmark: series, ``ratio_key`` (medians of ``numerator`` over
+    ``denominator``) against ``target``, and the cold runs' requests (one OIDC and one Entra each).
+    """
+    series = series_result(samples)
+    value = ratio(
+        series[numerator]["summary_s"]["median"], series[denominator]["summary_s"]["median"]
+    )
+    return {
+        "runs": runs,
+        "warmups": warmups,
+        "series": series,
+        ratio_key: value,
+        "target_ratio_max": target,
+        "pass": value <= target,
+        # Every cold run makes one OIDC and one Entra request; warm runs make none and print what
+        # the cold run before them cached.
+        "requests": {"oidc": counts.oidc, "token": counts.token},
+        "requests_ok": counts.oidc == runs and counts.token == runs,
+        "warm_hits": hits,
+    }
+
+
+async def warm_and_cold(
+    emu: EmulatorProcess,
+    *,
+    runs: int,
+    warmups: int,
+    series: Sequence[str],
+    floor: Step,
+    warm: Step,
+    cache: Path,
+    hit: Callable[[str, str], bool],
+    target: float,
+) -> dict[str, Any]:
+    """Three ``series`` in turns: the ``floor``, ``warm`` and ``warm`` with ``cache`` removed first.
+
+    Returns :func:`process_result` with the ratio ``ratio_warm_over_python``.
+    """
+
+    def cold() -> tuple[float, str]:
+        shutil.rmtree(cache, ignore_errors=True)
+        return warm()
+
+    steps = {series[0]: floor, series[1]: warm, series[2]: cold}
+    samples, hits, counts = await measure(
+        emu,
+        steps,
+        runs=runs,
+        warmups=warmups,
+        warmup_order=(series[0], series[2], series[1]),
+        warm=series[1],
+        cold=series[2],
+        hit=hit,
+    )
+    return process_result(
+        samples,
+        counts,
+        hits,
+        runs=runs,
+        warmups=warmups,
+        ratio_key="ratio_warm_over_python",
+        numerator=series[1],
+        denominator=series[0],
+        target=target,
+    )
+
+
+def render_warm_and_cold(result: Mapping[str, Any], cached: str) -> str:
+    """The report of :func:`warm_and_cold`; ``cached`` names what a warm run prints."""
+    ratio = result["ratio_warm_over_python"]
+    return (
+        runs_header(result)
+        + series_table(result["series"])
+        + f"\nwarm / python -c pass: {ratio:.2f}x (target <= {result['target_ratio_max']:.0f}x): "
+        f"{verdict(result['pass'])}\n" + requests_line(result, cached)
+    )
+
+
+def series_result(samples: Mapping[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
+    """Samples and summary of each series, for JSON output."""
+    return {
+        name: {"samples_s": list(values), "summary_s": Summary.of(values).as_dict()}
+        for name, values in samples.items()
+    }
+
+
+def series_table(series: Mapping[str, Mapping[str, Any]]) -> str:
+    """The ``process / wall time`` table of a :func:`series_result`."""
+    rows = [
+        [name, ms_range(Summary.from_dict(values["summary_s"]))] for name, values in series.items()
+    ]
+    return render_table(["process", "wall time"], rows)
+
+
+def runs_header(result: Mapping[str, Any]) -> str:
+    """The line above a :func:`series_table`, and a blank line."""
+    return (
+        f"{result['runs']} runs of each (after {result['warmups']} warm-up rounds), in turns; "
+        "median [min-max]\n\n"
+    )
+
+
+def requests_line(result: Mapping[str, Any], cached: str) -> str:
+    """Emulator requests of the cold runs, and the warm runs that printed the ``cached`` item."""
+    requests = result["requests"]
+    return (
+        f"emulator requests during the timed runs: {requests['oidc']} OIDC + "
+        f"{requests['token']} Entra for {result['runs']} cold runs "
+        f"({'as expected' if result['requests_ok'] else 'UNEXPECTED'}); warm runs that "
+        f"printed the cached {cached}: {result['warm_hits']}/{result['runs']}\n"
+    )
+
+
+def process_bench_main(
+    name: str,
+    doc: str,
+    argv: Sequence[str] | None,
+    benchmark: Callable[[int, int], Coroutine[Any, Any, dict[str, Any]]],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """``[--quick] [--runs N] [--json FILE]``: run ``benchmark(runs, warmups)``, print, save."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--quick", action="store_true", help="10 runs of each, 1 warm-up round")
+    parser.add_argument("--runs", type=int, help="runs of each series (default 30; quick 10)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    args = parser.parse_args(argv)
+    runs = args.runs or (10 if args.quick else 30)
+    warmups = 1 if args.quick else 3
+    facts = machine_facts()
+    print(
+        f"{name} ({'quick' if args.quick else 'full'} mode)\n{render_machine_facts(facts)}",
+        flush=True,
+    )
+    result = asyncio.run(benchmark(runs, warmups))
+    print(render(result), flush=True)
+    if args.json:
+        write_json(args.json, {"machine": facts, **result})
+    return 0
+
+
+def profile_outputs_and_connections(
+    count: int, scopes: Sequence[str], *, federated: bool = False
+) -> tuple[list[str], list[str]]:
+    """TOML lines of the ``bench`` profile: ``token_file`` outputs and ``count`` connections.
+
+    Connection ``c{i}`` gets one output per scope (plus a ``federated_token_file`` if asked).
+    """
+    outputs: list[str] = []
+    for i in range(count):
+        for j, scope in enumerate(scopes):
+            outputs += [
+                "[[profiles.bench.outputs]]",
+                'kind = "token_file"',
+                f'connection = "c{i}"',
+                f'scope = "{scope}"',
+                f'path = "out/c{i}-{j}.token"',
+                "",
+            ]
+        if federated:
+            outputs += [
+                "[[profiles.bench.outputs]]",
+                'kind = "federated_token_file"',
+                f'connection = "c{i}"',
+                f'path = "out/c{i}.jwt"',
+                "",
+            ]
+    connections: list[str] = []
+    for i in range(count):
+        connections += [
+            f"[connections.c{i}]",
+            f'tenant_id = "{TENANT}"',
+            f'client_id = "{i:08d}-1111-2222-3333-444444444444"',
+            f'service_connection_id = "{i:08d}-aaaa-bbbb-cccc-000000000000"',
+            "",
+        ]
+    return outputs, connections
+
+
+# ------------------------------------------------------------------------------------------------
 # Statistics and formatting
 
 
@@ -278,6 +611,11 @@ class Summary:
         if not samples:
             raise ValueError("no samples")
         return cls(statistics.median(samples), min(samples), max(samples))
+
+    @classmethod
+    def from_dict(cls, summary: Mapping[str, float]) -> Self:
+        """The inverse of :meth:`as_dict`."""
+        return cls(summary["median"], summary["min"], summary["max"])
 
     def as_dict(self) -> dict[str, float]:
         """For JSON output."""

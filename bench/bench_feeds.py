@@ -21,30 +21,22 @@ the benchmark itself fails; a missed target is reported, not an error.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import _common
-from _common import EmulatorProcess, Summary
+from _common import BASELINE, BASELINE_NAME, CLIENT, SC, TENANT, EmulatorProcess, timed
 
 TARGET_RATIO = 1.25
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 FEED = "https://pkgs.dev.azure.com/contoso/azauth/_packaging/shared"
 INDEX = f"{FEED}/pypi/simple/"
 SERIES = (
-    "python -c pass",
+    BASELINE_NAME,
     "keyring get, not a feed",
     "keyring get, feed (warm)",
     "keyring get, feed (cold)",
@@ -84,38 +76,12 @@ def keyring_script() -> str:
 
 
 def child_environment(emu: EmulatorProcess, work: Path) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.upper().startswith(("AZAUTH_", "AZURE", "SYSTEM_", "ARM_", "KEYRING", "XDG_"))
-        and name.upper()
-        not in {"PYTHONDONTWRITEBYTECODE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
-    }
-    env.update(
-        {
-            "HOME": str(work / "home"),
-            "AZAUTH_CONFIG": str(work / "azauth.toml"),
-            "AZAUTH_CACHE_DIR": str(work / "cache"),
-            "PYTHONPYCACHEPREFIX": str(work / "pycache"),
-            "SYSTEM_OIDCREQUESTURI": emu.oidc_request_uri,
-            "SYSTEM_ACCESSTOKEN": emu.system_access_token,
-            "AZURE_AUTHORITY_HOST": emu.authority,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
+    return _common.process_environment(
+        emu,
+        work,
+        {"AZAUTH_CONFIG": str(work / "azauth.toml"), "AZURE_AUTHORITY_HOST": emu.authority},
+        cleared_prefixes=("KEYRING", "XDG_"),
     )
-    return env
-
-
-def timed(
-    command: Sequence[str], env: dict[str, str], cwd: Path, code: int = 0
-) -> tuple[float, str]:
-    """Run ``command``; return its wall time and stdout (raise unless it exits ``code``)."""
-    start = time.perf_counter()
-    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if result.returncode != code:
-        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: {result.stderr}")
-    return elapsed, result.stdout
 
 
 async def benchmark(runs: int, warmups: int) -> dict[str, Any]:
@@ -135,95 +101,58 @@ async def benchmark(runs: int, warmups: int) -> dict[str, Any]:
             return timed(feed, env, work)
 
         steps = {
-            SERIES[0]: lambda: timed([sys.executable, "-c", "pass"], env, work),
+            SERIES[0]: lambda: timed(BASELINE, env, work),
             SERIES[1]: lambda: timed(
-                [keyring, "get", "https://pypi.org/simple/", "u"], env, work, 1
+                [keyring, "get", "https://pypi.org/simple/", "u"], env, work, code=1
             ),
             SERIES[2]: lambda: timed(feed, env, work),
             SERIES[3]: cold,
         }
-        for _ in range(warmups):
-            for name in (SERIES[0], SERIES[3], SERIES[1], SERIES[2]):
-                steps[name]()
-        samples: dict[str, list[float]] = {name: [] for name in SERIES}
-        previous = steps[SERIES[3]]()[1]
-        await emu.reset_counts()
-        hits = 0
-        for _ in range(runs):
-            for name in SERIES:
-                elapsed, out = steps[name]()
-                samples[name].append(elapsed)
-                if name == SERIES[2]:
-                    hits += out == previous and out.count(".") == 2
-                elif name == SERIES[3]:
-                    previous = out
-        counts = await emu.counts()
+        samples, hits, counts = await _common.measure(
+            emu,
+            steps,
+            runs=runs,
+            warmups=warmups,
+            warmup_order=(SERIES[0], SERIES[3], SERIES[1], SERIES[2]),
+            warm=SERIES[2],
+            cold=SERIES[3],
+            hit=lambda out, previous: out == previous and out.count(".") == 2,
+        )
         in_process = json.loads(timed([sys.executable, "-c", IN_PROCESS], env, work)[1])
     finally:
         await emu.close()
         shutil.rmtree(work, ignore_errors=True)
-    summaries = {name: Summary.of(values) for name, values in samples.items()}
-    ratio = _common.ratio(summaries[SERIES[2]].median, summaries[SERIES[1]].median)
     return {
-        "runs": runs,
-        "warmups": warmups,
-        "series": {
-            name: {"samples_s": samples[name], "summary_s": summaries[name].as_dict()}
-            for name in SERIES
-        },
-        "ratio_warm_over_not_a_feed": ratio,
-        "target_ratio_max": TARGET_RATIO,
-        "pass": ratio <= TARGET_RATIO,
-        "requests": {"oidc": counts.oidc, "token": counts.token},
-        "requests_ok": counts.oidc == runs and counts.token == runs,
-        "warm_hits": hits,
+        **_common.process_result(
+            samples,
+            counts,
+            hits,
+            runs=runs,
+            warmups=warmups,
+            ratio_key="ratio_warm_over_not_a_feed",
+            numerator=SERIES[2],
+            denominator=SERIES[1],
+            target=TARGET_RATIO,
+        ),
         "in_process_us_per_call": in_process,
     }
 
 
 def render(result: dict[str, Any]) -> str:
-    rows = []
-    for name in SERIES:
-        summary = result["series"][name]["summary_s"]
-        rows.append(
-            [name, _common.ms_range(Summary(summary["median"], summary["min"], summary["max"]))]
-        )
-    requests = result["requests"]
     return (
-        f"{result['runs']} runs of each (after {result['warmups']} warm-up rounds), in turns; "
-        "median [min-max]\n\n"
-        + _common.render_table(["process", "wall time"], rows)
+        _common.runs_header(result)
+        + _common.series_table(result["series"])
         + f"\nwarm / not a feed: {result['ratio_warm_over_not_a_feed']:.2f}x (target <= "
         f"{TARGET_RATIO}x): {_common.verdict(result['pass'])}\n"
-        f"emulator requests during the timed runs: {requests['oidc']} OIDC + "
-        f"{requests['token']} Entra for {result['runs']} cold runs "
-        f"({'as expected' if result['requests_ok'] else 'UNEXPECTED'}); warm runs that "
-        f"printed the cached token: {result['warm_hits']}/{result['runs']}\n"
-        "in one process, per keyring.get_password call: "
+        + _common.requests_line(result, "token")
+        + "in one process, per keyring.get_password call: "
         + ", ".join(f"{k} {v:.0f} us" for k, v in result["in_process_us_per_call"].items())
         + "\n"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 runs of each, 1 warm-up round")
-    parser.add_argument("--runs", type=int, help="runs of each series (default 30; quick 10)")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
-    args = parser.parse_args(argv)
-    runs = args.runs or (10 if args.quick else 30)
-    warmups = 1 if args.quick else 3
-    facts = _common.machine_facts()
-    print(
-        f"bench_feeds ({'quick' if args.quick else 'full'} mode)\n"
-        f"{_common.render_machine_facts(facts)}",
-        flush=True,
-    )
-    result = asyncio.run(benchmark(runs, warmups))
-    print(render(result), flush=True)
-    if args.json:
-        _common.write_json(args.json, {"machine": facts, **result})
-    return 0
+    return _common.process_bench_main("bench_feeds", __doc__, argv, benchmark, render)
 
 
 if __name__ == "__main__":

@@ -29,14 +29,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import CLIENT, SC, TENANT
+
 from agent.config import Connection
 from agent.logs import configure_logging
 from agent.server import TokenServer
 from agent.testing.emulator import Emulator
-
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 
 
 async def drive(url: str, bearer: str, tools: int, rounds: int) -> dict[str, Any]:

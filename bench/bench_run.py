@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import profile_outputs_and_connections
+
 from agent.testing.emulator import Emulator
 
 CONNECTIONS = 20
@@ -34,31 +36,12 @@ SCOPES = (
     "https://storage.azure.com/.default",
 )
 LATENCY = 0.05
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 
 def profile_text() -> str:
     names = ", ".join(f'"c{i}"' for i in range(CONNECTIONS))
-    lines = ["[profiles.bench]", f"connections = [{names}]", ""]
-    for i in range(CONNECTIONS):
-        for j, scope in enumerate(SCOPES):
-            lines += [
-                "[[profiles.bench.outputs]]",
-                'kind = "token_file"',
-                f'connection = "c{i}"',
-                f'scope = "{scope}"',
-                f'path = "out/c{i}-{j}.token"',
-                "",
-            ]
-    for i in range(CONNECTIONS):
-        lines += [
-            f"[connections.c{i}]",
-            f'tenant_id = "{TENANT}"',
-            f'client_id = "{i:08d}-1111-2222-3333-444444444444"',
-            f'service_connection_id = "{i:08d}-aaaa-bbbb-cccc-000000000000"',
-            "",
-        ]
-    return "\n".join(lines)
+    outputs, connections = profile_outputs_and_connections(CONNECTIONS, SCOPES)
+    return "\n".join(["[profiles.bench]", f"connections = [{names}]", "", *outputs, *connections])
 
 
 async def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:

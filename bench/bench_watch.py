@@ -30,7 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import EmulatorProcess, machine_facts, render_machine_facts, render_table, write_json
+from _common import (
+    TENANT,
+    EmulatorProcess,
+    machine_facts,
+    profile_outputs_and_connections,
+    render_machine_facts,
+    render_table,
+    write_json,
+)
 
 from agent.config import load_config
 from agent.logs import configure_logging
@@ -43,7 +51,6 @@ SCOPES = (
     "https://vault.azure.net/.default",
     "https://storage.azure.com/.default",
 )
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 HOURS = 8.0
 ENTRA_LIFETIME = 3599
 OIDC_LIFETIME = 300
@@ -52,39 +59,17 @@ MARGIN = 300
 
 def profile_text(*, federated: bool) -> str:
     names = ", ".join(f'"c{i}"' for i in range(CONNECTIONS))
-    lines = [
-        f"[settings]\nrefresh_margin = {MARGIN}\n",
-        "[profiles.bench]",
-        f"connections = [{names}]",
-        "",
-    ]
-    for i in range(CONNECTIONS):
-        for j, scope in enumerate(SCOPES):
-            lines += [
-                "[[profiles.bench.outputs]]",
-                'kind = "token_file"',
-                f'connection = "c{i}"',
-                f'scope = "{scope}"',
-                f'path = "out/c{i}-{j}.token"',
-                "",
-            ]
-        if federated:
-            lines += [
-                "[[profiles.bench.outputs]]",
-                'kind = "federated_token_file"',
-                f'connection = "c{i}"',
-                f'path = "out/c{i}.jwt"',
-                "",
-            ]
-    for i in range(CONNECTIONS):
-        lines += [
-            f"[connections.c{i}]",
-            f'tenant_id = "{TENANT}"',
-            f'client_id = "{i:08d}-1111-2222-3333-444444444444"',
-            f'service_connection_id = "{i:08d}-aaaa-bbbb-cccc-000000000000"',
+    outputs, connections = profile_outputs_and_connections(CONNECTIONS, SCOPES, federated=federated)
+    return "\n".join(
+        [
+            f"[settings]\nrefresh_margin = {MARGIN}\n",
+            "[profiles.bench]",
+            f"connections = [{names}]",
             "",
+            *outputs,
+            *connections,
         ]
-    return "\n".join(lines)
+    )
 
 
 async def scenario(emu: EmulatorProcess, *, federated: bool, hours: float) -> dict[str, float]:
