@@ -53,7 +53,8 @@ from agent.exceptions import ExitCode, UsageError
 from agent.logs import get_logger
 from agent.outputs.fields import TokenFields
 from agent.outputs.presets import PRESETS, RequestFlow, competing_variables, preset_variables
-from agent.runner import Runner, RunReport, render_summary
+from agent.report import RunReport, render_summary
+from agent.runner import Runner
 
 if TYPE_CHECKING:
     from agent.config import Output, ResolvedProfile
@@ -216,9 +217,7 @@ def exec_profile(
     """
     # Pipeline variables belong to `azauth run`: their ##vso lines would land on the command's
     # stdout (`azauth exec -- cmd > out.json`), so exec never delivers them.
-    kept: list[Output] = (
-        [o for o in profile.outputs if o.kind != "pipeline_variables"] if outputs else []
-    )
+    kept: list[Output] = [o for o in profile.outputs if not o.on_stdout] if outputs else []
     if connection is not None and token_file is not None:
         kept.append(
             FederatedTokenFileOutput(

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from agent.exceptions import ConfigError
-from agent.outputs.env_file import UNSETTING_DIALECTS
-from agent.outputs.fields import SECRET_FIELDS, TokenFields
-from agent.outputs.presets import competing_variables, resolve_variables
+from agent.outputs.fields import TokenFields
+from agent.outputs.kinds import kind_of
 
 if TYPE_CHECKING:
     from agent.config import Output, ResolvedProfile
+    from agent.config.models import DockerConfigOutput
 
 __all__ = ["render_plan"]
 
@@ -29,51 +29,62 @@ _RUN_TIME = {
 }
 
 
-def _fields(profile: ResolvedProfile, output: Output, env: Mapping[str, str]) -> TokenFields:
-    assert output.connection is not None
-    connection = profile.connections[output.connection]
-    federated = None
-    if output.kind == "env_file":
-        federated = output.effective_federated_token_path
-    elif output.kind == "pipeline_variables":
-        federated = profile.federated_token_file_for(output.connection)
-    if federated is not None:
-        federated = os.path.abspath(federated)  # noqa: PTH100 - as the runner writes it
-    try:
-        authority = connection.authority_url(env)
-    except ConfigError:
-        authority = connection.authority_url({})
-    return TokenFields.build(
-        access_token=_RUN_TIME["access_token"],
-        expires_on=0,
-        scope=profile.scope_for(output),
-        tenant_id=connection.tenant_id,
-        client_id=connection.client_id,
-        subscription_id=connection.subscription_id,
-        service_connection_id=connection.service_connection_id,
-        authority=authority,
-        cloud=connection.cloud,
-        oidc_token=_RUN_TIME["oidc_token"],
-        federated_token_file=federated,
-    )
+class _PlannedTokens:
+    """Run-time values as ``<...>`` placeholders (:class:`agent.outputs.kinds.TokenSource`)."""
+
+    def __init__(self, profile: ResolvedProfile, env: Mapping[str, str]) -> None:
+        self.profile = profile
+        self._env = env
+
+    def fields(self, output: Output) -> TokenFields:
+        """The fields ``output`` would get, tokens and expiry as placeholders."""
+        assert output.connection is not None
+        connection = self.profile.connections[output.connection]
+        federated = output.federated_token_reference(self.profile)
+        if federated is not None:
+            federated = os.path.abspath(federated)  # noqa: PTH100 - as the runner writes it
+        try:
+            authority = connection.authority_url(self._env)
+        except ConfigError:
+            authority = connection.authority_url({})
+        return TokenFields.build(
+            access_token=_RUN_TIME["access_token"],
+            expires_on=0,
+            scope=self.profile.scope_for(output),
+            tenant_id=connection.tenant_id,
+            client_id=connection.client_id,
+            subscription_id=connection.subscription_id,
+            service_connection_id=connection.service_connection_id,
+            authority=authority,
+            cloud=connection.cloud,
+            oidc_token=_RUN_TIME["oidc_token"],
+            federated_token_file=federated,
+        )
+
+    def oidc_token(self, connection: str) -> str | None:  # noqa: ARG002 - the protocol's
+        """The placeholder."""
+        return _RUN_TIME["oidc_token"]
+
+    def docker_config(self, output: DockerConfigOutput) -> bytes:  # noqa: ARG002
+        """Nothing: the plan shows no file content."""
+        return b""
 
 
-def _variables(profile: ResolvedProfile, output: Output, env: Mapping[str, str]) -> list[str]:
-    assert output.kind in ("env_file", "pipeline_variables")
+def _variables(output: Output, tokens: _PlannedTokens) -> list[str]:
+    """The variables ``output`` would set (none for kinds that set none), secrets as ``***``."""
     try:
-        values = resolve_variables(output.preset, output.variables, _fields(profile, output, env))
+        values = kind_of(output).variables(output, tokens)
     except ValueError as exc:
         return [f"      (cannot be rendered: {exc})"]
+    if values is None:
+        return []
     lines = []
-    if output.kind == "env_file" and output.dialect in UNSETTING_DIALECTS and output.preset:
-        lines.append(f"    unset {' '.join(competing_variables([output.preset], values))}")
-    secret = (
-        output.secret_names(values)
-        if output.kind == "pipeline_variables"
-        else {n for n, f in output.variables.items() if f in SECRET_FIELDS}
-    )
+    unset = output.unset_variables(values)
+    if unset:
+        lines.append(f"    unset {' '.join(unset)}")
+    secret = output.secret_names(values)
     for name, value in values.items():
-        field = output.variables.get(name)
+        field = output.mapped_variables.get(name)
         shown = _RUN_TIME.get(field or "", value)
         if field in ("expires_on", "expires_at"):
             shown = _RUN_TIME[field]
@@ -89,36 +100,32 @@ def render_plan(profile: ResolvedProfile, env: Mapping[str, str]) -> str:
     its mode, every variable an env file or pipeline variable output would set (secrets as
     ``***``, run-time values as ``<...>``), and the variables sh/pwsh files would unset.
     """
+    tokens = _PlannedTokens(profile, env)
     lines = [f"profile {profile.name}: nothing is contacted or written (--dry-run)"]
     for name, connection in profile.connections.items():
-        scopes = sorted(
-            {
-                scope
-                for output in profile.outputs
-                if output.connection == name and (scope := profile.scope_for(output))
-            }
-        ) or [connection.default_scope]
-        oidc = any(
-            o.connection == name and o.kind == "federated_token_file" for o in profile.outputs
-        )
+        outputs = [output for output in profile.outputs if output.connection == name]
+        scopes = sorted({scope for output in outputs if (scope := profile.scope_for(output))}) or [
+            connection.default_scope
+        ]
         lines.append(
             f"connection {name}: tenant {connection.tenant_id}, client id {connection.client_id}, "
             f"service connection {connection.service_connection_id}, system token from "
             f"${connection.system_access_token_env}"
         )
         lines.extend(f"  acquire {scope}" for scope in scopes)
-        if oidc:
-            lines.append("  keep the OIDC token")
+        notes = dict.fromkeys(note for output in outputs for note in output.plan_connection_notes())
+        lines.extend(f"  {note}" for note in notes)
     for index, output in enumerate(profile.outputs):
         head = f"output {index} ({output.kind}, connection {output.connection})"
-        if output.kind == "pipeline_variables":
+        assert output.connection is not None
+        files = list(output.written_files(output.connection, ("outputs", index)))
+        if output.on_stdout:
             lines.append(f"{head}: ##vso[task.setvariable] lines on stdout")
-            lines.extend(_variables(profile, output, env))
-            continue
-        lines.append(f"{head}: write {os.path.abspath(output.path)} (0600)")  # noqa: PTH100
-        if output.kind == "env_file":
-            federated = output.effective_federated_token_path
-            if federated is not None:
-                lines.append(f"    write {os.path.abspath(federated)} (0600, the OIDC token)")  # noqa: PTH100
-            lines.extend(_variables(profile, output, env))
+        for key, path, _ in files:
+            where = os.path.abspath(path)  # noqa: PTH100
+            if key == "path":
+                lines.append(f"{head}: write {where} (0600)")
+            else:
+                lines.append(f"    write {where} (0600, the OIDC token)")
+        lines.extend(_variables(output, tokens))
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ from agent.outputs.docker_config import (
     render_docker_config,
     users_entries,
 )
-from agent.registry_tokens import output_registries, refresh_on
+from agent.registry_tokens import refresh_on
 
 if TYPE_CHECKING:
     import aiohttp
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from agent.clock import Clock
     from agent.config import Output, ResolvedProfile
+    from agent.config.models import DockerConfigOutput
     from agent.retry import RetryPolicy
 
 __all__ = ["RegistryDelivery"]
@@ -82,7 +83,7 @@ class RegistryDelivery:
         first_error: AzauthError | None = None
         due: dict[tuple[str, str], float] = {}
         for output in outputs:
-            if output.kind != "docker_config" or output.mode != "auths":
+            if not output.exchanges_at_registries():
                 continue
             scope = self._profile.scope_for(output)
             info = tokens.get(scope) if scope is not None else None
@@ -90,7 +91,7 @@ class RegistryDelivery:
                 continue
             http = HttpClient(session=session, env=self._env, clock=self._clock, retry=self._retry)
             tid = unverified_claims(info.token).get("tid")
-            for registry in output_registries(self._profile, output):
+            for registry in output.registries_for(self._profile):
                 try:
                     token = await exchange_refresh_token(
                         http,
@@ -111,15 +112,14 @@ class RegistryDelivery:
         self._due.update(due)
         return first_error
 
-    def render(self, connection: str, output: Output) -> bytes:
+    def render(self, connection: str, output: DockerConfigOutput) -> bytes:
         """The new content of ``output``'s file, merged into what is there now.
 
         Raises:
             ValueError: the existing file is not a Docker config, or a registry has no token.
             OutputError: the existing file cannot be read.
         """
-        assert output.kind == "docker_config"
-        registries = output_registries(self._profile, output)
+        registries = output.registries_for(self._profile)
         existing = _read_existing(output.path)
         if output.path not in self._originals:
             self._originals[output.path] = users_entries(existing, registries)
@@ -143,8 +143,8 @@ class RegistryDelivery:
         registries = [
             host
             for output in self._profile.outputs
-            if output.kind == "docker_config" and output.path == path
-            for host in output_registries(self._profile, output)
+            if output.target == path
+            for host in output.registries_for(self._profile)
         ]
         if not registries:
             return False

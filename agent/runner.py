@@ -22,13 +22,12 @@ import os
 import random
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
-from agent._secrets import server_text
 from agent.clock import Clock, SystemClock
 from agent.connections import credential_for
-from agent.credential import AzurePipelinesCredential, OidcToken
+from agent.credential import AzurePipelinesCredential
 from agent.exceptions import (
     AuthenticationError,
     AzauthError,
@@ -36,40 +35,33 @@ from agent.exceptions import (
     ExitCode,
     OutputError,
 )
-from agent.feeds import FEED_OUTPUT_KINDS
-from agent.feeds.outputs import feed_files
 from agent.feeds.writer import MergedNpmrc
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write, remove_output
-from agent.outputs.env_file import UNSETTING_DIALECTS, render_env_file
 from agent.outputs.fields import TokenFields
-from agent.outputs.pipeline_variables import render_pipeline_variables
-from agent.outputs.presets import competing_variables, resolve_variables
-from agent.outputs.token_file import render_federated_token_file, render_token_file
+from agent.outputs.kinds import Rendered, kind_of
 from agent.refresh import (
     Acquired,
     Item,
-    ItemState,
     RefreshEngine,
     RefreshPolicy,
     acquired_access,
     acquired_oidc,
 )
 from agent.registry_delivery import RegistryDelivery
+from agent.report import ConnectionReport, RunReport
 from agent.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import aiohttp
-    from azure.core.credentials import AccessTokenInfo
 
     from agent.config import Connection, Output, ResolvedProfile
+    from agent.config.models import DockerConfigOutput
 
 __all__ = ["ConnectionReport", "RunReport", "Runner", "plan_connection"]
 
 _log = get_logger("agent.runner")
 
-# Fields whose value comes from an access token: an output naming one needs a token for its scope.
-_ACCESS_TOKEN_FIELDS = frozenset({"access_token", "token_type", "expires_on", "expires_at"})
 # After the first delivery, the engine does the retrying: one HTTP attempt per refresh attempt.
 _SINGLE_ATTEMPT = RetryPolicy(max_attempts=1)
 
@@ -85,30 +77,6 @@ class ConnectionPlan:
     needs_oidc: bool
 
 
-def _needs_access_token(output: Output) -> bool:
-    if output.kind == "token_file" or output.kind in FEED_OUTPUT_KINDS:
-        return True
-    if output.kind == "docker_config":
-        return output.mode == "auths"  # its Entra token is exchanged at each registry
-    if output.kind in ("env_file", "pipeline_variables"):
-        return bool(_ACCESS_TOKEN_FIELDS & set(output.variables.values()))
-    return False
-
-
-def _needs_oidc(output: Output, profile: ResolvedProfile) -> bool:
-    if output.kind == "federated_token_file":
-        return True
-    if output.kind == "env_file":
-        return output.needs_federated_token_file or "oidc_token" in output.variables.values()
-    if output.kind == "pipeline_variables":
-        assert output.connection is not None
-        uses_file = output.preset is not None or "federated_token_file" in output.variables.values()
-        return "oidc_token" in output.variables.values() or (
-            uses_file and profile.federated_token_file_for(output.connection) is not None
-        )
-    return False
-
-
 def plan_connection(profile: ResolvedProfile, name: str) -> ConnectionPlan:
     """Work out what connection ``name`` of ``profile`` must acquire for its outputs.
 
@@ -119,53 +87,14 @@ def plan_connection(profile: ResolvedProfile, name: str) -> ConnectionPlan:
     outputs = tuple(o for o in profile.outputs if o.connection == name)
     scopes: dict[str, None] = {}
     for output in outputs:
-        if _needs_access_token(output):
+        if output.needs_access_token():
             scope = profile.scope_for(output)
             assert scope is not None
             scopes[scope] = None
-    needs_oidc = any(_needs_oidc(o, profile) for o in outputs)
+    needs_oidc = any(o.needs_oidc(profile) for o in outputs)
     if not outputs:
         scopes[connection.default_scope] = None
     return ConnectionPlan(name, connection, outputs, tuple(scopes), needs_oidc)
-
-
-@dataclass
-class ConnectionReport:
-    """What happened to one connection: tokens held, files written, the last error."""
-
-    name: str
-    tokens: dict[str, AccessTokenInfo] = field(default_factory=dict)
-    oidc: OidcToken | None = None
-    acquired: dict[str, float] = field(default_factory=dict)  # item key -> when (epoch)
-    delivered: dict[str, list[str]] = field(default_factory=dict)  # item key -> outputs
-    written: list[str] = field(default_factory=list)
-    error: AzauthError | None = None
-    expected_outputs: int = 0
-    items: dict[str, ItemState] = field(default_factory=dict)  # item key -> engine state
-
-    @property
-    def ok(self) -> bool:
-        """True when no error is outstanding and every output was delivered."""
-        return self.error is None
-
-
-@dataclass
-class RunReport:
-    """The outcome of a run: one report per connection."""
-
-    connections: list[ConnectionReport]
-    monotonic: float | None = None  # the engine's clock when the report was taken
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """OK; PARTIAL when some connections delivered; else the failures' common code."""
-        failed = [c for c in self.connections if not c.ok]
-        if not failed:
-            return ExitCode.OK
-        if len(failed) < len(self.connections):
-            return ExitCode.PARTIAL
-        codes = {c.error.exit_code for c in failed if c.error is not None}
-        return codes.pop() if len(codes) == 1 else ExitCode.AUTH
 
 
 class Runner:
@@ -209,6 +138,7 @@ class Runner:
         self._written: dict[str, None] = {}
         # docker_config outputs: their ACR refresh tokens and when those are due again.
         self._registries = RegistryDelivery(profile, env=env, clock=self._clock, retry=self._retry)
+        self._tokens = _HeldTokens(profile, env, self.reports, self._registries)
         self._merged: dict[str, str] = {}  # npmrc path -> the connection whose block is there
         self._stdout_lock = asyncio.Lock()
         self._output_locks: dict[str, asyncio.Lock] = {}
@@ -320,7 +250,7 @@ class Runner:
             return
         try:
             await self._write_outputs(plan, outputs)
-            await self._print_pipeline_variables(plan, outputs)
+            await self._print_outputs(plan, outputs)
         except AzauthError as exc:
             self._tokenless_errors[plan.name] = exc
             self._set_error(plan.name)
@@ -415,7 +345,7 @@ class Runner:
             for output in plan.outputs:
                 keys = _item_keys(output, self.profile)
                 if any(states[k].error is not None for k in keys if k in states):
-                    labels.append(_output_label(output))
+                    labels.append(output.target)
             if not plan.outputs and any(s.error is not None for s in states.values()):
                 labels.append(plan.name)
         return labels
@@ -510,38 +440,12 @@ class Runner:
                 if key in (keys := _item_keys(output, self.profile)) and set(keys) <= held
             ]
             await self._write_outputs(plan, ready)
-            await self._print_pipeline_variables(plan, ready)
+            await self._print_outputs(plan, ready)
 
         return deliver
 
     # ----------------------------------------------------------------------------------------
     # Delivery
-
-    def _fields(self, plan: ConnectionPlan, output: Output) -> TokenFields:
-        report = self.reports[plan.name]
-        connection = plan.connection
-        scope = self.profile.scope_for(output)
-        info = report.tokens.get(scope) if scope is not None else None
-        federated = None
-        if output.kind == "env_file":
-            federated = output.effective_federated_token_path
-        elif output.kind == "pipeline_variables":
-            assert output.connection is not None
-            federated = self.profile.federated_token_file_for(output.connection)
-        return TokenFields.build(
-            access_token=info.token if info is not None else None,
-            expires_on=info.expires_on if info is not None else None,
-            token_type=getattr(info, "token_type", "Bearer") if info is not None else "Bearer",
-            scope=scope,
-            tenant_id=connection.tenant_id,
-            client_id=connection.client_id,
-            subscription_id=connection.subscription_id,
-            service_connection_id=connection.service_connection_id,
-            authority=connection.authority_url(self._env),
-            cloud=connection.cloud,
-            oidc_token=report.oidc.token if report.oidc is not None else None,
-            federated_token_file=_absolute(federated) if federated else None,
-        )
 
     async def _write_outputs(
         self, plan: ConnectionPlan, outputs: list[Output] | tuple[Output, ...]
@@ -574,14 +478,14 @@ class Runner:
 
     async def _write_output(self, plan: ConnectionPlan, output: Output) -> None:
         """Render and write one output; one writer per output at a time, newest tokens last."""
-        if output.kind == "pipeline_variables":
+        if output.on_stdout:
             return
-        label = output.path
+        label = output.target
         lock = self._output_locks.setdefault(label, asyncio.Lock())
         async with lock:
             try:
                 # Rendered inside the lock: whoever writes last writes the newest tokens.
-                files = self._render_files(plan, output)
+                files = self._render(output).files
                 await asyncio.to_thread(_write_files, files)
             except AzauthError as exc:
                 _log.error("output_failed", connection=plan.name, path=label, error=str(exc))
@@ -593,79 +497,36 @@ class Runner:
         self._record(plan, output, label)
         _log.debug("output_written", connection=plan.name, path=label)
 
-    def _render_files(
-        self, plan: ConnectionPlan, output: Output
-    ) -> list[tuple[str, bytes | MergedNpmrc]]:
-        """The files one output consists of, in the order they must be written.
+    def _render(self, output: Output) -> Rendered:
+        """What delivering ``output`` now writes or prints (its kind's renderer decides).
 
         Raises:
             OutputError: a value the output cannot hold (named, never shown).
         """
-        assert output.kind != "pipeline_variables"
         try:
-            return self._render(plan, output)
+            return kind_of(output).render(output, self._tokens)
         except ValueError as exc:
-            raise OutputError(str(exc), path=output.path) from None
+            raise OutputError(str(exc), path=output.target) from None
 
-    def _render(
-        self, plan: ConnectionPlan, output: Output
-    ) -> list[tuple[str, bytes | MergedNpmrc]]:
-        report = self.reports[plan.name]
-        if output.kind == "federated_token_file":
-            assert report.oidc is not None
-            return [(output.path, render_federated_token_file(report.oidc.token))]
-        if output.kind == "docker_config":
-            return [(output.path, self._registries.render(plan.name, output))]
-        fields = self._fields(plan, output)
-        if output.kind == "token_file":
-            return [(output.path, render_token_file(fields, output.format))]
-        if output.kind in FEED_OUTPUT_KINDS:
-            return feed_files(output, fields.access_token, self.profile.feeds_for(output))
-        assert output.kind == "env_file"
-        files: list[tuple[str, bytes | MergedNpmrc]] = []
-        federated = output.effective_federated_token_path
-        if federated is not None and report.oidc is not None:
-            # The token file first: the env file points at it.
-            files.append((federated, render_federated_token_file(report.oidc.token)))
-        values = resolve_variables(output.preset, output.variables, fields)
-        unset: list[str] = []
-        if output.dialect in UNSETTING_DIALECTS:  # a preset owns its consumer's choice
-            unset = competing_variables([output.preset], values)
-        text = render_env_file(values, output.dialect, unset=unset)
-        files.append((output.path, text.encode("utf-8")))
-        return files
-
-    async def _print_pipeline_variables(
+    async def _print_outputs(
         self, plan: ConnectionPlan, outputs: list[Output] | tuple[Output, ...]
     ) -> None:
+        """Print the outputs that go to stdout (logging commands), one at a time."""
         for output in outputs:
-            if output.kind != "pipeline_variables":
+            if not output.on_stdout:
                 continue
-            fields = self._fields(plan, output)
-            try:
-                values = resolve_variables(output.preset, output.variables, fields)
-                secret_names = output.secret_names(values)
-                text = render_pipeline_variables(
-                    values, secret_names=secret_names, is_output=output.is_output
-                )
-            except ValueError as exc:
-                raise OutputError(str(exc), path="pipeline variables") from None
+            rendered = self._render(output)
             async with self._stdout_lock:
-                self._stdout.write(text)
+                self._stdout.write(rendered.stdout or "")
                 self._stdout.flush()
-            self._record(plan, output, f"pipeline variables ({len(values)})")
+            self._record(plan, output, rendered.label or output.target)
 
     def _record(self, plan: ConnectionPlan, output: Output, label: str) -> None:
         """Note that ``output`` was delivered, under each token item it shows."""
         report = self.reports[plan.name]
         if label not in report.written:
             report.written.append(label)
-        keys = []
-        if _needs_access_token(output):
-            keys.append(self.profile.scope_for(output) or "")
-        if _needs_oidc(output, self.profile):
-            keys.append("oidc")
-        for key in keys or [""]:
+        for key in _item_keys(output, self.profile) or [""]:
             labels = report.delivered.setdefault(key, [])
             if label not in labels:
                 labels.append(label)
@@ -682,15 +543,60 @@ def _write_files(files: list[tuple[str, bytes | MergedNpmrc]]) -> None:
 def _item_keys(output: Output, profile: ResolvedProfile) -> list[str]:
     """The engine items an output shows: its scope, and ``"oidc"``."""
     keys = []
-    if _needs_access_token(output):
+    if output.needs_access_token():
         keys.append(profile.scope_for(output) or "")
-    if _needs_oidc(output, profile):
+    if output.needs_oidc(profile):
         keys.append("oidc")
     return keys
 
 
-def _output_label(output: Output) -> str:
-    return "pipeline variables" if output.kind == "pipeline_variables" else output.path
+class _HeldTokens:
+    """What a runner holds, as renderers read it (:class:`agent.outputs.kinds.TokenSource`)."""
+
+    def __init__(
+        self,
+        profile: ResolvedProfile,
+        env: Mapping[str, str],
+        reports: Mapping[str, ConnectionReport],
+        registries: RegistryDelivery,
+    ) -> None:
+        self.profile = profile
+        self._env = env
+        self._reports = reports
+        self._registries = registries
+
+    def fields(self, output: Output) -> TokenFields:
+        """The fields of ``output``: its scope's current token, its connection's identity."""
+        assert output.connection is not None
+        report = self._reports[output.connection]
+        connection = self.profile.connections[output.connection]
+        scope = self.profile.scope_for(output)
+        info = report.tokens.get(scope) if scope is not None else None
+        federated = output.federated_token_reference(self.profile)
+        return TokenFields.build(
+            access_token=info.token if info is not None else None,
+            expires_on=info.expires_on if info is not None else None,
+            token_type=getattr(info, "token_type", "Bearer") if info is not None else "Bearer",
+            scope=scope,
+            tenant_id=connection.tenant_id,
+            client_id=connection.client_id,
+            subscription_id=connection.subscription_id,
+            service_connection_id=connection.service_connection_id,
+            authority=connection.authority_url(self._env),
+            cloud=connection.cloud,
+            oidc_token=report.oidc.token if report.oidc is not None else None,
+            federated_token_file=_absolute(federated) if federated else None,
+        )
+
+    def oidc_token(self, connection: str) -> str | None:
+        """The connection's OIDC token, if held."""
+        oidc = self._reports[connection].oidc
+        return oidc.token if oidc is not None else None
+
+    def docker_config(self, output: DockerConfigOutput) -> bytes:
+        """The merged config.json (:meth:`RegistryDelivery.render`)."""
+        assert output.connection is not None
+        return self._registries.render(output.connection, output)
 
 
 def _absolute(path: str) -> str:
@@ -699,60 +605,3 @@ def _absolute(path: str) -> str:
 
 def _cancelled(name: str) -> AzauthError:
     return AuthenticationError(f"connection {name}: stopped before it delivered (fail_fast)")
-
-
-def summary_rows(report: RunReport, now: float) -> list[tuple[str, str, str, str]]:
-    """Rows of the summary table: connection, scope, expires in, outputs written (or error).
-
-    Expiry is counted on the engine's monotonic clock when the report has it (a skewed wall
-    clock does not change it), else from ``now`` (epoch seconds).
-    """
-    rows: list[tuple[str, str, str, str]] = []
-    for conn in report.connections:
-        for key, state in conn.items.items():
-            scope = "(OIDC token)" if key == "oidc" else key
-            held = state.held
-            if held is None:
-                expires = "-"
-            elif report.monotonic is not None:
-                expires = _format_delta(held.expires - report.monotonic)
-            else:
-                expires = _format_delta(float(getattr(held.value, "expires_on", now) or now) - now)
-            outputs = ", ".join(conn.delivered.get(key, [])) or "-"
-            if state.error is not None:
-                stale = " (outputs hold the last good token)" if held is not None else ""
-                outputs = f"FAILED{stale}: {state.error}"
-            rows.append((conn.name, scope, expires, outputs))
-        if conn.delivered.get(""):  # outputs that carry no token (docker_config credHelpers)
-            rows.append((conn.name, "-", "-", ", ".join(conn.delivered[""])))
-        if conn.error is not None and not conn.items:
-            rows.append((conn.name, "-", "-", f"FAILED: {conn.error}"))
-    return rows
-
-
-def render_summary(report: RunReport, now: float) -> str:
-    """The summary table as text, for stderr."""
-    # Each cell is shown as server text (redacted, one line, capped): error cells quote servers.
-    rows: list[tuple[str, ...]] = [("CONNECTION", "SCOPE", "EXPIRES IN", "OUTPUTS")]
-    rows += [
-        tuple(server_text(cell, limit=1000) for cell in row) for row in summary_rows(report, now)
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
-        for row in rows
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _format_delta(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 0:
-        return "expired"
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"

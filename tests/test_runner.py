@@ -13,7 +13,8 @@ import pytest
 
 from agent.config import load_config
 from agent.exceptions import ExitCode
-from agent.runner import Runner, plan_connection, render_summary
+from agent.report import render_summary
+from agent.runner import Runner, plan_connection
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
 

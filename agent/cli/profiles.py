@@ -91,25 +91,5 @@ def _connection_line(name: str, connection: Connection) -> str:
 
 
 def _output_line(profile: ResolvedProfile, output: Output) -> str:
-    details = [f"connection {output.connection}"]
-    scope = profile.scope_for(output)
-    target = "pipeline variables" if output.kind == "pipeline_variables" else output.path
-    if output.kind == "env_file" or output.kind == "pipeline_variables":  # noqa: PLR1714 - narrows
-        if output.kind == "env_file":
-            details.append(f"{output.dialect} dialect")
-        if output.preset:
-            details.append(f"preset {output.preset}")
-        if output.variables:
-            details.append(f"variables {', '.join(output.variables)}")
-        if output.kind == "env_file" and output.effective_federated_token_path:
-            details.append(f"federated token {output.effective_federated_token_path}")
-    elif output.kind == "docker_config":
-        from agent.registry_tokens import output_registries  # noqa: PLC0415
-
-        details.append(f"{output.mode} mode")
-        details.append(f"registries {', '.join(output_registries(profile, output)) or 'none'}")
-        if output.mode == "auths":
-            details.append(f"scope {scope}")
-    elif scope is not None:
-        details.append(f"scope {scope}")
-    return f"    {output.kind} -> {target} ({'; '.join(details)})"
+    details = [f"connection {output.connection}", *output.describe(profile)]
+    return f"    {output.kind} -> {output.target} ({'; '.join(details)})"

@@ -22,7 +22,8 @@ from agent.exceptions import ExitCode
 
 if TYPE_CHECKING:
     from agent.config import LoadedConfig, ResolvedProfile
-    from agent.runner import Runner, RunReport
+    from agent.report import RunReport
+    from agent.runner import Runner
     from agent.testing.emulator import Emulator
 
 __all__ = ["add_logging_arguments", "configure_logging_from_args", "register", "run"]
@@ -147,7 +148,7 @@ def _check_stdout(profile: ResolvedProfile) -> None:
     from agent._stdio import stdout_was_closed  # noqa: PLC0415
     from agent.exceptions import UsageError  # noqa: PLC0415
 
-    if stdout_was_closed() and any(o.kind == "pipeline_variables" for o in profile.outputs):
+    if stdout_was_closed() and any(o.on_stdout for o in profile.outputs):
         raise UsageError(
             f"standard output is closed, and profile {profile.name!r} sets pipeline variables "
             "with ##vso lines printed there (remove `>&-`; redirect to /dev/null to drop them)"
@@ -279,20 +280,11 @@ def competing_present(profile: ResolvedProfile, env: Mapping[str, str]) -> dict[
     files and pipeline variables can only add. Returns each name with the paths of the outputs
     concerned, so that ``run`` warns once per variable.
     """
-    from agent.outputs.env_file import UNSETTING_DIALECTS  # noqa: PLC0415
-    from agent.outputs.presets import PRESET_NAMES, competing_variables  # noqa: PLC0415
-
     found: dict[str, list[str]] = {}
     for output in profile.outputs:
-        if output.kind not in ("env_file", "pipeline_variables") or output.preset is None:
-            continue
-        if output.kind == "env_file" and output.dialect in UNSETTING_DIALECTS:
-            continue
-        where = output.path if output.kind == "env_file" else "pipeline variables"
-        setting = {*PRESET_NAMES[output.preset], *output.variables}
-        for name in competing_variables([output.preset], setting):
+        for name in output.competing_kept():
             if env.get(name):
-                found.setdefault(name, []).append(where)
+                found.setdefault(name, []).append(output.target)
     return found
 
 
@@ -317,7 +309,7 @@ def _print_summary(args: argparse.Namespace, report: RunReport) -> None:
     import time  # noqa: PLC0415
 
     from agent.logs import active_format  # noqa: PLC0415
-    from agent.runner import render_summary  # noqa: PLC0415
+    from agent.report import render_summary  # noqa: PLC0415
 
     text = pipeline_safe(render_summary(report, time.time()))
     if active_format() == "azure-pipelines":  # a collapsible section in the job log

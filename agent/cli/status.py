@@ -257,13 +257,10 @@ async def check_connections(
 
 
 def _check_exit_code(checks: Mapping[str, Mapping[str, Any]]) -> int:
-    failed = [check for check in checks.values() if "error" in check]
-    if not failed:
-        return ExitCode.OK
-    if len(failed) < len(checks):
-        return ExitCode.PARTIAL
-    codes = {int(check["exit_code"]) for check in failed}
-    return codes.pop() if len(codes) == 1 else ExitCode.AUTH
+    from agent.report import combined_exit_code  # noqa: PLC0415
+
+    failed = [int(check["exit_code"]) for check in checks.values() if "error" in check]
+    return combined_exit_code(failed, len(checks))
 
 
 def cached_tokens(
@@ -387,11 +384,10 @@ def _render_oidc(check: Mapping[str, Any] | None, checked: bool, now: float) -> 
 
 
 def _expiry(expires_on: int, now: float) -> str:
+    from agent.report import format_delta  # noqa: PLC0415
+
     left = int(expires_on - now)
     when = _rfc3339(expires_on)
     if left < 0:
         return f"expired at {when}"
-    minutes, seconds = divmod(left, 60)
-    hours, minutes = divmod(minutes, 60)
-    delta = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-    return f"expires in {delta} ({when})"
+    return f"expires in {format_delta(left, short=False)} ({when})"

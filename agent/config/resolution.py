@@ -73,50 +73,14 @@ class ResolvedProfile:
 
     def scope_for(self, output: Output) -> str | None:
         """The scope of the access token ``output`` uses; ``None`` for federated token files."""
-        if output.kind == "federated_token_file":
-            return None
-        if output.kind == "docker_config":
-            return self._registry_scope(output)
-        assert output.connection is not None
-        return output.scope or self.connections[output.connection].default_scope
-
-    def _registry_scope(self, output: Output) -> str:
-        """The Entra scope a docker_config output exchanges.
-
-        Its own ``scope``; else, in ``auths`` mode, the one its registries use (their
-        ``scope`` in the ``registries`` table, or their cloud's ACR audience: one scope,
-        checked on load); else the ACR audience of the connection's cloud.
-        """
-        from agent.acr import acr_scope  # noqa: PLC0415 - the registry concept stays there
-        from agent.registry_tokens import (  # noqa: PLC0415
-            RegistryNotServedError,
-            output_registries,
-            served_registry,
-        )
-
-        assert output.kind == "docker_config"
-        assert output.connection is not None
-        if output.scope:
-            return output.scope
-        if output.mode == "auths":
-            for registry in output_registries(self, output):
-                try:
-                    connection, scope = served_registry(self, registry)
-                except RegistryNotServedError:
-                    continue
-                if connection == output.connection:
-                    return scope
-        return acr_scope("", self.connections[output.connection].cloud)
+        return output.token_scope(self)
 
     def federated_token_file_for(self, connection: str) -> str | None:
         """A file this profile keeps ``connection``'s federated token in, if it has one."""
         for output in self.outputs:
-            if output.connection != connection:
-                continue
-            if output.kind == "federated_token_file":
-                return output.path
-            if output.kind == "env_file" and output.effective_federated_token_path is not None:
-                return output.effective_federated_token_path
+            kept = output.kept_federated_token() if output.connection == connection else None
+            if kept is not None:
+                return kept
         return None
 
 
@@ -308,22 +272,11 @@ def _registry_problems(
     from agent.config.registry_checks import docker_config_problems  # noqa: PLC0415
 
     yield from docker_config_problems(config, name, lineage)
-    from agent.acr import is_acr_host  # noqa: PLC0415 - the registry concept stays there
-
     served = {host for ancestor in lineage for host in config.profiles[ancestor].registries}
+    implicit = not served and len(connections) == 1
     for index, output in enumerate(config.profiles[name].outputs):
-        if output.kind != "docker_config":
-            continue
-        for position, host in enumerate(output.registries):
-            implicit = not served and len(connections) == 1 and is_acr_host(host)
-            if host not in served and not implicit:
-                yield Problem(
-                    ("profiles", name, "outputs", index, "registries", position),
-                    f"registry {host!r} is not served by profile {name!r}"
-                    f"{did_you_mean(host, sorted(served))}",
-                    f"a host of profiles.{name}.registries"
-                    + (f": {', '.join(sorted(served))}" if served else ""),
-                )
+        at: KeyPath = ("profiles", name, "outputs", index)
+        yield from output.registry_problems(name, at, served, implicit=implicit)
 
 
 def _lineage_outputs(
@@ -351,7 +304,7 @@ def _path_problems(resolved: list[tuple[KeyPath, Output, str]]) -> Iterator[Prob
     """
     writers: dict[str, tuple[tuple[object, ...], KeyPath]] = {}
     for where, output, connection in resolved:
-        for key, target, identity in _written_files(output, connection, where):
+        for key, target, identity in output.written_files(connection, where):
             # Not Path.resolve(): symlinks are the writer's business; equal spellings ours.
             normalized = os.path.normcase(os.path.abspath(target))  # noqa: PTH100
             first = writers.get(normalized)
@@ -422,36 +375,18 @@ def _pipeline_variable_problems(
     Two ``##vso[task.setvariable]`` lines for one name: the later silently overwrites the
     earlier (through ``extends`` too, and between a preset and another output's mapping).
     """
-    from agent.outputs.presets import preset_names  # noqa: PLC0415 - cheap, but not at import
-
     setters: dict[str, KeyPath] = {}
     keeps_file = {
         connection
         for _, output, connection in resolved
-        if output.kind == "federated_token_file"
-        or (output.kind == "env_file" and output.effective_federated_token_path is not None)
+        if output.kept_federated_token() is not None
     }
     for where, output, connection in resolved:
-        if output.kind != "pipeline_variables":
-            continue
-        settings = config.connections[connection]
-        names: list[tuple[str, KeyPath]] = []
-        if output.preset is not None:
-            preset = preset_names(
-                output.preset,
-                subscription=settings.subscription_id is not None,
-                sovereign=settings.cloud != "public",
-            )
-            names += [(n, (*where, "preset")) for n in preset if n not in output.variables]
-            if connection not in keeps_file:
-                yield Problem(
-                    (*where, "preset"),
-                    f"preset {output.preset!r} sets a variable pointing at connection "
-                    f"{connection!r}'s federated token file, and profile {name!r} keeps none",
-                    f"a federated_token_file output (or an env_file with a preset) for "
-                    f"connection {connection!r} in the profile, or variables without the preset",
-                )
-        names += [(n, (*where, "variables", n)) for n in output.variables]
+        names = output.pipeline_variable_names(config.connections[connection], where)
+        if connection not in keeps_file:
+            problem = output.federated_token_problem(name, where, connection)
+            if problem is not None:
+                yield problem
         for variable, key_path in names:
             first = setters.get(variable)
             if first is None:
@@ -488,46 +423,4 @@ def _output_problems(
             f"one of: {', '.join(connections)} (or add it to profiles.{name}.connections)",
         )
         return
-    yield from _variable_problems(config, where, output, connection)
-
-
-def _written_files(
-    output: Output, connection: str, where: KeyPath
-) -> Iterator[tuple[str, str, tuple[object, ...]]]:
-    """Yield ``(key, path, identity)`` for each file ``output`` writes.
-
-    Two writers may share a file only when their identities are equal ``("federated", c)``:
-    both keep connection ``c``'s federated token there, so their content is the same.
-    """
-    if output.kind == "federated_token_file":
-        yield "path", output.path, ("federated", connection)
-        return
-    if output.kind == "pipeline_variables":
-        return
-    if output.kind == "npmrc":
-        # Merged files: each npmrc output replaces only its own lines, so they may share one.
-        yield "path", output.path, ("merged", "npmrc")
-        return
-    yield "path", output.path, ("output", *where)
-    if output.kind == "env_file" and output.effective_federated_token_path is not None:
-        shared = ("federated", connection)
-        yield "federated_token_path", output.effective_federated_token_path, shared
-
-
-def _variable_problems(
-    config: AzauthConfig, where: KeyPath, output: Output, connection: str
-) -> Iterator[Problem]:
-    """Variables mapped to a value the connection does not have."""
-    if output.kind == "env_file" or output.kind == "pipeline_variables":  # noqa: PLR1714 - narrows
-        variables = output.variables
-    else:
-        return
-    if config.connections[connection].subscription_id is not None:
-        return
-    for variable, field in variables.items():
-        if field == "subscription_id":
-            yield Problem(
-                (*where, "variables", variable),
-                f"connection {connection!r} has no subscription_id",
-                f"subscription_id set in [connections.{connection}], or no variable mapped to it",
-            )
+    yield from output.connection_problems(config.connections[connection], connection, where)

@@ -15,7 +15,8 @@ import pytest
 from agent.config import load_config
 from agent.exceptions import ExitCode
 from agent.outputs.docker_config import render_docker_config
-from agent.runner import Runner, render_summary
+from agent.report import render_summary
+from agent.runner import Runner
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
 
