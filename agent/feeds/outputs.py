@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from agent.config.models import Feed, FeedEnvFileOutput, MavenSettingsOutput, NpmrcOutput
     from agent.feeds.render import FeedTarget
 
-__all__ = ["feed_env_file", "maven_settings_file", "npmrc_merge"]
+__all__ = ["feed_env_file_bytes", "maven_settings_file", "npmrc_merge"]
 
 
 def _targets(token: str | None, feeds: list[Feed]) -> tuple[str, list[FeedTarget]]:
@@ -41,7 +41,7 @@ def maven_settings_file(output: MavenSettingsOutput, token: str | None, feeds: l
     return render_maven_settings(found, token)
 
 
-def feed_env_file(output: FeedEnvFileOutput, token: str | None, feeds: list[Feed]) -> bytes:
+def feed_env_file_bytes(output: FeedEnvFileOutput, token: str | None, feeds: list[Feed]) -> bytes:
     """The feed variables in the output's dialect."""
     token, found = _targets(token, feeds)
     return render_env_file(feed_variables(found, token), output.dialect).encode("utf-8")

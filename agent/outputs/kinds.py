@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
-from agent.feeds.outputs import feed_env_file, maven_settings_file, npmrc_merge
+from agent.feeds.outputs import feed_env_file_bytes, maven_settings_file, npmrc_merge
 from agent.outputs.env_file import render_env_file
 from agent.outputs.pipeline_variables import render_pipeline_variables
 from agent.outputs.presets import resolve_variables
@@ -201,7 +201,7 @@ class FeedEnvFileKind(OutputKind["FeedEnvFileOutput"]):
     def render(self, output: FeedEnvFileOutput, source: TokenSource) -> Rendered:
         """The env file."""
         token = source.fields(output).access_token
-        data = feed_env_file(output, token, source.profile.feeds_for(output))
+        data = feed_env_file_bytes(output, token, source.profile.feeds_for(output))
         return Rendered([(output.path, data)])
 
 
