@@ -66,26 +66,18 @@ def run(args: argparse.Namespace) -> int:
 def warnings(loaded: LoadedConfig) -> list[str]:
     """What is valid but probably not meant: ``secret = true`` over public values."""
     from agent.config.resolution import resolve_profile  # noqa: PLC0415
-    from agent.outputs.presets import preset_names  # noqa: PLC0415
 
     found = []
     prefix = f"{loaded.source}: " if loaded.source is not None else ""
     config = loaded.config
     for name, profile in config.profiles.items():
         for index, output in enumerate(profile.outputs):
-            if output.kind != "pipeline_variables" or output.secret is not True:
+            if not output.unmasked_under_secret_true(None):  # any connection's, before its own
                 continue
             connection = config.connections.get(
                 output.connection or next(iter(resolve_profile(config, name).connections))
             )
-            names = None
-            if output.preset is not None and connection is not None:
-                names = preset_names(
-                    output.preset,
-                    subscription=connection.subscription_id is not None,
-                    sovereign=connection.cloud != "public",
-                )
-            public = output.public_variables_under_secret_true(names)
+            public = output.unmasked_under_secret_true(connection)
             if public:
                 found.append(
                     f"{prefix}profiles.{name}.outputs[{index}].secret: secret = true does not "

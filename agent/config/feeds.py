@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent.config.errors import KeyPath, Problem, did_you_mean
-from agent.feeds import FEED_OUTPUT_KINDS
 from agent.feeds.urls import parse_feed_url
 
 if TYPE_CHECKING:
@@ -47,10 +46,11 @@ def feed_problems(
                 yield from _connection_problem(name, where, connection, owner_connections)
             resolved[feed.name] = (connection, parse_feed_url(feed.url).feed is not None)
     for index, output in enumerate(config.profiles[name].outputs):
-        if output.kind not in FEED_OUTPUT_KINDS:
+        names = output.feed_names()
+        if names is None:
             continue
         where = ("profiles", name, "outputs", index)
-        yield from _output_feed_problems(name, where, output, connections, resolved)
+        yield from _output_feed_problems(name, where, output, connections, resolved, names=names)
 
 
 def _listed(config: AzauthConfig, lineage: list[str], connection: str) -> bool:
@@ -81,13 +81,14 @@ def _output_feed_problems(
     output: object,
     connections: list[str],
     resolved: dict[str, tuple[str | None, bool]],
+    *,
+    names: list[str],
 ) -> Iterator[Problem]:
     connection = getattr(output, "connection", None)
     if connection is None and len(connections) == 1:
         connection = connections[0]
     if connection is None or connection not in connections:
         return  # reported by the output checks
-    names: list[str] = list(getattr(output, "feeds", []))
     for position, feed_name in enumerate(names):
         entry = resolved.get(feed_name)
         key: KeyPath = (*where, "feeds", position)

@@ -431,6 +431,14 @@ class _OutputModel(_Model):
         """Variables competing with its preset that it sets but cannot unset in the consumer."""
         return []
 
+    def unmasked_under_secret_true(self, connection: Connection | None) -> list[str]:  # noqa: ARG002
+        """Variables its ``secret = true`` does not mask (``None``: any connection's)."""
+        return []
+
+    def feed_names(self) -> list[str] | None:
+        """The feeds it configures by name (empty: its connection's); ``None``: no feed kind."""
+        return None
+
     def unset_variables(self, values: Mapping[str, str]) -> list[str]:  # noqa: ARG002
         """The variables its file unsets (sh/pwsh env files with a preset)."""
         return []
@@ -753,6 +761,19 @@ class PipelineVariablesOutput(_OutputModel):
                 names.add(name)
         return names
 
+    def unmasked_under_secret_true(self, connection: Connection | None) -> list[str]:
+        """:meth:`public_variables_under_secret_true` with the preset's names for ``connection``."""
+        from agent.outputs.presets import preset_names  # noqa: PLC0415
+
+        names = None
+        if self.preset is not None and connection is not None:
+            names = preset_names(
+                self.preset,
+                subscription=connection.subscription_id is not None,
+                sovereign=connection.cloud != "public",
+            )
+        return self.public_variables_under_secret_true(names)
+
     def public_variables_under_secret_true(
         self, preset_variables: Sequence[str] | None = None
     ) -> list[str]:
@@ -974,7 +995,18 @@ FeedScope = Annotated[
 ]
 
 
-class NpmrcOutput(_OutputModel):
+class _FeedOutput(_OutputModel):
+    """The answers the feed kinds share (npmrc, maven_settings, feed_env_file)."""
+
+    if TYPE_CHECKING:
+        feeds: list[str] = []
+
+    def feed_names(self) -> list[str]:
+        """Its ``feeds``."""
+        return self.feeds
+
+
+class NpmrcOutput(_FeedOutput):
     """Registry and _authToken lines for the feeds' npm endpoints, merged into an npmrc file.
 
     Other lines of an existing file are kept; the file is replaced atomically (mode 0600).
@@ -991,7 +1023,7 @@ class NpmrcOutput(_OutputModel):
         yield "path", self.path, ("merged", "npmrc")
 
 
-class MavenSettingsOutput(_OutputModel):
+class MavenSettingsOutput(_FeedOutput):
     """A Maven settings.xml with one <server> per feed (id: the feed's name)."""
 
     kind: Literal["maven_settings"]
@@ -1001,7 +1033,7 @@ class MavenSettingsOutput(_OutputModel):
     scope: FeedScope = AZURE_DEVOPS_SCOPE
 
 
-class FeedEnvFileOutput(_OutputModel):
+class FeedEnvFileOutput(_FeedOutput):
     """Feed credentials as environment variables: NuGet, uv and twine read them."""
 
     kind: Literal["feed_env_file"]

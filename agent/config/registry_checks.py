@@ -29,12 +29,14 @@ def docker_config_problems(
     config: AzauthConfig, name: str, lineage: list[str]
 ) -> Iterator[Problem]:
     """The problems of profile ``name``'s docker_config outputs (``lineage``: root first)."""
+    from agent.config.models import DockerConfigOutput  # noqa: PLC0415 - models import us
+
     table = _registry_table(config, lineage)
     implicit = not table and len(_connection_names(config, lineage)) == 1
     for depth, owner in enumerate(lineage):
         owner_connections = _connection_names(config, lineage[: depth + 1])
         for index, output in enumerate(config.profiles[owner].outputs):
-            if output.kind != "docker_config":
+            if not isinstance(output, DockerConfigOutput):
                 continue
             connection = output.connection
             if connection is None and len(owner_connections) == 1:

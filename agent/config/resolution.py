@@ -65,7 +65,7 @@ class ResolvedProfile:
 
     def feeds_for(self, output: Output) -> list[Feed]:
         """The feeds a feed output configures: those it names, else its connection's feeds."""
-        names = getattr(output, "feeds", None) or []
+        names = output.feed_names()
         if names:
             by_name = {feed.name: feed for feed in self.feeds}
             return [by_name[name] for name in names if name in by_name]
