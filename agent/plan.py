@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from agent.exceptions import ConfigError
 from agent.outputs.fields import TokenFields
-from agent.outputs.kinds import kind_of
+from agent.outputs.kinds import kind_of, output_fields
 
 if TYPE_CHECKING:
     from agent.config import Output, ResolvedProfile
@@ -40,25 +40,17 @@ class _PlannedTokens:
         """The fields ``output`` would get, tokens and expiry as placeholders."""
         assert output.connection is not None
         connection = self.profile.connections[output.connection]
-        federated = output.federated_token_reference(self.profile)
-        if federated is not None:
-            federated = os.path.abspath(federated)  # noqa: PTH100 - as the runner writes it
         try:
             authority = connection.authority_url(self._env)
         except ConfigError:
             authority = connection.authority_url({})
-        return TokenFields.build(
+        return output_fields(
+            self.profile,
+            output,
+            authority=authority,
             access_token=_RUN_TIME["access_token"],
             expires_on=0,
-            scope=self.profile.scope_for(output),
-            tenant_id=connection.tenant_id,
-            client_id=connection.client_id,
-            subscription_id=connection.subscription_id,
-            service_connection_id=connection.service_connection_id,
-            authority=authority,
-            cloud=connection.cloud,
             oidc_token=_RUN_TIME["oidc_token"],
-            federated_token_file=federated,
         )
 
     def oidc_token(self, connection: str) -> str | None:  # noqa: ARG002 - the protocol's

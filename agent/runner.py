@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,7 +38,7 @@ from agent.feeds.writer import MergedNpmrc
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write, remove_output
 from agent.outputs.fields import TokenFields
-from agent.outputs.kinds import Rendered, kind_of
+from agent.outputs.kinds import Rendered, kind_of, output_fields
 from agent.refresh import (
     Acquired,
     Item,
@@ -569,23 +568,16 @@ class _HeldTokens:
         """The fields of ``output``: its scope's current token, its connection's identity."""
         assert output.connection is not None
         report = self._reports[output.connection]
-        connection = self.profile.connections[output.connection]
         scope = self.profile.scope_for(output)
         info = report.tokens.get(scope) if scope is not None else None
-        federated = output.federated_token_reference(self.profile)
-        return TokenFields.build(
+        return output_fields(
+            self.profile,
+            output,
+            authority=self.profile.connections[output.connection].authority_url(self._env),
             access_token=info.token if info is not None else None,
             expires_on=info.expires_on if info is not None else None,
             token_type=getattr(info, "token_type", "Bearer") if info is not None else "Bearer",
-            scope=scope,
-            tenant_id=connection.tenant_id,
-            client_id=connection.client_id,
-            subscription_id=connection.subscription_id,
-            service_connection_id=connection.service_connection_id,
-            authority=connection.authority_url(self._env),
-            cloud=connection.cloud,
             oidc_token=report.oidc.token if report.oidc is not None else None,
-            federated_token_file=_absolute(federated) if federated else None,
         )
 
     def oidc_token(self, connection: str) -> str | None:
@@ -597,10 +589,6 @@ class _HeldTokens:
         """The merged config.json (:meth:`RegistryDelivery.render`)."""
         assert output.connection is not None
         return self._registries.render(output.connection, output)
-
-
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)  # noqa: PTH100 - a str path is what env files hold
 
 
 def _cancelled(name: str) -> AzauthError:

@@ -16,18 +16,21 @@ Renderers are pure apart from reading what a :class:`TokenSource` hands them; th
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
 from agent.feeds.outputs import feed_env_file_bytes, maven_settings_file, npmrc_merge
 from agent.outputs.env_file import render_env_file
+from agent.outputs.fields import TokenFields
 from agent.outputs.pipeline_variables import render_pipeline_variables
 from agent.outputs.presets import resolve_variables
 from agent.outputs.token_file import render_federated_token_file, render_token_file
 
 if TYPE_CHECKING:
-    from agent.config import Output, ResolvedProfile
+    from agent.config import Feed, Output, ResolvedProfile
     from agent.config.models import (
         DockerConfigOutput,
         EnvFileOutput,
@@ -39,9 +42,8 @@ if TYPE_CHECKING:
         TokenFileOutput,
     )
     from agent.feeds.writer import MergedNpmrc
-    from agent.outputs.fields import TokenFields
 
-__all__ = ["KINDS", "OutputKind", "Rendered", "TokenSource", "kind_of"]
+__all__ = ["KINDS", "OutputKind", "Rendered", "TokenSource", "kind_of", "output_fields"]
 
 
 class TokenSource(Protocol):
@@ -61,6 +63,39 @@ class TokenSource(Protocol):
         """The merged ``config.json`` for ``output`` (registry tokens exchanged already)."""
 
 
+def output_fields(
+    profile: ResolvedProfile,
+    output: Output,
+    *,
+    authority: str,
+    access_token: str | None,
+    expires_on: int | None,
+    token_type: str = "Bearer",  # noqa: S107 - the OAuth token type, not a secret
+    oidc_token: str | None,
+) -> TokenFields:
+    """The fields of ``output`` with the given token values and its connection's identity.
+
+    The federated token file it refers to is made absolute, as env files and variables hold it.
+    """
+    assert output.connection is not None
+    connection = profile.connections[output.connection]
+    federated = output.federated_token_reference(profile)
+    return TokenFields.build(
+        access_token=access_token,
+        expires_on=expires_on,
+        token_type=token_type,
+        scope=profile.scope_for(output),
+        tenant_id=connection.tenant_id,
+        client_id=connection.client_id,
+        subscription_id=connection.subscription_id,
+        service_connection_id=connection.service_connection_id,
+        authority=authority,
+        cloud=connection.cloud,
+        oidc_token=oidc_token,
+        federated_token_file=os.path.abspath(federated) if federated else None,  # noqa: PTH100
+    )
+
+
 @dataclass(frozen=True)
 class Rendered:
     """One delivery of an output: files in write order, or text for stdout.
@@ -74,6 +109,7 @@ class Rendered:
 
 
 OutputT = TypeVar("OutputT", bound="Output")
+_FeedOutputT = TypeVar("_FeedOutputT", "NpmrcOutput", "MavenSettingsOutput", "FeedEnvFileOutput")
 
 
 class OutputKind(ABC, Generic[OutputT]):
@@ -169,40 +205,38 @@ class DockerConfigKind(OutputKind["DockerConfigOutput"]):
         return Rendered([(output.path, source.docker_config(output))])
 
 
-class NpmrcKind(OutputKind["NpmrcOutput"]):
+class _FeedKind(OutputKind[_FeedOutputT]):
+    """A feed kind: one file built from the access token and the output's feeds."""
+
+    build: Callable[[_FeedOutputT, str | None, list[Feed]], bytes | MergedNpmrc]
+
+    def render(self, output: _FeedOutputT, source: TokenSource) -> Rendered:
+        """The file (or the merge into the npmrc)."""
+        token = source.fields(output).access_token
+        return Rendered(
+            [(output.path, type(self).build(output, token, source.profile.feeds_for(output)))]
+        )
+
+
+class NpmrcKind(_FeedKind["NpmrcOutput"]):
     """``npmrc``: the feeds' registry and ``_authToken`` lines merged into an npmrc."""
 
     kind = "npmrc"
-
-    def render(self, output: NpmrcOutput, source: TokenSource) -> Rendered:
-        """The merge into the npmrc."""
-        token = source.fields(output).access_token
-        merge = npmrc_merge(output, token, source.profile.feeds_for(output))
-        return Rendered([(output.path, merge)])
+    build = staticmethod(npmrc_merge)
 
 
-class MavenSettingsKind(OutputKind["MavenSettingsOutput"]):
+class MavenSettingsKind(_FeedKind["MavenSettingsOutput"]):
     """``maven_settings``: a settings.xml with one server per feed."""
 
     kind = "maven_settings"
-
-    def render(self, output: MavenSettingsOutput, source: TokenSource) -> Rendered:
-        """The settings.xml."""
-        token = source.fields(output).access_token
-        data = maven_settings_file(output, token, source.profile.feeds_for(output))
-        return Rendered([(output.path, data)])
+    build = staticmethod(maven_settings_file)
 
 
-class FeedEnvFileKind(OutputKind["FeedEnvFileOutput"]):
+class FeedEnvFileKind(_FeedKind["FeedEnvFileOutput"]):
     """``feed_env_file``: the feeds' NuGet, uv and twine variables in a dialect."""
 
     kind = "feed_env_file"
-
-    def render(self, output: FeedEnvFileOutput, source: TokenSource) -> Rendered:
-        """The env file."""
-        token = source.fields(output).access_token
-        data = feed_env_file_bytes(output, token, source.profile.feeds_for(output))
-        return Rendered([(output.path, data)])
+    build = staticmethod(feed_env_file_bytes)
 
 
 KINDS: dict[str, OutputKind[Output]] = {
