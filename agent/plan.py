@@ -113,11 +113,12 @@ def render_plan(profile: ResolvedProfile, env: Mapping[str, str]) -> str:
         files = list(output.written_files(output.connection, ("outputs", index)))
         if output.on_stdout:
             lines.append(f"{head}: ##vso[task.setvariable] lines on stdout")
-        for key, path, _ in files:
+        for key, path, identity in files:
             where = os.path.abspath(path)  # noqa: PTH100
             if key == "path":
                 lines.append(f"{head}: write {where} (0600)")
             else:
-                lines.append(f"    write {where} (0600, the OIDC token)")
+                held = ", the OIDC token" if identity[0] == "federated" else ""
+                lines.append(f"    write {where} (0600{held})")
         lines.extend(_variables(output, tokens))
     return "\n".join(lines) + "\n"

@@ -393,7 +393,9 @@ class _OutputModel(_Model):
         return None
 
     def written_files(self, connection: str, where: KeyPath) -> Iterator[WrittenFile]:  # noqa: ARG002 - kinds override it
-        """Yield ``(key, path, identity)`` for each file this output writes, in write order.
+        """Yield ``(key, path, identity)`` for each file this output writes, its own first.
+
+        ``key``: the field naming the file (``path`` for the output's own file).
 
         Two writers may share a file only when their identities are equal and shareable:
         ``("federated", c)`` (both keep connection ``c``'s federated token there) or
