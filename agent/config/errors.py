@@ -12,7 +12,7 @@ import difflib
 import json
 import re
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -28,6 +28,7 @@ __all__ = [
     "KeyPath",
     "Problem",
     "config_error",
+    "connection_problems",
     "describe_value",
     "did_you_mean",
     "format_key_path",
@@ -418,3 +419,22 @@ def _field_words(field: FieldInfo | None) -> str | None:
     if len(text) > 1 and text[1].islower():
         text = text[0].lower() + text[1:]
     return text
+
+
+def connection_problems(
+    name: str, where: KeyPath, connection: str | None, connections: list[str]
+) -> Iterator[Problem]:
+    """A ``connection`` missing where profile ``name`` has several, or not one of them."""
+    if connection is None:
+        yield Problem(
+            (*where, "connection"),
+            f"missing required key: profile {name!r} uses several connections",
+            f"one of: {', '.join(connections)}",
+        )
+    elif connection not in connections:
+        yield Problem(
+            (*where, "connection"),
+            f"connection {connection!r} is not used by profile {name!r}"
+            f"{did_you_mean(connection, connections)}",
+            f"one of: {', '.join(connections)} (or add it to profiles.{name}.connections)",
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.config.errors import KeyPath, Problem, did_you_mean
+from agent.config.errors import KeyPath, Problem, connection_problems, did_you_mean
 from agent.feeds.urls import parse_feed_url
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def feed_problems(
                 continue
             connection = _owner(feed, owner_connections)
             if own:
-                yield from _connection_problem(name, where, connection, owner_connections)
+                yield from connection_problems(name, where, connection, owner_connections)
             resolved[feed.name] = (connection, parse_feed_url(feed.url).feed is not None)
     for index, output in enumerate(config.profiles[name].outputs):
         names = output.feed_names()
@@ -55,24 +55,6 @@ def feed_problems(
 
 def _listed(config: AzauthConfig, lineage: list[str], connection: str) -> bool:
     return any(connection in config.profiles[ancestor].connections for ancestor in lineage)
-
-
-def _connection_problem(
-    name: str, where: KeyPath, connection: str | None, connections: list[str]
-) -> Iterator[Problem]:
-    if connection is None:
-        yield Problem(
-            (*where, "connection"),
-            f"missing required key: profile {name!r} uses several connections",
-            f"one of: {', '.join(connections)}",
-        )
-    elif connection not in connections:
-        yield Problem(
-            (*where, "connection"),
-            f"connection {connection!r} is not used by profile {name!r}"
-            f"{did_you_mean(connection, connections)}",
-            f"one of: {', '.join(connections)} (or add it to profiles.{name}.connections)",
-        )
 
 
 def _output_feed_problems(

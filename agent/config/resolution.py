@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
-from agent.config.errors import KeyPath, Problem, did_you_mean, format_key_path
+from agent.config.errors import (
+    KeyPath,
+    Problem,
+    connection_problems,
+    did_you_mean,
+    format_key_path,
+)
 from agent.config.feeds import feed_problems
 
 if TYPE_CHECKING:
@@ -406,21 +412,10 @@ def _output_problems(
     """A missing, ambiguous or foreign ``connection``, and variables it cannot fill."""
     connections = _connection_names(config, profile_lineage(config.profiles, name))
     connection = output.connection
-    if connection is None:
-        if len(connections) > 1:
-            yield Problem(
-                (*where, "connection"),
-                f"missing required key: profile {name!r} uses several connections",
-                f"one of: {', '.join(connections)}",
-            )
-            return
+    if connection is None and len(connections) == 1:
         connection = connections[0]
-    elif connection not in connections:
-        yield Problem(
-            (*where, "connection"),
-            f"connection {connection!r} is not used by profile {name!r}"
-            f"{did_you_mean(connection, connections)}",
-            f"one of: {', '.join(connections)} (or add it to profiles.{name}.connections)",
-        )
+    problems = list(connection_problems(name, where, connection, connections))
+    if problems or connection is None:
+        yield from problems
         return
     yield from output.connection_problems(config.connections[connection], connection, where)
