@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from agent.config.errors import (
     KeyPath,
@@ -24,7 +25,7 @@ from agent.config.errors import (
 from agent.config.feeds import feed_problems
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
 
     from agent.config.models import (
         AzauthConfig,
@@ -109,27 +110,15 @@ def resolve_profile(config: AzauthConfig, name: str) -> ResolvedProfile:
     lineage = profile_lineage(config.profiles, name)
     connections = {c: config.connections[c] for c in _connection_names(config, lineage)}
     filled: list[Output] = []
-    for depth, ancestor in enumerate(lineage):
-        owner_connections = _connection_names(config, lineage[: depth + 1])
-        for output in config.profiles[ancestor].outputs:
-            if output.connection is None:
-                output = output.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
-            filled.append(output)
-    feeds = []
-    for depth, ancestor in enumerate(lineage):
-        owner_connections = _connection_names(config, lineage[: depth + 1])
-        for feed in config.profiles[ancestor].feeds:
-            if feed.connection is None:
-                feed = feed.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
-            feeds.append(feed)
-    description = config.profiles[name].description
+    feeds: list[Feed] = []
     registries: dict[str, RegistryBinding] = {}
     for depth, ancestor in enumerate(lineage):
-        owner_connections = _connection_names(config, lineage[: depth + 1])
-        for host, binding in config.profiles[ancestor].registries.items():
-            if binding.connection is None:
-                binding = binding.model_copy(update={"connection": owner_connections[0]})  # noqa: PLW2901
-            registries[host] = binding
+        owners = _connection_names(config, lineage[: depth + 1])
+        profile = config.profiles[ancestor]
+        filled += [_owned(output, owners) for output in profile.outputs]
+        feeds += [_owned(feed, owners) for feed in profile.feeds]
+        registries.update({host: _owned(b, owners) for host, b in profile.registries.items()})
+    description = config.profiles[name].description
     return ResolvedProfile(
         name,
         description,
@@ -140,6 +129,23 @@ def resolve_profile(config: AzauthConfig, name: str) -> ResolvedProfile:
         feeds=feeds,
         az_login=config.profiles[name].az_login,
     )
+
+
+class _Owned(Protocol):
+    connection: str | None
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """Pydantic's copy with fields replaced."""
+
+
+_OwnedT = TypeVar("_OwnedT", bound=_Owned)
+
+
+def _owned(item: _OwnedT, owners: list[str]) -> _OwnedT:
+    """``item`` with its ``connection`` filled in: the first of its owner profile's ``owners``."""
+    if item.connection is not None:
+        return item
+    return item.model_copy(update={"connection": owners[0]})
 
 
 def _connection_names(config: AzauthConfig, lineage: list[str]) -> list[str]:
