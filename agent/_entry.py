@@ -22,8 +22,10 @@ def docker_credential_main() -> None:
 
     A warm ``get`` is answered from the on-disk cache with the standard library only.
     """
+    from agent._standalone import mark_command  # noqa: PLC0415
     from agent._stdio import guard_standard_streams, quiet_broken_pipe  # noqa: PLC0415
 
+    mark_command()  # before anything imports agent.exceptions: no azure-core (agent._azure_core)
     guard_standard_streams()  # `<&-` / `>&-`: /dev/null rather than an AttributeError
     argv = sys.argv[1:]
     data: bytes | None = None
@@ -65,10 +67,13 @@ def docker_credential_main() -> None:
 
 def main() -> None:
     """Entry point of the ``azauth`` command."""
+    from agent._standalone import mark_command  # noqa: PLC0415
     from agent._stdio import (  # noqa: PLC0415 - stdlib only
         guard_standard_streams,
         quiet_broken_pipe,
     )
+
+    mark_command()  # before anything imports agent.exceptions: no azure-core (agent._azure_core)
 
     argv = sys.argv[1:]
     command = argv[0] if argv else None

@@ -6,7 +6,7 @@
     ├── ConfigError                 a profile file or setting is wrong (file, key path, expected)
     ├── UsageError                  the command line is wrong
     ├── OutputError                 an output could not be written (path)
-    └── AuthenticationError         also azure-core's ClientAuthenticationError
+    └── AuthenticationError         also azure-core's ClientAuthenticationError (library)
         ├── CredentialUnavailableError   no SYSTEM_OIDCREQUESTURI (a chain moves on)
         ├── OidcRequestError        step 1: Azure DevOps answered something other than a token
         ├── EntraError              step 2: Microsoft Entra answered an OAuth error
@@ -25,7 +25,7 @@ import enum
 import sys
 from typing import Any
 
-from azure.core.exceptions import ClientAuthenticationError
+from agent._azure_core import ClientAuthenticationError
 
 __all__ = [
     "AuthenticationError",
@@ -117,6 +117,9 @@ class OutputError(AzauthError):
 
 class AuthenticationError(AzauthError, ClientAuthenticationError):
     """Authentication failed; also an ``azure.core.exceptions.ClientAuthenticationError``.
+
+    (Inside the ``azauth`` command process itself the base is a stand-in with the same fields,
+    so the command does not import azure-core: see :mod:`agent._azure_core`.)
 
     ``status_code`` is the HTTP status of the failing answer (``None`` when there was none),
     ``retryable`` tells callers whether trying again later can help.

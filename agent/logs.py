@@ -32,11 +32,32 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
-
 from agent import _secrets
 from agent._pipelines import in_pipeline, neutralize
+from agent._standalone import is_command
+
+
+def _import_structlog() -> None:
+    """Import structlog; in the ``azauth`` command without ``rich``.
+
+    structlog imports rich (when installed) for its exception formatter, about 30 ms with what
+    rich drags in; azauth formats exceptions itself (:func:`redact_secrets`), so the command
+    hides rich from structlog's import. A program using the library is left as it is.
+    """
+    if not is_command() or "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog  # noqa: F401, PLC0415
+
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment] # import rich -> ImportError
+    try:
+        import structlog  # noqa: F401, PLC0415
+    finally:
+        del sys.modules["rich"]
+
+
+_import_structlog()
+import structlog  # noqa: E402 - imported by _import_structlog
+from structlog.typing import EventDict, Processor, WrappedLogger  # noqa: E402
 
 __all__ = [
     "LOG_FORMATS",

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from azure.core.credentials import AccessToken, AccessTokenInfo
-
+from agent._azure_core import AccessToken, AccessTokenInfo
 from agent._secrets import server_text
 from agent.exceptions import EntraError, ExitCode, NoUsableLifeError, OidcRequestError
 from agent.retry import RETRYABLE_STATUSES
