@@ -8,6 +8,7 @@ everything else, and every miss, runs the full command line (:mod:`agent.cli.mai
 
 from __future__ import annotations
 
+import gc
 import sys
 
 _FAST_COMMANDS = frozenset({"token", "git-credential"})
@@ -59,8 +60,6 @@ def docker_credential_main() -> None:
         code = helper_main(argv, stdin=data)
     except BrokenPipeError:
         code = quiet_broken_pipe()
-    import gc  # noqa: PLC0415
-
     gc.freeze()
     sys.exit(code)
 
@@ -74,7 +73,9 @@ def main() -> None:
     )
 
     mark_command()  # before anything imports agent.exceptions: no azure-core (agent._azure_core)
-
+    # No garbage collection while imports build their hundred thousand objects (none of them
+    # garbage): agent.cli.main turns it back on for the long-running modes once it knows the mode.
+    gc.disable()
     argv = sys.argv[1:]
     command = argv[0] if argv else None
     closed = guard_standard_streams()
@@ -101,7 +102,5 @@ def main() -> None:
         sys.exit(quiet_broken_pipe())
     # The process is about to exit: spare the interpreter's final collection of every object
     # the imports created (about 25 ms for `azauth run`, measured by bench/bench_run.py).
-    import gc  # noqa: PLC0415
-
     gc.freeze()
     sys.exit(code)

@@ -74,12 +74,9 @@ _CLOCK_WARNED: list[str] = []  # the clock offset is reported once per process
 
 @functools.cache
 def _user_agent() -> str:
-    try:
-        from importlib.metadata import version  # noqa: PLC0415 - only read once per credential
+    from agent._version import __version__  # noqa: PLC0415
 
-        return f"azauth/{version('azauth')}"
-    except Exception:  # noqa: BLE001 - metadata may be missing in odd installs; not fatal
-        return "azauth"
+    return f"azauth/{__version__}"
 
 
 @dataclass(frozen=True)

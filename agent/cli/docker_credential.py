@@ -59,9 +59,9 @@ def _main(argv: Sequence[str], stdin: bytes | None) -> int:
     if action not in dc.OPERATIONS:
         return _fail(dc.unknown_action(action))
     if action == "version":
-        from importlib.metadata import version  # noqa: PLC0415
+        from agent._version import __version__  # noqa: PLC0415
 
-        _out(f"{dc.HELPER_NAME} (azauth) {version('azauth')}\n")
+        _out(f"{dc.HELPER_NAME} (azauth) {__version__}\n")
         return 0
     data = stdin if stdin is not None else _read_stdin(action)
     _configure_logging(os.environ)

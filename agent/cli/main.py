@@ -46,8 +46,14 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the full ``azauth`` parser with every command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the ``azauth`` parser: every command registered, or only ``command``.
+
+    ``main`` passes the command named first on its command line, so one invocation imports and
+    builds one command's parser (``azauth --help``, a typo and ``--version`` get them all).
+    Parsing with only that command registered gives the same result: the first word selects
+    the subparser, and nothing else could have matched it.
+    """
     parser = _Parser(
         prog="azauth",
         description=(
@@ -56,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    for name in (command,) if command in COMMANDS else COMMANDS:
         module = importlib.import_module(f"agent.cli.{name.replace('-', '_')}")
         module.register(sub)
     return parser
@@ -69,6 +75,19 @@ _STDOUT_COMMANDS = frozenset(
 )
 
 
+# Modes that keep running: garbage collection back on (agent._entry turns it off for start-up).
+_LONG_RUNNING = frozenset({"exec", "serve", "emulator"})
+
+
+def _collect_garbage() -> None:
+    """Turn garbage collection on, sparing what start-up built (``gc.freeze``) from its scans."""
+    import gc  # noqa: PLC0415
+
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one return per outcome
     """Run ``azauth`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code.
 
@@ -78,13 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
     traceback only with ``-vv``).
     """
     closed = guard_standard_streams()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
     if args.version:
-        from importlib.metadata import version  # noqa: PLC0415 - only for --version
+        from agent._version import __version__  # noqa: PLC0415
 
-        print(f"azauth {version('azauth')}")
+        print(f"azauth {__version__}")
         return ExitCode.OK
+    if args.command in _LONG_RUNNING or getattr(args, "watch", False):
+        _collect_garbage()
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
