@@ -62,7 +62,7 @@ else:
             token: str,
             expires_on: int,
             *,
-            token_type: str = "Bearer",
+            token_type: str = "Bearer",  # noqa: S107 - a token type name
             refresh_on: int | None = None,
         ) -> None:
             self.token = token

@@ -1,4 +1,7 @@
-"""azauth's version, as a constant: reading package metadata (importlib.metadata) at start-up
-costs milliseconds on every command. tests/test_startup.py checks it equals pyproject.toml's."""
+"""azauth's version, as a constant.
+
+Reading package metadata (importlib.metadata) at start-up costs milliseconds on every command;
+tests/test_startup.py checks that this equals the version in pyproject.toml.
+"""
 
 __version__ = "0.1.0"

@@ -45,7 +45,7 @@ def _import_structlog() -> None:
     hides rich from structlog's import. A program using the library is left as it is.
     """
     if not is_command() or "structlog" in sys.modules or "rich" in sys.modules:
-        import structlog  # noqa: F401, PLC0415
+        import structlog  # noqa: PLC0415
 
         return
     sys.modules["rich"] = None  # type: ignore[assignment] # import rich -> ImportError
