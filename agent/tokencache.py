@@ -160,22 +160,20 @@ def _home(env: Mapping[str, str]) -> str:
 def find_config_file(config: str | None, env: Mapping[str, str], cwd: str) -> str | None:
     """Return the profile file a command would load (absolute), or ``None`` when it would use none.
 
-    The search is :func:`agent.config.discovery.find_config_file` itself (import-light), so the
+    The search is :func:`agent.config.discovery.find_config_path` itself (import-light), so the
     cache keys the very file ``load_config`` reads.
 
     Raises:
         FileNotFoundError: ``config`` or ``AZAUTH_CONFIG`` names something that is not a file
             with a supported suffix (the command line reports the details).
     """
-    from pathlib import Path  # noqa: PLC0415 - discovery imports it anyway
-
-    from agent.config.discovery import find_config_file as discover  # noqa: PLC0415
+    from agent.config.discovery import find_config_path  # noqa: PLC0415
 
     named = config if config is not None else (env.get(CONFIG_ENV) or None)
     if named is not None:
         named = os.path.join(cwd, named)
     try:
-        found = discover(named, env, Path(cwd))
+        found = find_config_path(named, env, cwd)
     except Exception:  # noqa: BLE001 - a ConfigError; its import would cost the fast path
         raise FileNotFoundError(named) from None
     return None if found is None else os.path.abspath(os.path.join(cwd, found))

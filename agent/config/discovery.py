@@ -11,17 +11,23 @@ Order, first match wins:
    Azure Pipelines tasks such as AzureCLI@2 export for a service connection.
 
 Stdlib only at import time: the ``azauth token`` fast path finds the profile file with this
-module without loading pydantic or azure-core (the error class is imported when raised).
+module (:func:`find_config_path`, ``str`` paths) without loading pydantic, azure-core or even
+:mod:`pathlib` (the error class and pathlib are imported when needed).
 """
+
+# os, not pathlib: importing pathlib would cost the warm path of `azauth token` milliseconds.
+# ruff: noqa: PTH109, PTH111, PTH116, PTH118, PTH119
 
 from __future__ import annotations
 
+import errno
 import os
-from pathlib import Path
+import stat
 
 TYPE_CHECKING = False  # not from typing: see agent/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from agent.exceptions import ConfigError
 
@@ -33,6 +39,7 @@ __all__ = [
     "SUFFIXES",
     "candidate_paths",
     "find_config_file",
+    "find_config_path",
     "implicit_config_data",
     "syntax_of",
     "working_directory",
@@ -66,8 +73,14 @@ def working_directory() -> Path:
     Raises:
         ConfigError: it no longer exists (deleted or moved away while the shell stayed in it).
     """
+    from pathlib import Path  # noqa: PLC0415 - the fast path uses _getcwd
+
+    return Path(_getcwd())
+
+
+def _getcwd() -> str:
     try:
-        return Path.cwd()
+        return os.getcwd()
     except OSError as exc:
         raise _config_error(
             f"the current working directory cannot be used: {exc.strerror or exc} "
@@ -76,9 +89,17 @@ def working_directory() -> Path:
         ) from None
 
 
-def syntax_of(path: Path) -> str | None:
+def _suffixes(path: str | os.PathLike[str]) -> list[str]:
+    """``pathlib.PurePath.suffixes`` of ``path``, without pathlib."""
+    name = os.path.basename(os.fspath(path).rstrip(os.sep))
+    if name.endswith("."):
+        return []
+    return ["." + suffix for suffix in name.lstrip(".").split(".")[1:]]
+
+
+def syntax_of(path: str | os.PathLike[str]) -> str | None:
     """Return ``"toml"`` or ``"yaml"`` from ``path``'s suffix (``.example`` is looked through)."""
-    suffixes = [suffix.lower() for suffix in path.suffixes]
+    suffixes = [suffix.lower() for suffix in _suffixes(path)]
     if suffixes and suffixes[-1] == ".example":
         suffixes.pop()
     return SUFFIXES.get(suffixes[-1]) if suffixes else None
@@ -86,13 +107,21 @@ def syntax_of(path: Path) -> str | None:
 
 def candidate_paths(env: Mapping[str, str], cwd: Path) -> list[Path]:
     """Return the paths searched when neither ``--config`` nor ``AZAUTH_CONFIG`` is set."""
+    from pathlib import Path  # noqa: PLC0415 - the fast path uses _candidates
+
+    return [Path(candidate) for candidate in _candidates(env, os.fspath(cwd))]
+
+
+def _candidates(env: Mapping[str, str], cwd: str) -> list[str]:
     config_home = env.get("XDG_CONFIG_HOME")
     if config_home:
-        user_dir = Path(config_home) / "azauth"
+        user_dir = os.path.join(config_home, "azauth")
     else:
-        home = env.get("HOME") or env.get("USERPROFILE")
-        user_dir = (Path(home) if home else Path.home()) / ".config" / "azauth"
-    return [cwd / name for name in FILE_NAMES] + [user_dir / name for name in FILE_NAMES]
+        home = env.get("HOME") or env.get("USERPROFILE") or os.path.expanduser("~")
+        user_dir = os.path.join(home, ".config", "azauth")
+    return [os.path.join(cwd, name) for name in FILE_NAMES] + [
+        os.path.join(user_dir, name) for name in FILE_NAMES
+    ]
 
 
 def find_config_file(
@@ -104,42 +133,74 @@ def find_config_file(
         ConfigError: the path given (or ``AZAUTH_CONFIG``) does not exist, is not a file, or has
             a suffix other than ``.toml``, ``.yaml`` or ``.yml``.
     """
+    from pathlib import Path  # noqa: PLC0415 - the fast path uses find_config_path
+
+    given = None if path is None else os.fspath(Path(path))
+    found = find_config_path(given, env, None if cwd is None else os.fspath(cwd))
+    return None if found is None else Path(found)
+
+
+# Errors that pathlib's exists() and is_file() take as "no such file" rather than raise.
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+
+
+def _stat(path: str) -> os.stat_result | None:
+    """``os.stat(path)``, ``None`` where pathlib's ``exists()`` says False; else OSError."""
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            return None
+        raise
+    except ValueError:  # an embedded NUL byte: pathlib says False too
+        return None
+
+
+def find_config_path(
+    path: str | None, env: Mapping[str, str], cwd: str | None = None
+) -> str | None:
+    """:func:`find_config_file` with ``str`` paths: the same search, without pathlib.
+
+    Raises:
+        ConfigError: as :func:`find_config_file`.
+    """
     if path is not None:
-        return _explicit(Path(path), "--config")
+        return _explicit(path, "--config")
     from_env = env.get(CONFIG_ENV)
     if from_env:
-        return _explicit(Path(from_env), f"environment variable {CONFIG_ENV}")
-    for candidate in candidate_paths(env, working_directory() if cwd is None else cwd):
+        return _explicit(from_env, f"environment variable {CONFIG_ENV}")
+    for candidate in _candidates(env, _getcwd() if cwd is None else cwd):
         try:
-            if candidate.is_file():
-                return candidate
+            info = _stat(candidate)
         except OSError:  # a name too long ($HOME, $XDG_CONFIG_HOME): not a candidate
             continue
+        if info is not None and stat.S_ISREG(info.st_mode):
+            return candidate
     return None
 
 
-def _explicit(path: Path, origin: str) -> Path:
+def _explicit(path: str, origin: str) -> str:
     try:
-        exists = path.exists()
-        is_file = exists and path.is_file()
-    except OSError as exc:  # a name too long, a loop of links, no permission
+        info = _stat(path or ".")
+    except OSError as exc:  # a name too long, no permission
         raise _config_error(
             f"cannot use this path (named by {origin}): {exc.strerror or exc}",
-            file=str(path),
+            file=path,
             expected="an existing profile file (azauth init writes one)",
         ) from None
-    if not exists:
+    if info is None:
         raise _config_error(
             f"no such file (named by {origin})",
-            file=str(path),
+            file=path,
             expected="an existing profile file (azauth init writes one)",
         )
-    if not is_file:
-        raise _config_error(f"not a file (named by {origin})", file=str(path), expected="a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise _config_error(f"not a file (named by {origin})", file=path, expected="a file")
     if syntax_of(path) is None:
+        suffix = (_suffixes(path) or [""])[-1]
         raise _config_error(
-            f"unsupported file type {path.suffix or '(no suffix)'!r}",
-            file=str(path),
+            f"unsupported file type {suffix or '(no suffix)'!r}",
+            file=path,
             expected="a .toml, .yaml or .yml file (optionally followed by .example)",
         )
     return path
