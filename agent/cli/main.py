@@ -20,21 +20,24 @@ from agent.exceptions import AzauthError, ExitCode
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-# Order is the order of `azauth --help`.
-COMMANDS: tuple[str, ...] = (
-    "run",
-    "exec",
-    "serve",
-    "token",
-    "git-credential",
-    "validate",
-    "schema",
-    "init",
-    "profiles",
-    "env",
-    "status",
-    "emulator",
-)
+# Order is the order of `azauth --help`; the line each command shows there. Each module
+# registers its command with the same line (tests/test_startup.py checks): `azauth --help` lists
+# the commands from here without importing the twelve modules (asyncio and more).
+COMMAND_HELP: dict[str, str] = {
+    "run": "acquire every token of a profile and write its outputs",
+    "exec": "run a command with a profile's credentials, kept fresh while it runs",
+    "serve": "serve the profile's tokens to local programs as a managed-identity endpoint",
+    "token": "print an access token (raw, json, azure-cli or a kubectl ExecCredential)",
+    "git-credential": "git credential helper: Entra tokens for Azure Repos",
+    "validate": "check a profile file and exit",
+    "schema": "print the JSON Schema of the profile file",
+    "init": "write a starter profile file",
+    "profiles": "list the profiles, their connections and outputs",
+    "env": "print shell statements that select a profile in this shell only",
+    "status": "show the active profile and the identity of its connections",
+    "emulator": "serve an offline emulator of the Azure DevOps OIDC and Entra token endpoints",
+}
+COMMANDS: tuple[str, ...] = tuple(COMMAND_HELP)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,13 +49,14 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None, *, listing: bool = False) -> argparse.ArgumentParser:
     """Return the ``azauth`` parser: every command registered, or only ``command``.
 
     ``main`` passes the command named first on its command line, so one invocation imports and
-    builds one command's parser (``azauth --help``, a typo and ``--version`` get them all).
-    Parsing with only that command registered gives the same result: the first word selects
-    the subparser, and nothing else could have matched it.
+    builds one command's parser; parsing with only that command registered gives the same
+    result (the first word selects the subparser; nothing else could have matched it). With
+    ``listing`` and no known ``command`` (``azauth``, ``azauth --help``, ``--version``, a typo),
+    the commands are listed from :data:`COMMAND_HELP` without importing their modules.
     """
     parser = _Parser(
         prog="azauth",
@@ -62,6 +66,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    if command not in COMMANDS and listing:
+        for name, text in COMMAND_HELP.items():
+            sub.add_parser(name, help=text, add_help=False)
+        return parser
     for name in (command,) if command in COMMANDS else COMMANDS:
         module = importlib.import_module(f"agent.cli.{name.replace('-', '_')}")
         module.register(sub)
@@ -98,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
     """
     closed = guard_standard_streams()
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(words[0] if words else None)
+    parser = build_parser(words[0] if words else None, listing=True)
     args = parser.parse_args(words)
     if args.version:
         from agent._version import __version__  # noqa: PLC0415
