@@ -36,6 +36,7 @@ HEAVY = ("aiohttp", "pydantic", "pydantic_settings", "structlog", "azure", "yaml
 # agent.config.discovery is import-light on purpose (the fast path finds the file with it);
 # loading and the models are what must stay out.
 SHALLOW = (
+    "pathlib",  # the search for the profile file uses os paths (issue 15: <= 2 x python -c pass)
     "agent.exceptions",
     "agent.config.loading",
     "agent.config.models",
