@@ -113,18 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
 
         print(f"azauth {__version__}")
         return ExitCode.OK
-    if args.command in _LONG_RUNNING or getattr(args, "watch", False):
+    # The command's name (``args.command`` is `exec`'s own command line once exec parsed).
+    chosen = words[0] if words and words[0] in COMMANDS else None
+    if chosen in _LONG_RUNNING or getattr(args, "watch", False):
         _collect_garbage()
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     if "stdout" in closed and (
-        args.command in _STDOUT_COMMANDS
-        or (args.command == "schema" and not getattr(args, "output", None))
+        chosen in _STDOUT_COMMANDS or (chosen == "schema" and not getattr(args, "output", None))
     ):
         print(
-            f"azauth: error: standard output is closed: `azauth {args.command}` prints its "
+            f"azauth: error: standard output is closed: `azauth {chosen}` prints its "
             "answer there (remove `>&-`, or redirect to a file or /dev/null)",
             file=sys.stderr,
         )
