@@ -6,7 +6,7 @@ until a name is needed. Stdlib only.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False  # not from typing: see agent/__init__.py
 if TYPE_CHECKING:
@@ -26,7 +26,8 @@ def lazy_exports(
         module = locations.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value: object = getattr(importlib.import_module(module), name)
+        __import__(module)  # not importlib.import_module: importlib costs every process an import
+        value: object = getattr(sys.modules[module], name)
         namespace[name] = value
         return value
 

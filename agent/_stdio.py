@@ -15,7 +15,6 @@ by SIGPIPE.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -60,7 +59,9 @@ def quiet_broken_pipe() -> int:
     """After a ``BrokenPipeError``: silence stdout and stderr, return :data:`BROKEN_PIPE_EXIT`."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:  # noqa: SIM105 - contextlib would cost the warm path its import
             os.dup2(devnull, stream.fileno())
+        except Exception:  # noqa: BLE001, S110 - best effort: the process is ending quietly
+            pass
     os.close(devnull)
     return BROKEN_PIPE_EXIT

@@ -43,7 +43,6 @@ lazily. Time is passed in (``now``), never read here, except by the lock's wait 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -682,8 +681,10 @@ class CacheLock:
                 attempt += 1
                 continue
             self.held = True
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib would cost the warm path its import
                 os.utime(fd)  # a used lock is not swept
+            except OSError:
+                pass
             return True
 
     def _open_file(self) -> int | None:
