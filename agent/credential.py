@@ -265,9 +265,8 @@ class AzurePipelinesCredential:
         self._client_id = client_id
         self._service_connection_id = service_connection_id
         self._system_access_token = system_access_token
-        self._authority = normalize_authority(
-            authority or environment.get("AZURE_AUTHORITY_HOST") or DEFAULT_AUTHORITY
-        )
+        from_env = (environment.get("AZURE_AUTHORITY_HOST") or "").strip()  # blank: unset
+        self._authority = normalize_authority(authority or from_env or DEFAULT_AUTHORITY)
         self._allowed_tenants = list(additionally_allowed_tenants or [])
         if oidc_request_uri is not None:
             oidc_request_uri = oidc_request_url(oidc_request_uri, source="oidc_request_uri")

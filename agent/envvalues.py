@@ -16,11 +16,11 @@ Pipelines normally provides it, and that ``--emulate`` exists for runs outside a
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from agent.exceptions import ConfigError
+from agent.urls import first_control_character, is_tls_or_loopback
 
 __all__ = [
     "EMULATE_HINT",
@@ -47,11 +47,18 @@ def _is_clean(value: str) -> bool:
     return bool(value) and value.isascii() and value.isprintable() and " " not in value
 
 
-def _first_bad(value: str) -> tuple[int, str] | None:
-    for index, char in enumerate(value):
-        if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F:
-            return index, f"U+{ord(char):04X}"
-    return None
+def _trimmed(
+    value: str, *, source: str, expected: str | None
+) -> tuple[str, tuple[int, str] | None]:
+    """``value`` trimmed, and its first space or control character (``None`` when clean).
+
+    Raises:
+        ConfigError: ``value`` is empty or only whitespace.
+    """
+    stripped = value.strip()
+    if not stripped:
+        raise ConfigError(f"{source} is empty or only whitespace", expected=expected)
+    return stripped, first_control_character(stripped)
 
 
 def clean_token(value: str, *, source: str, expected: str | None = None) -> str:
@@ -65,10 +72,7 @@ def clean_token(value: str, *, source: str, expected: str | None = None) -> str:
     """
     if _is_clean(value):
         return value
-    stripped = value.strip()
-    if not stripped:
-        raise ConfigError(f"{source} is empty or only whitespace", expected=expected)
-    bad = _first_bad(stripped)
+    stripped, bad = _trimmed(value, source=source, expected=expected)
     if bad is not None:
         raise ConfigError(
             f"{source} holds a control character or space ({bad[1]}) at position {bad[0] + 1} "
@@ -93,10 +97,7 @@ def clean_url(value: str, *, source: str, expected: str | None = None) -> str:
     """
     if _is_clean(value):
         return value
-    stripped = value.strip()
-    if not stripped:
-        raise ConfigError(f"{source} is empty or only whitespace", expected=expected)
-    bad = _first_bad(stripped)
+    stripped, bad = _trimmed(value, source=source, expected=expected)
     if bad is not None:
         raise ConfigError(
             f"{source}={_shown(stripped)!r} holds a control character or space ({bad[1]}) "
@@ -110,15 +111,6 @@ _OIDC_URL_EXPECTED = (
     "the https URL Azure Pipelines sets (https://dev.azure.com/ORG/PROJECT/_apis/...); plain "
     "http only for a loopback host such as the emulator's"
 )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _url_problem(url: str) -> str | None:
@@ -136,7 +128,7 @@ def _url_problem(url: str) -> str | None:
         return "has no host"
     if parts.username is not None or parts.password is not None:
         return "holds a user name or password (the system access token is the credential)"
-    if scheme == "http" and not _is_loopback(host):
+    if not is_tls_or_loopback(scheme, host):
         return (
             "is plain http to a host that is not loopback (the system access token would "
             "travel in clear text)"

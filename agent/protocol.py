@@ -12,7 +12,6 @@ are only quoted after being parsed into known fields.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import string
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from agent import urls
 from agent._azure_core import AccessToken, AccessTokenInfo
 from agent._secrets import server_text
 from agent.exceptions import EntraError, ExitCode, NoUsableLifeError, OidcRequestError
@@ -36,7 +36,6 @@ __all__ = [
     "TokenInfo",
     "build_oidc_request",
     "build_token_request",
-    "is_loopback_host",
     "merge_claims",
     "normalize_authority",
     "parse_oidc_response",
@@ -156,37 +155,19 @@ def validate_tenant_id(tenant_id: str) -> None:
         raise ValueError(INVALID_TENANT)
 
 
-def is_loopback_host(host: str | None) -> bool:
-    """Tell whether ``host`` is ``localhost`` or a loopback IP address (127.0.0.0/8, ::1)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def normalize_authority(value: str) -> str:
-    """Return ``https://host[/path]`` without a trailing slash.
+    """Return ``https://host[/path]`` without a trailing slash (see :mod:`agent.urls`).
 
-    A bare host gets ``https://``. Plain ``http`` is accepted only for loopback hosts (the
-    emulator, a local proxy); any other scheme raises ``ValueError``.
+    Raises:
+        ValueError: in the Azure SDK's words, with the reason the authority is refused.
     """
-    value = value.strip().rstrip("/")
-    if "://" not in value:
-        value = f"https://{value}"
-    parts = urlsplit(value)
-    if parts.scheme == "https" and parts.hostname:
-        return value
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        return value
-    raise ValueError(
-        f"'{value}' is an invalid authority. The value must be a TLS protected (https) URL "
-        "(plain http is accepted only for loopback addresses)."
-    )
+    try:
+        return urls.normalize_authority(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"'{value.strip()}' is an invalid authority ({exc}). The value must be a TLS "
+            "protected (https) URL (plain http is accepted only for loopback addresses)."
+        ) from None
 
 
 def resolve_tenant(
@@ -271,10 +252,7 @@ def build_oidc_request(
     """
     base = request_uri.strip().rstrip("/")
     parts = urlsplit(base)
-    if not (
-        (parts.scheme == "https" and parts.hostname)
-        or (parts.scheme == "http" and is_loopback_host(parts.hostname))
-    ):
+    if not urls.is_tls_or_loopback(parts.scheme, parts.hostname):
         raise ValueError(
             "SYSTEM_OIDCREQUESTURI must be an https URL (plain http only for loopback addresses)"
         )

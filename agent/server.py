@@ -37,7 +37,6 @@ Use :func:`serve_profile` (an async context manager) to run one around other wor
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import secrets
 import uuid
@@ -91,6 +90,7 @@ from agent.oidc_request import (
 )
 from agent.oidc_request import error_body as oidc_error_body
 from agent.retry import RetryPolicy
+from agent.urls import loopback_bind_address
 
 if TYPE_CHECKING:
     from agent.config import Connection, ResolvedProfile, Settings
@@ -127,18 +127,13 @@ def check_loopback_host(host: str) -> str:
     Raises:
         UsageError: ``host`` is not 127.0.0.1, ::1 or localhost.
     """
-    if host == "localhost":
-        return "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        address = None
-    if address is None or str(address) not in LOOPBACK_HOSTS:
+    address = loopback_bind_address(host)
+    if address not in LOOPBACK_HOSTS:
         raise UsageError(
             f"--host {host}: the token server listens on loopback only (127.0.0.1, ::1 or "
             "localhost), because it hands out tokens to the processes that can reach it"
         )
-    return str(address)
+    return address
 
 
 class TokenServer:

@@ -7,13 +7,13 @@ run's output); status and one line per request go to stderr.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agent.cli import numbers
 from agent.exceptions import ExitCode, UsageError
+from agent.urls import loopback_bind_address
 
 if TYPE_CHECKING:
     from agent.testing.emulator import Emulator, RecordedRequest
@@ -94,13 +94,7 @@ def parse_registration(value: str) -> tuple[str, str, str]:
 
 
 def _check_loopback(host: str) -> None:
-    if host == "localhost":
-        return
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise UsageError(f"--host {host!r}: give a loopback IP address or 'localhost'") from None
-    if not address.is_loopback:
+    if loopback_bind_address(host) is None:
         raise UsageError(
             f"--host {host}: the emulator only listens on loopback (127.0.0.1, ::1, localhost); "
             "it hands out tokens to anyone who asks"

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import sys
-from urllib.parse import urlsplit
 
 from agent.cli.run import add_logging_arguments, configure_logging_from_args
 from agent.cli.token import add_token_arguments, forget_token, obtain_token, request_from_args
@@ -38,6 +36,7 @@ from agent.credential_process import (
     render_git_credential,
 )
 from agent.exceptions import AzauthError, ExitCode, UsageError
+from agent.urls import host_of, is_loopback_host
 
 __all__ = ["check_destination", "register", "run"]
 
@@ -74,27 +73,12 @@ def check_destination(request: GitCredentialRequest) -> None:
     if protocol == "https":
         return
     host = request.host or ""
-    if protocol == "http" and _is_loopback(host):
+    if protocol == "http" and is_loopback_host(host_of(host)):
         return
     shown = f"{protocol}://{host}" if protocol else host or "an unnamed host"
     raise UsageError(
         f"refusing to send an access token to {shown}: only https, or http to a loopback host"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        name = urlsplit(f"//{host}").hostname
-    except ValueError:
-        return False
-    if name is None:
-        return False
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def run(args: argparse.Namespace) -> int:

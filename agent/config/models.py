@@ -7,12 +7,10 @@ secret: the system access token is read from the environment when it is used.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, get_args
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -34,6 +32,7 @@ from agent.feeds.urls import AZURE_DEVOPS_SCOPE, FEED_URL_EXPECTED, parse_feed_u
 from agent.outputs.fields import FIELD_NAMES, SECRET_FIELDS, FieldName
 from agent.outputs.pipeline_variables import looks_public
 from agent.outputs.presets import PRESET_NAMES as PRESET_VARIABLE_NAMES
+from agent.urls import normalize_authority
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -112,7 +111,6 @@ PATTERN_MEANINGS: dict[str, str] = {
 }
 """Each pattern above in words, for error messages."""
 
-_LOOPBACK_NAMES = frozenset({"localhost"})
 AUTHORITY_EXPECTED = (
     "an https URL such as https://login.microsoftonline.com (http only for loopback hosts: "
     "127.0.0.1, localhost, [::1])"
@@ -1175,45 +1173,3 @@ class AzauthConfig(BaseSettings):
             if plan is not None:
                 return plan.sources(settings_cls, init_settings)
         return (init_settings, env_settings)
-
-
-def normalize_authority(value: str) -> str:
-    """Return ``value`` as ``scheme://host[:port][/path]`` without a trailing slash.
-
-    A bare host gets ``https://``. Plain ``http`` is accepted only for loopback hosts (a local
-    emulator); credentials, queries and fragments are refused.
-
-    Raises:
-        ValueError: with the reason, when ``value`` is not an acceptable authority.
-    """
-    text = value.strip()
-    if "://" not in text:
-        text = f"https://{text}"
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if scheme not in {"https", "http"}:
-        raise ValueError(f"scheme {scheme!r} is not supported")
-    if not host:
-        raise ValueError("the URL has no host")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError("an authority has no user name, password, query or fragment")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the port is not a number between 0 and 65535") from None
-    if scheme == "http" and not _is_loopback(host):
-        raise ValueError("plain http is only allowed for loopback hosts")
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc = f"{netloc}:{port}"
-    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -22,8 +22,9 @@ the ``pkgs.dev.azure.com`` path layout. Plain ``http`` is accepted only for loop
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import unquote, urlsplit
+
+from agent.urls import PLAIN_HTTP_REFUSED, is_loopback_host, is_tls_or_loopback
 
 # Neither typing nor collections.abc at run time (see agent/fastpath.py).
 TYPE_CHECKING = False
@@ -35,7 +36,6 @@ __all__ = [
     "DEV_AZURE_HOST",
     "LEGACY_HOST_SUFFIX",
     "FeedLocation",
-    "is_loopback_host",
     "parse_feed_url",
     "route",
 ]
@@ -51,19 +51,6 @@ FEED_URL_EXPECTED = (
     "or an organization URL such as https://pkgs.dev.azure.com/ORG (https only; http only for "
     "loopback hosts)"
 )
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback IP address (brackets allowed)."""
-    if not host:
-        return False
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class FeedLocation:
@@ -222,8 +209,8 @@ def _checked_netloc(value: str) -> tuple[str, str, str, str]:
         raise ValueError("a feed URL holds no user name or password (secrets never go in URLs)")
     if parts.query or parts.fragment:
         raise ValueError("a feed URL has no query or fragment")
-    if scheme == "http" and not is_loopback_host(host):
-        raise ValueError("plain http is only allowed for loopback hosts")
+    if not is_tls_or_loopback(scheme, host):
+        raise ValueError(PLAIN_HTTP_REFUSED)
     try:
         port = parts.port
     except ValueError:

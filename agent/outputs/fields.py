@@ -14,6 +14,7 @@ from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from agent.clouds import cloud_for_authority
+from agent.urls import normalize_authority
 
 __all__ = ["FIELD_NAMES", "SECRET_FIELDS", "FieldName", "TokenFields", "format_rfc3339"]
 
@@ -47,14 +48,6 @@ def format_rfc3339(epoch: int) -> str:
     """Return ``epoch`` as RFC 3339 UTC with a ``Z`` suffix and whole seconds."""
     moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _normalize_authority(authority: str) -> str:
-    """Return ``authority`` as a URL without a trailing slash (a bare host gets ``https://``)."""
-    text = authority.strip().rstrip("/")
-    if "://" not in text:
-        text = f"https://{text}"
-    return text
 
 
 @dataclass(frozen=True, repr=False)
@@ -111,13 +104,14 @@ class TokenFields:
             subscription_id: the Azure subscription, when configured.
             service_connection_id: the Azure DevOps service connection id.
             authority: the authority host URL (``https://login.microsoftonline.com``) or a
-                bare host; normalised to a URL without a trailing slash.
+                bare host; normalised by :func:`agent.urls.normalize_authority` (``ValueError``
+                when refused).
             cloud: the cloud name (``public``, ``usgovernment``, ``china``); derived from
                 ``authority`` when not given, ``None`` for an authority azauth does not know.
             oidc_token: the Azure DevOps OIDC token (JWT), if this output uses it.
             federated_token_file: the path of the federated token file, if one is written.
         """
-        url = _normalize_authority(authority)
+        url = normalize_authority(authority)
         if cloud is None:
             known = cloud_for_authority(url)
             cloud = known.name if known is not None else None

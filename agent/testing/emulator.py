@@ -55,6 +55,7 @@ from agent.testing._blob import BlobService
 from agent.testing._feeds import FeedService
 from agent.testing._jwt_signing import SigningKey, b64url_encode
 from agent.testing._tls import TlsMaterial, create_tls_material
+from agent.urls import loopback_bind_address
 
 __all__ = [
     "TLS_NAMES",
@@ -460,8 +461,7 @@ class Emulator:
             self.ca_file = str(self._tls.ca_file)
         runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        # "localhost" may resolve to two addresses, which would get two different free ports.
-        bind = "127.0.0.1" if host == "localhost" else host
+        bind = loopback_bind_address(host) or host  # localhost: one address, one free port
         try:
             await web.TCPSite(runner, bind, port, ssl_context=ssl_context).start()
         except BaseException:
