@@ -31,6 +31,8 @@ import errno
 import os
 import stat
 
+from agent import envvars
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,7 +47,7 @@ __all__ = [
     "trusted_directory",
 ]
 
-ALLOW_SYMLINKS_ENV = "AZAUTH_ALLOW_SYMLINKED_DIRS"
+ALLOW_SYMLINKS_ENV = envvars.AZAUTH_ALLOW_SYMLINKED_DIRS
 """Set to ``1`` to accept symbolic links among the directories of a path (default: refused)."""
 
 _POSIX = os.name == "posix"

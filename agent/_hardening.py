@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import sys
 
+from agent import envvars
+
 __all__ = [
     "SYSTEM_TOKEN_VARIABLE",
     "harden_process",
@@ -31,7 +33,7 @@ __all__ = [
     "stashed_value",
 ]
 
-SYSTEM_TOKEN_VARIABLE = "SYSTEM_ACCESSTOKEN"  # noqa: S105 - a variable name
+SYSTEM_TOKEN_VARIABLE = envvars.SYSTEM_ACCESSTOKEN
 _PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 _stash: dict[str, str] = {}
 

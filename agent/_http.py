@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
+from agent import envvars
 from agent._secrets import redact_text, register_secret, strip_userinfo
 from agent.clock import Clock, SystemClock
 from agent.exceptions import ConfigError, ProxyAuthenticationError, TransportError
@@ -50,10 +51,10 @@ MAX_BODY_BYTES = 1024 * 1024
 """Largest answer body read from Azure DevOps or Entra (1 MiB). Real answers are a few KiB:
 a token answer is one JWT (under 16 KiB even with many groups) plus a few fields."""
 _READ_CHUNK = 64 * 1024
-_AGENT_PROXY_URL = "AGENT_PROXYURL"
-_AGENT_PROXY_USERNAME = "AGENT_PROXYUSERNAME"
-_AGENT_PROXY_PASSWORD = "AGENT_PROXYPASSWORD"  # noqa: S105 - a variable name
-_AGENT_PROXY_BYPASS = "AGENT_PROXYBYPASSLIST"
+_AGENT_PROXY_URL = envvars.AGENT_PROXYURL
+_AGENT_PROXY_USERNAME = envvars.AGENT_PROXYUSERNAME
+_AGENT_PROXY_PASSWORD = envvars.AGENT_PROXYPASSWORD
+_AGENT_PROXY_BYPASS = envvars.AGENT_PROXYBYPASSLIST
 
 
 def ssl_context_from_env(env: Mapping[str, str]) -> ssl.SSLContext:
@@ -63,11 +64,13 @@ def ssl_context_from_env(env: Mapping[str, str]) -> ssl.SSLContext:
     costs milliseconds, and a profile with twenty connections would otherwise load it twenty
     times; a bundle rewritten in place (new size or modification time) is loaded again.
     """
-    file_variable = "SSL_CERT_FILE" if env.get("SSL_CERT_FILE") else "REQUESTS_CA_BUNDLE"
+    file_variable = (
+        envvars.SSL_CERT_FILE if env.get(envvars.SSL_CERT_FILE) else envvars.REQUESTS_CA_BUNDLE
+    )
     cafile = env.get(file_variable) or None
-    capath = env.get("SSL_CERT_DIR") or None
+    capath = env.get(envvars.SSL_CERT_DIR) or None
     _check_ca_location(file_variable, cafile, want_dir=False)
-    _check_ca_location("SSL_CERT_DIR", capath, want_dir=True)
+    _check_ca_location(envvars.SSL_CERT_DIR, capath, want_dir=True)
     try:
         return _ssl_context(cafile, capath, _version(cafile), _version(capath))
     except (OSError, ssl.SSLError, ValueError) as exc:

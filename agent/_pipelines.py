@@ -18,6 +18,8 @@ import os
 import re
 from collections.abc import Mapping
 
+from agent import envvars
+
 __all__ = ["in_pipeline", "neutralize", "pipeline_safe"]
 
 _HASH_BEFORE_HASH = re.compile(r"#(?=#)")
@@ -25,7 +27,7 @@ _HASH_BEFORE_HASH = re.compile(r"#(?=#)")
 
 def in_pipeline(env: Mapping[str, str] | None = None) -> bool:
     """Whether this is an Azure Pipelines job step (``TF_BUILD`` is set and not empty)."""
-    return bool((os.environ if env is None else env).get("TF_BUILD"))
+    return bool((os.environ if env is None else env).get(envvars.TF_BUILD))
 
 
 def neutralize(text: str) -> str:

@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent import envvars
 from agent.exceptions import AuthenticationError, UsageError
 from agent.logs import get_logger, redact_text
 
@@ -69,7 +70,7 @@ def find_az(env: Mapping[str, str]) -> str:
     Raises:
         UsageError: az is not installed there.
     """
-    found = shutil.which("az", path=env.get("PATH", os.defpath))
+    found = shutil.which("az", path=env.get(envvars.PATH, os.defpath))
     if found is None:
         raise UsageError(
             "--az-login: the Azure CLI (az) is not on PATH; install it (for example "
@@ -171,16 +172,22 @@ async def az_session(
     config_dir.mkdir(mode=0o700)
     try:
         (config_dir / "config").write_text(AZ_CONFIG, encoding="utf-8")
-        az_env = {**env, **server_env, "AZURE_CONFIG_DIR": str(config_dir)}
+        az_env = {**env, **server_env, envvars.AZURE_CONFIG_DIR: str(config_dir)}
         offline = dict(az_env)
-        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        for name in (
+            envvars.HTTPS_PROXY,
+            "https_proxy",
+            envvars.HTTP_PROXY,
+            "http_proxy",
+            envvars.ALL_PROXY,
+        ):
             offline[name] = _OFFLINE_PROXY
-        for name in ("NO_PROXY", "no_proxy", "all_proxy"):
+        for name in (envvars.NO_PROXY, "no_proxy", "all_proxy"):
             offline.pop(name, None)
         await _run_az(az, commands[0], offline)
         for command in commands[1:]:
             await _run_az(az, command, az_env)
         _log.info("az_signed_in", connections=list(profile.connections), config_dir=str(config_dir))
-        yield {"AZURE_CONFIG_DIR": str(config_dir)}
+        yield {envvars.AZURE_CONFIG_DIR: str(config_dir)}
     finally:
         shutil.rmtree(config_dir, ignore_errors=True)

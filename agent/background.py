@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent import envvars
 from agent._hardening import SYSTEM_TOKEN_VARIABLE, stashed_value
 from agent.exceptions import UsageError
 from agent.outputs._atomic import atomic_write
@@ -65,7 +66,12 @@ DEFAULT_MAX_LIFETIME = 6 * 3600.0
 """Seconds a background server runs at most (the longest a Microsoft-hosted job may run)."""
 
 SECRET_VARIABLES = frozenset(
-    {"IDENTITY_HEADER", "MSI_SECRET", "AZAUTH_OIDC_REQUEST_TOKEN", "ARM_OIDC_REQUEST_TOKEN"}
+    {
+        envvars.IDENTITY_HEADER,
+        envvars.MSI_SECRET,
+        envvars.AZAUTH_OIDC_REQUEST_TOKEN,
+        envvars.ARM_OIDC_REQUEST_TOKEN,
+    }
 )
 """Variables that carry a server secret: ``issecret=true``."""
 
@@ -93,11 +99,11 @@ def default_state_file(env: Mapping[str, str], profile: str) -> Path:
     Outside a pipeline: under ``$XDG_RUNTIME_DIR``, else the system's temporary directory
     (``azauth-<uid>``).
     """
-    agent_temp = env.get("AGENT_TEMPDIRECTORY")
+    agent_temp = env.get(envvars.AGENT_TEMPDIRECTORY)
     if agent_temp and Path(agent_temp).is_dir():
         base = Path(agent_temp) / "azauth"
-    elif env.get("XDG_RUNTIME_DIR") and Path(env["XDG_RUNTIME_DIR"]).is_dir():
-        base = Path(env["XDG_RUNTIME_DIR"]) / "azauth"
+    elif env.get(envvars.XDG_RUNTIME_DIR) and Path(env[envvars.XDG_RUNTIME_DIR]).is_dir():
+        base = Path(env[envvars.XDG_RUNTIME_DIR]) / "azauth"
     else:
         base = Path(tempfile.gettempdir()) / f"azauth-{os.getuid()}"
     return base / f"serve-{profile}.json"

@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from agent import _secrets
+from agent import _secrets, envvars
 from agent._http import HttpClient
 from agent.clock import Clock, SystemClock
 from agent.envvalues import clean_token, oidc_request_url
@@ -265,7 +265,7 @@ class AzurePipelinesCredential:
         self._client_id = client_id
         self._service_connection_id = service_connection_id
         self._system_access_token = system_access_token
-        from_env = (environment.get("AZURE_AUTHORITY_HOST") or "").strip()  # blank: unset
+        from_env = (environment.get(envvars.AZURE_AUTHORITY_HOST) or "").strip()  # blank: unset
         self._authority = normalize_authority(authority or from_env or DEFAULT_AUTHORITY)
         self._allowed_tenants = list(additionally_allowed_tenants or [])
         if oidc_request_uri is not None:
@@ -421,7 +421,7 @@ class AzurePipelinesCredential:
     def _require_oidc_uri(self) -> str:
         if self._oidc_request_uri is not None:
             return self._oidc_request_uri
-        uri = self._environ().get("SYSTEM_OIDCREQUESTURI")
+        uri = self._environ().get(envvars.SYSTEM_OIDCREQUESTURI)
         if uri is None:
             raise credential_unavailable(MISSING_OIDC_URI)
         return oidc_request_url(uri, source="environment variable SYSTEM_OIDCREQUESTURI")
@@ -489,7 +489,7 @@ class AzurePipelinesCredential:
     def _resolve_tenant(self, requested: str | None) -> str:
         if not requested or requested == self._tenant_id:
             return self._tenant_id  # the common case, without an environment lookup
-        disabled = bool(self._environ().get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH"))
+        disabled = bool(self._environ().get(envvars.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH))
         return resolve_tenant(
             self._tenant_id, requested, self._allowed_tenants, multitenant_disabled=disabled
         )

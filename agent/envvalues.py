@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from agent import envvars
 from agent.exceptions import ConfigError
 from agent.urls import first_control_character, is_tls_or_loopback
 
@@ -34,7 +35,7 @@ __all__ = [
 EMULATE_HINT = "outside a pipeline, `--emulate` runs against the built-in emulator"
 
 _WHERE = {
-    "SYSTEM_OIDCREQUESTURI": (
+    envvars.SYSTEM_OIDCREQUESTURI: (
         "Azure Pipelines sets it in every job (a `script:` or task step on an agent); the service "
         "connection must also be referenced in the stage (by a task input such as "
         "`azureSubscription:`) for Azure DevOps to hand out its OIDC token"
@@ -175,9 +176,9 @@ def oidc_request_uri(env: Mapping[str, str]) -> str:
     Raises:
         ConfigError: it is unset, empty, or holds spaces or control characters.
     """
-    value = env.get("SYSTEM_OIDCREQUESTURI")
+    value = env.get(envvars.SYSTEM_OIDCREQUESTURI)
     if value is None or not value.strip():
         raise missing_job_variable(
-            "SYSTEM_OIDCREQUESTURI", "is not set" if value is None else "is empty"
+            envvars.SYSTEM_OIDCREQUESTURI, "is not set" if value is None else "is empty"
         )
     return oidc_request_url(value, source="environment variable SYSTEM_OIDCREQUESTURI")

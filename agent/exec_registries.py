@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from agent import envvars
 from agent.config.models import DockerConfigOutput
 from agent.config.resolution import ResolvedProfile
 from agent.docker_credential import registry_host
@@ -82,6 +83,6 @@ def registry_setup(
     @asynccontextmanager
     async def provide(context: ExecContext) -> AsyncIterator[Mapping[str, str]]:
         del context
-        yield {"DOCKER_CONFIG": str(config.parent), "REGISTRY_AUTH_FILE": str(config)}
+        yield {envvars.DOCKER_CONFIG: str(config.parent), envvars.REGISTRY_AUTH_FILE: str(config)}
 
     return RegistrySetup(extended, provide, directory)

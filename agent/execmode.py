@@ -46,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
+from agent import envvars
 from agent._hardening import stashed_value
 from agent.clock import Clock, SystemClock
 from agent.config import FederatedTokenFileOutput
@@ -84,7 +85,7 @@ __all__ = [
 
 _log = get_logger("agent.execmode")
 
-NESTING_VARIABLE = "AZAUTH_EXEC_PROFILE"
+NESTING_VARIABLE = envvars.AZAUTH_EXEC_PROFILE
 """Set to the profile's name in the command's environment; ``azauth exec`` refuses to start
 when it is already set (unless ``allow_nested``)."""
 
@@ -92,53 +93,48 @@ DEFAULT_PRESETS: tuple[str, ...] = ("azure-identity",)
 """The preset used when none is chosen: ``AZURE_*`` variables, which no ``ARM_*`` consumer reads,
 so adding ``--preset terraform`` never conflicts with it."""
 
-SYSTEM_TOKEN_VARIABLE = "SYSTEM_ACCESSTOKEN"  # noqa: S105 - a variable name, not its value
+SYSTEM_TOKEN_VARIABLE = envvars.SYSTEM_ACCESSTOKEN
 """Removed from the command's environment (with each connection's ``system_access_token_env``)
 unless ``keep_system_token``: the command gets its credentials from files."""
 
 CONFLICTING_VARIABLES: tuple[str, ...] = (
     # read by azure-identity: EnvironmentCredential, WorkloadIdentityCredential and the chains
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-    "AZURE_USERNAME",
-    "AZURE_PASSWORD",
-    "AZURE_FEDERATED_TOKEN_FILE",
+    *envvars.AZURE_IDENTITY_SECRET_VARIABLES,
+    envvars.AZURE_FEDERATED_TOKEN_FILE,
     # Terraform azurerm/azuread and the azurerm backend; Pulumi azure-native
-    "ARM_CLIENT_SECRET",
-    "ARM_CLIENT_SECRET_FILE_PATH",
-    "ARM_CLIENT_CERTIFICATE",
-    "ARM_CLIENT_CERTIFICATE_PATH",
-    "ARM_CLIENT_CERTIFICATE_PASSWORD",
-    "ARM_USE_MSI",
-    "ARM_MSI_ENDPOINT",
-    "ARM_USE_AKS_WORKLOAD_IDENTITY",
-    "ARM_OIDC_TOKEN",
-    "ARM_OIDC_TOKEN_FILE_PATH",
-    "ARM_OIDC_REQUEST_TOKEN",
-    "ARM_OIDC_REQUEST_URL",
-    "ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID",
-    "ARM_OIDC_AZURE_SERVICE_CONNECTION_ID",
-    "ARM_ACCESS_KEY",
-    "ARM_SAS_TOKEN",
+    envvars.ARM_CLIENT_SECRET,
+    envvars.ARM_CLIENT_SECRET_FILE_PATH,
+    envvars.ARM_CLIENT_CERTIFICATE,
+    envvars.ARM_CLIENT_CERTIFICATE_PATH,
+    envvars.ARM_CLIENT_CERTIFICATE_PASSWORD,
+    envvars.ARM_USE_MSI,
+    envvars.ARM_MSI_ENDPOINT,
+    envvars.ARM_USE_AKS_WORKLOAD_IDENTITY,
+    envvars.ARM_OIDC_TOKEN,
+    envvars.ARM_OIDC_TOKEN_FILE_PATH,
+    envvars.ARM_OIDC_REQUEST_TOKEN,
+    envvars.ARM_OIDC_REQUEST_URL,
+    envvars.ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID,
+    envvars.ARM_OIDC_AZURE_SERVICE_CONNECTION_ID,
+    envvars.ARM_ACCESS_KEY,
+    envvars.ARM_SAS_TOKEN,
     # managed identity endpoints (App Service, Azure Arc, Cloud Shell, legacy MSI, IMDS override)
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
+    envvars.IDENTITY_ENDPOINT,
+    envvars.IDENTITY_HEADER,
+    envvars.IDENTITY_SERVER_THUMBPRINT,
+    envvars.IMDS_ENDPOINT,
+    envvars.MSI_ENDPOINT,
+    envvars.MSI_SECRET,
     # GitHub Actions' OIDC request variables, which Terraform and Pulumi fall back to
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    envvars.ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+    envvars.ACTIONS_ID_TOKEN_REQUEST_URL,
 )
 """Ambient variables that would make the command's SDK pick another identity or flow than the
 preset's; ``--clear-env`` removes them before the preset variables are set."""
 
 
-REQUEST_URL_VARIABLE = "AZAUTH_OIDC_REQUEST_URL"
-REQUEST_TOKEN_VARIABLE = "AZAUTH_OIDC_REQUEST_TOKEN"  # noqa: S105 - a variable name
+REQUEST_URL_VARIABLE = envvars.AZAUTH_OIDC_REQUEST_URL
+REQUEST_TOKEN_VARIABLE = envvars.AZAUTH_OIDC_REQUEST_TOKEN
 """An env provider yielding both serves the OIDC request endpoint (``azauth serve``)."""
 
 EXIT_NOT_FOUND = 127
@@ -149,9 +145,9 @@ EXIT_CANNOT_EXECUTE = 126
 _RELAYED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 _STOP_GRACE_SECONDS = 10.0
 _TEMP_PREFIX = "azauth-exec-"
-_AGENT_TEMP = "AGENT_TEMPDIRECTORY"
-_PROFILE_ENV = "AZAUTH_PROFILE"
-_CONFIG_ENV = "AZAUTH_CONFIG"
+_AGENT_TEMP = envvars.AGENT_TEMPDIRECTORY
+_PROFILE_ENV = envvars.AZAUTH_PROFILE
+_CONFIG_ENV = envvars.AZAUTH_CONFIG
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from agent import envvars
+
 __all__ = [
     "APP_SERVICE_API_VERSIONS",
     "APP_SERVICE_PATH",
@@ -463,11 +465,11 @@ def loopback_no_proxy(env: Mapping[str, str]) -> dict[str, str]:
     """
     if not any(env.get(name) or env.get(name.upper()) for name in _PROXY_NAMES):
         return {}
-    existing = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    existing = env.get("no_proxy") or env.get(envvars.NO_PROXY) or ""
     items = [item.strip() for item in existing.split(",") if item.strip()]
     items += [host for host in _LOOPBACK_NO_PROXY if host not in items]
     value = ",".join(items)
-    return {"NO_PROXY": value, "no_proxy": value}
+    return {envvars.NO_PROXY: value, "no_proxy": value}
 
 
 def render_export_line(values: Mapping[str, str]) -> str:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 from aiohttp import web
 
+from agent import envvars
 from agent._http import ssl_context_from_env
 from agent._listener import DEFAULT_KEEPALIVE_TIMEOUT, GuardedListener
 from agent.clock import Clock, SystemClock
@@ -339,16 +340,16 @@ class TokenServer:
         secret: hand them to the child process, never to a log.
         """
         values = {
-            "IDENTITY_ENDPOINT": self.identity_endpoint,
-            "IDENTITY_HEADER": self._secret,
-            "MSI_ENDPOINT": self.identity_endpoint,
-            "MSI_SECRET": self._secret,
-            "AZAUTH_OIDC_REQUEST_URL": self.oidc_request_url,
-            "AZAUTH_OIDC_REQUEST_TOKEN": self._oidc_secret,
+            envvars.IDENTITY_ENDPOINT: self.identity_endpoint,
+            envvars.IDENTITY_HEADER: self._secret,
+            envvars.MSI_ENDPOINT: self.identity_endpoint,
+            envvars.MSI_SECRET: self._secret,
+            envvars.AZAUTH_OIDC_REQUEST_URL: self.oidc_request_url,
+            envvars.AZAUTH_OIDC_REQUEST_TOKEN: self._oidc_secret,
         }
         if self.imds_endpoint is not None:
-            values["ARM_USE_MSI"] = "true"
-            values["ARM_MSI_ENDPOINT"] = self.imds_endpoint
+            values[envvars.ARM_USE_MSI] = "true"
+            values[envvars.ARM_MSI_ENDPOINT] = self.imds_endpoint
         values.update(loopback_no_proxy(self._environ()))
         return values
 

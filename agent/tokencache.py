@@ -49,6 +49,7 @@ import os
 import stat
 import time
 
+from agent import envvars
 from agent._dirtrust import (
     TrustedDirectory,
     UntrustedDirectoryError,
@@ -93,8 +94,8 @@ __all__ = [
     "selector_for",
 ]
 
-CACHE_DIR_ENV = "AZAUTH_CACHE_DIR"
-CONFIG_ENV = "AZAUTH_CONFIG"
+CACHE_DIR_ENV = envvars.AZAUTH_CACHE_DIR
+CONFIG_ENV = envvars.AZAUTH_CONFIG
 FORMAT_VERSION = 2
 """Part of every key and entry: a new format never reads an old one."""
 
@@ -113,20 +114,15 @@ the holder hangs or died without the kernel releasing its lock (a frozen NFS mou
 SWEEP_AGE = 7 * 24 * 3600.0
 """Lock and ``.var`` files untouched this long are removed (they hold no secret)."""
 
-IMPLICIT_VARIABLES = (
-    "AZURESUBSCRIPTION_TENANT_ID",
-    "AZURESUBSCRIPTION_CLIENT_ID",
-    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
-    "AZURESUBSCRIPTION_SUBSCRIPTION_ID",
-)
+IMPLICIT_VARIABLES = envvars.AZURESUBSCRIPTION_VARIABLES
 _IMPLICIT_REQUIRED = IMPLICIT_VARIABLES[:3]
 # Variables outside AZAUTH_* that change which token a request gets.
 KEY_VARIABLES = (
-    "SYSTEM_OIDCREQUESTURI",
-    "AZURE_AUTHORITY_HOST",
-    "AZURE_IDENTITY_DISABLE_MULTITENANTAUTH",
+    envvars.SYSTEM_OIDCREQUESTURI,
+    envvars.AZURE_AUTHORITY_HOST,
+    envvars.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH,
 )
-_AZAUTH_PREFIX = "AZAUTH_"
+_AZAUTH_PREFIX = envvars.AZAUTH_PREFIX
 _HEX = frozenset("0123456789abcdef")
 _KEY_LENGTH = 64
 _MAX_ENTRY_BYTES = 256 * 1024
@@ -146,14 +142,14 @@ def cache_dir(env: Mapping[str, str]) -> str:
     explicit = env.get(CACHE_DIR_ENV)
     if explicit:
         return explicit
-    xdg = env.get("XDG_CACHE_HOME")
+    xdg = env.get(envvars.XDG_CACHE_HOME)
     if xdg:
         return os.path.join(xdg, "azauth")
     return os.path.join(_home(env), ".cache", "azauth")
 
 
 def _home(env: Mapping[str, str]) -> str:
-    return env.get("HOME") or env.get("USERPROFILE") or os.path.expanduser("~")
+    return env.get(envvars.HOME) or env.get(envvars.USERPROFILE) or os.path.expanduser("~")
 
 
 def find_config_file(config: str | None, env: Mapping[str, str], cwd: str) -> str | None:

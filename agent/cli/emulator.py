@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent import envvars
 from agent.cli import numbers
 from agent.exceptions import ExitCode, UsageError
 from agent.urls import loopback_bind_address
@@ -112,18 +113,18 @@ def render_exports(values: Sequence[tuple[str, str]]) -> str:
 
 def _exports(emu: Emulator, registrations: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
     values = [
-        ("SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri),
-        ("SYSTEM_ACCESSTOKEN", emu.system_access_token),
-        ("AZURE_AUTHORITY_HOST", emu.authority),
+        (envvars.SYSTEM_OIDCREQUESTURI, emu.oidc_request_uri),
+        (envvars.SYSTEM_ACCESSTOKEN, emu.system_access_token),
+        (envvars.AZURE_AUTHORITY_HOST, emu.authority),
     ]
     if emu.ca_file:
-        values.append(("SSL_CERT_FILE", emu.ca_file))
+        values.append((envvars.SSL_CERT_FILE, emu.ca_file))
     if registrations:
         tenant, client, connection = registrations[0]
         values += [
-            ("AZURESUBSCRIPTION_TENANT_ID", tenant),
-            ("AZURESUBSCRIPTION_CLIENT_ID", client),
-            ("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", connection),
+            (envvars.AZURESUBSCRIPTION_TENANT_ID, tenant),
+            (envvars.AZURESUBSCRIPTION_CLIENT_ID, client),
+            (envvars.AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, connection),
         ]
     return values
 

@@ -12,13 +12,14 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 
+from agent import envvars
 from agent.cli.validate import add_config_argument
 from agent.exceptions import ExitCode
 
 __all__ = ["SHELLS", "VARIABLES", "register", "render_exports", "render_unset", "run"]
 
 SHELLS = ("sh", "pwsh")
-VARIABLES = ("AZAUTH_PROFILE", "AZAUTH_CONFIG")
+VARIABLES = (envvars.AZAUTH_PROFILE, envvars.AZAUTH_CONFIG)
 """What ``azauth env`` sets (``agent.config`` PROFILE_ENV and discovery CONFIG_ENV)."""
 
 

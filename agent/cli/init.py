@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from agent import envvars
 from agent.exceptions import ConfigError, ExitCode, OutputError, UsageError
 
 __all__ = ["DEFAULT_SCHEMA_REF", "register", "render_starter", "run", "starter_data"]
@@ -24,12 +25,7 @@ __all__ = ["DEFAULT_SCHEMA_REF", "register", "render_starter", "run", "starter_d
 DEFAULT_SCHEMA_REF = "./schemas/azauth.schema.json"
 
 # flag dest -> (connection key, variable that provides it when the flag is absent)
-_SOURCES = {
-    "tenant_id": "AZURESUBSCRIPTION_TENANT_ID",
-    "client_id": "AZURESUBSCRIPTION_CLIENT_ID",
-    "service_connection_id": "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
-    "subscription_id": "AZURESUBSCRIPTION_SUBSCRIPTION_ID",
-}
+_SOURCES = envvars.AZURESUBSCRIPTION_FIELDS
 _REQUIRED = ("tenant_id", "client_id", "service_connection_id")
 
 

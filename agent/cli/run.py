@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from agent import envvars
 from agent._pipelines import pipeline_safe
 from agent.cli import numbers
 from agent.cli.validate import add_config_argument
@@ -176,7 +177,7 @@ async def start_emulator(
     await emulator.start(tls=tls)
     if tls:
         assert emulator.ca_file is not None
-        env["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"] = emulator.ca_file
+        env[envvars.SSL_CERT_FILE] = env[envvars.REQUESTS_CA_BUNDLE] = emulator.ca_file
     for connection in profile.connections.values():
         emulator.add_connection(
             connection.service_connection_id, connection.tenant_id, connection.client_id
@@ -187,12 +188,12 @@ async def start_emulator(
                     connection.service_connection_id, tenant, connection.client_id
                 )
         env[connection.system_access_token_env] = emulator.system_access_token
-    env["SYSTEM_OIDCREQUESTURI"] = emulator.oidc_request_uri
-    env["AZURE_AUTHORITY_HOST"] = emulator.authority
+    env[envvars.SYSTEM_OIDCREQUESTURI] = emulator.oidc_request_uri
+    env[envvars.AZURE_AUTHORITY_HOST] = emulator.authority
     for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
+        envvars.HTTP_PROXY,
+        envvars.HTTPS_PROXY,
+        envvars.ALL_PROXY,
         "http_proxy",
         "https_proxy",
         "all_proxy",

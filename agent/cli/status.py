@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent import envvars
 from agent._pipelines import pipeline_safe
 from agent._secrets import redact_text, server_text
 from agent.cli.validate import add_config_argument
@@ -39,14 +40,14 @@ __all__ = [
     "selection_source",
 ]
 
-SELECTION_SOURCES = ("--profile", "AZAUTH_PROFILE", "default_profile", "only_profile")
+SELECTION_SOURCES = ("--profile", envvars.AZAUTH_PROFILE, "default_profile", "only_profile")
 """Why a profile is active, highest precedence first (``selected_by`` in the JSON)."""
 
-_NESTING_VARIABLE = "AZAUTH_EXEC_PROFILE"  # agent.execmode.NESTING_VARIABLE, without importing it
-_OIDC_URI = "SYSTEM_OIDCREQUESTURI"
+_NESTING_VARIABLE = envvars.AZAUTH_EXEC_PROFILE
+_OIDC_URI = envvars.SYSTEM_OIDCREQUESTURI
 _SELECTION_TEXT = {
     "--profile": "--profile",
-    "AZAUTH_PROFILE": "AZAUTH_PROFILE",
+    envvars.AZAUTH_PROFILE: envvars.AZAUTH_PROFILE,
     "default_profile": "default_profile in the file",
     "only_profile": "the only profile",
 }
@@ -115,7 +116,7 @@ def selection_source(loaded: LoadedConfig, flag: str | None, environ: Mapping[st
     if flag:
         return "--profile"
     if environ.get(PROFILE_ENV):
-        return "AZAUTH_PROFILE"
+        return envvars.AZAUTH_PROFILE
     if loaded.config.default_profile is not None:
         return "default_profile"
     return "only_profile"

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from agent import tokencache
+from agent import envvars, tokencache
 from agent.cli.run import add_logging_arguments, configure_logging_from_args
 from agent.cli.validate import add_config_argument
 from agent.credential_process import (
@@ -217,7 +217,7 @@ def _plan(request: TokenRequest, env: Mapping[str, str]) -> tuple[LoadedConfig, 
             connection.tenant_id,
             request.tenant,
             connection.additionally_allowed_tenants,
-            multitenant_disabled=bool(env.get("AZURE_IDENTITY_DISABLE_MULTITENANTAUTH")),
+            multitenant_disabled=bool(env.get(envvars.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH)),
         )
     except ValueError as exc:
         raise UsageError(f"--tenant: {exc}") from None

@@ -30,6 +30,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from agent import envvars
 from agent._dirtrust import read_regular_file
 from agent.config.discovery import (
     IMPLICIT_NAME,
@@ -61,8 +62,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PROFILE_ENV", "LoadedConfig", "load_config", "parse_document"]
 
-PROFILE_ENV = "AZAUTH_PROFILE"
-_ENV_PREFIX = "AZAUTH_"
+PROFILE_ENV = envvars.AZAUTH_PROFILE
+_ENV_PREFIX = envvars.AZAUTH_PREFIX
 _ENV_DELIMITER = "__"
 # Keys that would hold a token or another secret; compared after removing "_" and "-".
 _SECRET_KEYS = frozenset(

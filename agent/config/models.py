@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
+from agent import envvars
 from agent.clouds import CLOUDS, Cloud, cloud_for_authority
 from agent.config.errors import KeyPath, Problem, did_you_mean, invalid
 from agent.config.resolution import check_config
@@ -205,7 +206,7 @@ class Connection(_Model):
         description='Other tenant ids tokens may be requested for, or "*" for any tenant.',
     )
     system_access_token_env: EnvName = Field(
-        default="SYSTEM_ACCESSTOKEN",
+        default=envvars.SYSTEM_ACCESSTOKEN,
         description="The environment variable that holds the job's System.AccessToken.",
     )
     scope: Scope | None = Field(
@@ -268,7 +269,7 @@ class Connection(_Model):
             ConfigError: ``AZURE_AUTHORITY_HOST`` is not an acceptable URL.
         """
         environ = os.environ if env is None else env
-        override = environ.get("AZURE_AUTHORITY_HOST")
+        override = environ.get(envvars.AZURE_AUTHORITY_HOST)
         if override and override.strip():
             from agent.envvalues import clean_url  # noqa: PLC0415
 
@@ -1114,7 +1115,7 @@ class AzauthConfig(BaseSettings):
     """An azauth profile file: connections, profiles and settings."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AZAUTH_",
+        env_prefix=envvars.AZAUTH_PREFIX,
         env_nested_delimiter="__",
         env_ignore_empty=True,
         extra="forbid",

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from agent import envvars
 from agent.config.errors import KeyPath, Problem
 
 __all__ = ["PATH_KEYS", "expand_output_paths", "expand_path"]
@@ -89,7 +90,7 @@ def expand_path(value: str, env: Mapping[str, str]) -> str:
     if value.startswith("~"):
         head, sep, rest = expanded.partition("/")
         if head == "~":
-            home = _variable("HOME", env, "~")
+            home = _variable(envvars.HOME, env, "~")
         else:
             home = os.path.expanduser(head)  # noqa: PTH111 - ~user, through the password database
             if home == head:

@@ -32,6 +32,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent import envvars
 from agent.exceptions import ConfigError
 from agent.feeds.lookup import FEEDS_DIR_ENV, write_exec_routes
 from agent.feeds.render import feed_variables, targets
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["KEYRING_PROVIDERS", "NPMRC_ENV", "FeedExec", "prepare", "user_npmrc"]
 
-NPMRC_ENV = "NPM_CONFIG_USERCONFIG"
-KEYRING_PROVIDERS = {"UV_KEYRING_PROVIDER": "subprocess"}
+NPMRC_ENV = envvars.NPM_CONFIG_USERCONFIG
+KEYRING_PROVIDERS = {envvars.UV_KEYRING_PROVIDER: "subprocess"}
 """Set for the command unless already set: uv runs the ``keyring`` command (its index URL must
 name a user, e.g. ``https://VssSessionToken@...``). pip's choice is left to the caller: ``import``
 works only when pip's own environment has keyring and azauth, ``subprocess`` only when it does
@@ -57,7 +58,7 @@ def user_npmrc(env: Mapping[str, str]) -> str:
     for name, value in env.items():
         if name.upper() == NPMRC_ENV and value:
             return value
-    home = env.get("HOME") or os.path.expanduser("~")  # noqa: PTH111
+    home = env.get(envvars.HOME) or os.path.expanduser("~")  # noqa: PTH111
     return os.path.join(home, ".npmrc")
 
 

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from agent import tokencache
+from agent import envvars, tokencache
 from agent.feeds.urls import AZURE_DEVOPS_SCOPE, parse_feed_url, route
 from agent.feeds.urls import split_service as _split
 
@@ -43,7 +43,7 @@ __all__ = [
     "write_exec_routes",
 ]
 
-FEEDS_DIR_ENV = "AZAUTH_FEEDS_DIR"
+FEEDS_DIR_ENV = envvars.AZAUTH_FEEDS_DIR
 """Set by ``azauth exec --feeds`` for its command: the private directory with feeds.json."""
 EXEC_ROUTES_FILE = "feeds.json"
 ROUTING_SCOPE = "azauth:feeds-routing"

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Protocol
 from xml.sax.saxutils import escape
 
+from agent import envvars
 from agent.feeds.urls import FeedLocation, parse_feed_url
 
 __all__ = [
@@ -255,11 +256,11 @@ def feed_variables(feeds: Sequence[FeedTarget], token: str) -> dict[str, str]:
         for feed in feeds
     ]
     variables: dict[str, str] = {
-        "VSS_NUGET_EXTERNAL_FEED_ENDPOINTS": json.dumps(
+        envvars.VSS_NUGET_EXTERNAL_FEED_ENDPOINTS: json.dumps(
             {"endpointCredentials": endpoints}, separators=(",", ":")
         ),
-        "VSS_NUGET_ACCESSTOKEN": token,
-        "VSS_NUGET_URI_PREFIXES": ";".join(f"{feed.location.url}/" for feed in feeds),
+        envvars.VSS_NUGET_ACCESSTOKEN: token,
+        envvars.VSS_NUGET_URI_PREFIXES: ";".join(f"{feed.location.url}/" for feed in feeds),
     }
     for feed in feeds:
         if _ENV_NAME.fullmatch(feed.name):
@@ -270,9 +271,9 @@ def feed_variables(feeds: Sequence[FeedTarget], token: str) -> dict[str, str]:
         variables[uv_index_variable(feed.name, "USERNAME")] = FEED_USERNAME
         variables[uv_index_variable(feed.name, "PASSWORD")] = token
     if len(feeds) == 1:
-        variables["TWINE_REPOSITORY_URL"] = feeds[0].location.pypi_upload
-        variables["TWINE_USERNAME"] = FEED_USERNAME
-        variables["TWINE_PASSWORD"] = token
+        variables[envvars.TWINE_REPOSITORY_URL] = feeds[0].location.pypi_upload
+        variables[envvars.TWINE_USERNAME] = FEED_USERNAME
+        variables[envvars.TWINE_PASSWORD] = token
     return variables
 
 

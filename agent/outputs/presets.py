@@ -44,6 +44,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from agent import envvars
 from agent.clouds import CLOUDS
 from agent.outputs.fields import FIELD_NAMES, TokenFields
 
@@ -77,21 +78,21 @@ class RequestFlow:
 
 
 _ARM_NAMES = (
-    "ARM_USE_OIDC",
-    "ARM_CLIENT_ID",
-    "ARM_TENANT_ID",
-    "ARM_SUBSCRIPTION_ID",
-    "ARM_OIDC_TOKEN_FILE_PATH",
-    "ARM_ENVIRONMENT",
+    envvars.ARM_USE_OIDC,
+    envvars.ARM_CLIENT_ID,
+    envvars.ARM_TENANT_ID,
+    envvars.ARM_SUBSCRIPTION_ID,
+    envvars.ARM_OIDC_TOKEN_FILE_PATH,
+    envvars.ARM_ENVIRONMENT,
 )
 PRESET_NAMES: dict[str, tuple[str, ...]] = {
     "terraform": _ARM_NAMES,
     "pulumi": _ARM_NAMES,
     "azure-identity": (
-        "AZURE_CLIENT_ID",
-        "AZURE_TENANT_ID",
-        "AZURE_FEDERATED_TOKEN_FILE",
-        "AZURE_AUTHORITY_HOST",
+        envvars.AZURE_CLIENT_ID,
+        envvars.AZURE_TENANT_ID,
+        envvars.AZURE_FEDERATED_TOKEN_FILE,
+        envvars.AZURE_AUTHORITY_HOST,
     ),
 }
 """Every name a preset may set (``ARM_SUBSCRIPTION_ID`` and ``ARM_ENVIRONMENT`` only sometimes)."""
@@ -102,38 +103,33 @@ PRESET_NAMES: dict[str, tuple[str, ...]] = {
 # the consumer refuse to start (`ARM_OIDC_TOKEN` next to `ARM_OIDC_TOKEN_FILE_PATH`: "mismatch
 # between supplied OIDC token and supplied OIDC token file contents").
 _ARM_COMPETING = (
-    "ARM_OIDC_TOKEN",
-    "ARM_CLIENT_ID_FILE_PATH",
-    "ARM_CLIENT_SECRET",
-    "ARM_CLIENT_SECRET_FILE_PATH",
-    "ARM_CLIENT_CERTIFICATE",
-    "ARM_CLIENT_CERTIFICATE_PATH",
-    "ARM_CLIENT_CERTIFICATE_PASSWORD",
-    "ARM_OIDC_REQUEST_TOKEN",
-    "ARM_OIDC_REQUEST_URL",
-    "ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID",
-    "ARM_OIDC_AZURE_SERVICE_CONNECTION_ID",
-    "ARM_USE_MSI",
-    "ARM_MSI_ENDPOINT",
-    "ARM_USE_CLI",
-    "ARM_USE_AKS_WORKLOAD_IDENTITY",
-    "ARM_METADATA_HOSTNAME",
-    "ARM_ACCESS_KEY",
-    "ARM_SAS_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    envvars.ARM_OIDC_TOKEN,
+    envvars.ARM_CLIENT_ID_FILE_PATH,
+    envvars.ARM_CLIENT_SECRET,
+    envvars.ARM_CLIENT_SECRET_FILE_PATH,
+    envvars.ARM_CLIENT_CERTIFICATE,
+    envvars.ARM_CLIENT_CERTIFICATE_PATH,
+    envvars.ARM_CLIENT_CERTIFICATE_PASSWORD,
+    envvars.ARM_OIDC_REQUEST_TOKEN,
+    envvars.ARM_OIDC_REQUEST_URL,
+    envvars.ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID,
+    envvars.ARM_OIDC_AZURE_SERVICE_CONNECTION_ID,
+    envvars.ARM_USE_MSI,
+    envvars.ARM_MSI_ENDPOINT,
+    envvars.ARM_USE_CLI,
+    envvars.ARM_USE_AKS_WORKLOAD_IDENTITY,
+    envvars.ARM_METADATA_HOSTNAME,
+    envvars.ARM_ACCESS_KEY,
+    envvars.ARM_SAS_TOKEN,
+    envvars.ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+    envvars.ACTIONS_ID_TOKEN_REQUEST_URL,
 )
 COMPETING_VARIABLES: dict[str, tuple[str, ...]] = {
     "terraform": _ARM_COMPETING,
     "pulumi": _ARM_COMPETING,
     "azure-identity": (
-        "AZURE_CLIENT_SECRET",
-        "AZURE_CLIENT_CERTIFICATE_PATH",
-        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-        "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-        "AZURE_USERNAME",
-        "AZURE_PASSWORD",
-        "AZURE_TOKEN_CREDENTIALS",
+        *envvars.AZURE_IDENTITY_SECRET_VARIABLES,
+        envvars.AZURE_TOKEN_CREDENTIALS,
     ),
 }
 """Per preset: the variables its consumer reads to pick a credential that the preset does not set.
@@ -163,8 +159,8 @@ def preset_names(preset: str, *, subscription: bool, sovereign: bool) -> tuple[s
     return tuple(
         name
         for name in PRESET_NAMES[preset]
-        if (name != "ARM_SUBSCRIPTION_ID" or subscription)
-        and (name != "ARM_ENVIRONMENT" or sovereign)
+        if (name != envvars.ARM_SUBSCRIPTION_ID or subscription)
+        and (name != envvars.ARM_ENVIRONMENT or sovereign)
     )
 
 
@@ -191,9 +187,9 @@ def preset_variables(
         return _arm_variables(preset, fields, request_flow)
     if request_flow is not None and preset == "azure-identity":
         return {
-            "AZURE_CLIENT_ID": fields.client_id,
-            "AZURE_TENANT_ID": fields.tenant_id,
-            "AZURE_AUTHORITY_HOST": fields.authority,
+            envvars.AZURE_CLIENT_ID: fields.client_id,
+            envvars.AZURE_TENANT_ID: fields.tenant_id,
+            envvars.AZURE_AUTHORITY_HOST: fields.authority,
         }
     return build(fields)
 
@@ -245,24 +241,24 @@ def _arm_variables(
 ) -> dict[str, str]:
     """The ``ARM_*`` variables: the token file, or with ``flow`` the OIDC request flow."""
     variables = {
-        "ARM_USE_OIDC": "true",
-        "ARM_CLIENT_ID": fields.client_id,
-        "ARM_TENANT_ID": fields.tenant_id,
+        envvars.ARM_USE_OIDC: "true",
+        envvars.ARM_CLIENT_ID: fields.client_id,
+        envvars.ARM_TENANT_ID: fields.tenant_id,
     }
     if fields.subscription_id:
-        variables["ARM_SUBSCRIPTION_ID"] = fields.subscription_id
+        variables[envvars.ARM_SUBSCRIPTION_ID] = fields.subscription_id
     if flow is None:
-        variables["ARM_OIDC_TOKEN_FILE_PATH"] = _token_file(preset, fields)
+        variables[envvars.ARM_OIDC_TOKEN_FILE_PATH] = _token_file(preset, fields)
     elif preset == "terraform":
-        variables["ARM_OIDC_REQUEST_URL"] = flow.url
-        variables["ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID"] = fields.service_connection_id
-        variables["ARM_OIDC_REQUEST_TOKEN"] = flow.token
+        variables[envvars.ARM_OIDC_REQUEST_URL] = flow.url
+        variables[envvars.ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID] = fields.service_connection_id
+        variables[envvars.ARM_OIDC_REQUEST_TOKEN] = flow.token
     else:
-        variables["ARM_OIDC_REQUEST_URL"] = flow.github_url(fields.service_connection_id)
-        variables["ARM_OIDC_REQUEST_TOKEN"] = flow.token
+        variables[envvars.ARM_OIDC_REQUEST_URL] = flow.github_url(fields.service_connection_id)
+        variables[envvars.ARM_OIDC_REQUEST_TOKEN] = flow.token
     environment = _sovereign_environment(fields, f"{preset}_environment")
     if environment is not None:
-        variables["ARM_ENVIRONMENT"] = environment
+        variables[envvars.ARM_ENVIRONMENT] = environment
     return variables
 
 
@@ -276,10 +272,10 @@ def _pulumi(fields: TokenFields) -> dict[str, str]:
 
 def _azure_identity(fields: TokenFields) -> dict[str, str]:
     return {
-        "AZURE_CLIENT_ID": fields.client_id,
-        "AZURE_TENANT_ID": fields.tenant_id,
-        "AZURE_FEDERATED_TOKEN_FILE": _token_file("azure-identity", fields),
-        "AZURE_AUTHORITY_HOST": fields.authority,
+        envvars.AZURE_CLIENT_ID: fields.client_id,
+        envvars.AZURE_TENANT_ID: fields.tenant_id,
+        envvars.AZURE_FEDERATED_TOKEN_FILE: _token_file("azure-identity", fields),
+        envvars.AZURE_AUTHORITY_HOST: fields.authority,
     }
 
 
