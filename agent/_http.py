@@ -24,7 +24,6 @@ import asyncio
 import base64
 import functools
 import json
-import logging
 import os
 import re
 import ssl
@@ -40,12 +39,13 @@ from agent import envvars
 from agent._secrets import redact_text, register_secret, strip_userinfo
 from agent.clock import Clock, SystemClock
 from agent.exceptions import ConfigError, ProxyAuthenticationError, TransportError
+from agent.logs import get_logger
 from agent.protocol import HttpRequest, HttpResponse
 from agent.retry import RetryPolicy
 
 __all__ = ["MAX_BODY_BYTES", "HttpClient", "Proxy", "proxy_for", "ssl_context_from_env"]
 
-_log = logging.getLogger("agent.http")
+_log = get_logger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest answer body read from Azure DevOps or Entra (1 MiB). Real answers are a few KiB:
@@ -286,7 +286,9 @@ def _bypass_patterns(text: str) -> tuple[re.Pattern[str], ...]:
     try:
         items = json.loads(text)
     except ValueError:
-        _log.warning("%s is not a JSON array; no host bypasses the proxy", _AGENT_PROXY_BYPASS)
+        _log.warning(
+            "proxy_bypass_list_invalid", variable=_AGENT_PROXY_BYPASS, expected="a JSON array"
+        )
         return ()
     if not isinstance(items, list):
         items = []
@@ -295,7 +297,7 @@ def _bypass_patterns(text: str) -> tuple[re.Pattern[str], ...]:
         try:
             patterns.append(re.compile(str(item), re.IGNORECASE))
         except re.error:
-            _log.warning("%s: %r is not a regular expression; skipped", _AGENT_PROXY_BYPASS, item)
+            _log.warning("proxy_bypass_pattern_skipped", variable=_AGENT_PROXY_BYPASS, pattern=item)
     return tuple(patterns)
 
 
@@ -390,7 +392,7 @@ class HttpClient:
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failure = _describe(exc)
-                _log.debug("request to %s failed (attempt %d): %s", host, attempt, failure)
+                _log.debug("request_failed", host=host, attempt=attempt, error=failure)
                 delay = policy.backoff(attempt)
                 if attempt >= policy.max_attempts or not self._fits(started, delay):
                     raise TransportError(
@@ -407,11 +409,11 @@ class HttpClient:
                 wait = policy.delay(attempt, response.headers, now=self._clock.time())
                 if wait is not None and self._fits(started, wait):
                     _log.debug(
-                        "%s answered %d (attempt %d); retrying in %.2fs",
-                        host,
-                        response.status,
-                        attempt,
-                        wait,
+                        "request_retried",
+                        host=host,
+                        status=response.status,
+                        attempt=attempt,
+                        delay=round(wait, 2),
                     )
                     await self._clock.sleep(wait)
                     continue

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import math
 import os
 from collections.abc import Callable, Coroutine, Hashable, Mapping
@@ -39,6 +38,7 @@ from agent.exceptions import (
     credential_unavailable,
 )
 from agent.jwt import unverified_claims
+from agent.logs import get_logger
 from agent.protocol import (
     MISSING_OIDC_URI,
     HttpResponse,
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AzurePipelinesCredential", "OidcToken", "oidc_token_from_response"]
 
-_log = logging.getLogger("agent.credential")
+_log = get_logger(__name__)
 
 DEFAULT_AUTHORITY = "login.microsoftonline.com"
 DEFAULT_REFRESH_OFFSET = 300
@@ -286,7 +286,7 @@ class AzurePipelinesCredential:
         if kwargs:
             # azure-identity accepts azure-core pipeline options (transport, policies, ...); they
             # have no meaning on aiohttp, so they are accepted for drop-in use and ignored.
-            _log.debug("ignoring azure-core options: %s", ", ".join(sorted(kwargs)))
+            _log.debug("azure_core_options_ignored", options=sorted(kwargs))
         _secrets.register_secret(system_access_token)
 
     # ----------------------------------------------------------------------------------------
@@ -467,9 +467,7 @@ class AzurePipelinesCredential:
         except AuthenticationError as exc:
             # Stale-while-refresh: the token still works; try again after the retry delay.
             _log.warning(
-                "proactive token refresh failed; using the cached token until %d: %s",
-                entry.info.expires_on,
-                exc,
+                "token_refresh_failed_using_cached", expires_on=entry.info.expires_on, error=exc
             )
             return entry.info
 
@@ -560,9 +558,9 @@ class AzurePipelinesCredential:
         if oidc.lifetime is not None:
             self._oidc = oidc
         _log.debug(
-            "OIDC token acquired for service connection %s (expires %s)",
-            self._service_connection_id,
-            oidc.expires_on,
+            "oidc_token_acquired",
+            service_connection_id=self._service_connection_id,
+            expires_on=oidc.expires_on,
         )
         return oidc
 
@@ -577,7 +575,7 @@ class AzurePipelinesCredential:
         message = describe_offset(local_now, remote, name)
         if message is not None:
             _CLOCK_WARNED.append(name)
-            _log.warning("%s", message)
+            _log.warning("clock_skew", service=name, detail=message)
 
     async def _exchange(
         self,
@@ -601,10 +599,7 @@ class AzurePipelinesCredential:
         if cache_key is not None:
             self._cache[cache_key] = self._entry(info)
         _log.info(
-            "access token acquired for %s (tenant %s, expires %d)",
-            " ".join(scopes),
-            tenant,
-            info.expires_on,
+            "token_acquired", scope=" ".join(scopes), tenant=tenant, expires_on=info.expires_on
         )
         return info
 

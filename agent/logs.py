@@ -1,7 +1,18 @@
-"""Logging: structlog to stderr (console or JSON lines), with secrets redacted before anything else.
+"""Logging: the one front every azauth module logs through, and the CLI's configuration.
 
-``configure_logging`` is called once by the CLI; library modules use ``get_logger(__name__)``
-(structlog's lazy proxies make a module-level logger safe before configuration).
+Every module logs with ``_log = get_logger(__name__)`` and stable snake_case events plus
+key-value fields: ``_log.info("token_acquired", scope=..., expires_on=...)``. Where an event
+goes is decided when it is logged, never on import:
+
+* after :func:`configure_logging` (called by ``agent.cli`` only) or any other structlog
+  configuration (an application's, ``structlog.testing.capture_logs``): to structlog;
+* otherwise (azauth used as a library): to the standard ``logging`` module, logger ``name``
+  (``agent.credential``, ``agent.runner``, ...), as azure-identity does. The message is
+  ``event key=value ...`` (redacted, one line); ``record.azauth_event`` and
+  ``record.azauth_fields`` carry the event and its redacted fields. Nothing is configured:
+  without handlers, Python's last-resort handler shows warnings and errors on stderr.
+
+Importing this module (or any library module) configures nothing and imports no structlog.
 
 Redaction (:func:`redact_secrets`, always the first processor) replaces with ``***``:
 
@@ -30,7 +41,7 @@ import sys
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from agent import _secrets
 from agent._pipelines import in_pipeline, neutralize
@@ -55,15 +66,18 @@ def _import_structlog() -> None:
         del sys.modules["rich"]
 
 
-_import_structlog()
-import structlog  # noqa: E402 - imported by _import_structlog
-from structlog.typing import EventDict, Processor, WrappedLogger  # noqa: E402
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "LOG_FORMATS",
+    "LOG_LEVELS",
     "MASK",
     "MIN_SECRET_LENGTH",
     "AzurePipelinesRenderer",
+    "LogFormat",
+    "LogLevel",
+    "Logger",
     "active_format",
     "add_logger_name",
     "configure_logging",
@@ -100,11 +114,13 @@ _LEVELS = {
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
-LOG_FORMATS = ("auto", "console", "json", "azure-pipelines")
-"""``auto``: ``azure-pipelines`` when ``TF_BUILD`` is set (an Azure Pipelines job), else
-``console`` on a terminal and ``json`` otherwise."""
-
 LogFormat = Literal["auto", "console", "json", "azure-pipelines"]
+"""A log format; ``auto``: ``azure-pipelines`` when ``TF_BUILD`` is set (an Azure Pipelines
+job), else ``console`` on a terminal and ``json`` otherwise."""
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
+LogLevel = Literal["debug", "info", "warning", "error"]
+"""A log level of ``--log-level`` and ``settings.log_level``."""
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 _active_format: str = "auto"
 
 # The log viewer formats a line that starts with one of these prefixes (and group markers); the
@@ -260,17 +276,11 @@ def merge_contextvars_redacted(
     Stands in for ``structlog.contextvars.merge_contextvars``, which would add them after
     :func:`redact_secrets` has run.
     """
+    import structlog  # noqa: PLC0415 - only a configured chain calls this
+
     for key, value in structlog.contextvars.get_contextvars().items():
         event_dict.setdefault(key, _redact_item(key, value))
     return event_dict
-
-
-class _NamedWriteLogger(structlog.WriteLogger):
-    """A WriteLogger that remembers the name it was requested under (``get_logger(name)``)."""
-
-    def __init__(self, file: TextIO, name: str | None) -> None:
-        super().__init__(file)
-        self.name = name
 
 
 class _NamedWriteLoggerFactory:
@@ -279,9 +289,13 @@ class _NamedWriteLoggerFactory:
     def __init__(self, file: TextIO) -> None:
         self._file = file
 
-    def __call__(self, *args: Any) -> _NamedWriteLogger:
+    def __call__(self, *args: Any) -> Any:
+        import structlog  # noqa: PLC0415 - only a configured chain calls this
+
+        logger = structlog.WriteLogger(self._file)
         name = args[0] if args and isinstance(args[0], str) else None
-        return _NamedWriteLogger(self._file, name)
+        logger.name = name  # type: ignore[attr-defined]  # read by add_logger_name
+        return logger
 
 
 def add_logger_name(logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
@@ -300,7 +314,9 @@ class _StdlibBridge(logging.Handler):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string in a library must not crash us
             message = str(record.msg)
-        get_logger(record.name).log(record.levelno, message, exc_info=record.exc_info)
+        import structlog  # noqa: PLC0415 - installed by configure_logging only
+
+        structlog.get_logger(record.name).log(record.levelno, message, exc_info=record.exc_info)
 
 
 def _resolve_level(level: str) -> int:
@@ -312,7 +328,7 @@ def _resolve_level(level: str) -> int:
 
 def configure_logging(
     *,
-    fmt: LogFormat = "auto",
+    fmt: str = "auto",
     level: str = "info",
     stream: TextIO | None = None,
 ) -> None:
@@ -331,6 +347,9 @@ def configure_logging(
     Raises:
         ValueError: unknown ``fmt`` or ``level``.
     """
+    _import_structlog()
+    import structlog  # noqa: PLC0415 - the CLI's configuration; library imports stay light
+
     target = stream if stream is not None else sys.stderr
     number = _resolve_level(level)
     is_tty = _isatty(target)
@@ -386,16 +405,87 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def get_logger(name: str | None = None) -> Any:
-    """Return a (lazy) structlog logger; ``name`` (usually ``__name__``) is logged as ``logger``.
+def get_logger(name: str | None = None) -> Logger:
+    """Return the logger of module ``name`` (usually ``__name__``); see the module docstring.
 
-    Safe at module level before :func:`configure_logging` runs: the configuration is looked up
-    when the logger is used. Until something configures structlog, azauth's modules log to
-    stderr rather than to structlog's default, stdout, which belongs to data and protocols
-    (the runner or the token server used as a library must not write into a program's output).
+    Safe at module level: nothing is configured or imported until an event is logged.
     """
-    if not structlog.is_configured():
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    if name is None:
-        return structlog.get_logger()
-    return structlog.get_logger(name)
+    return Logger(name or "agent")
+
+
+class Logger:
+    """azauth's logging front: snake_case events with key-value fields, secrets redacted.
+
+    ``debug``/``info``/``warning``/``error``/``exception(event, **fields)`` and
+    ``log(level, event, **fields)``; ``exc_info=`` as in structlog and ``logging``. Positional
+    arguments are %-formatted into ``event`` (as structlog does); azauth's own modules never
+    pass any.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Logger({self.name!r})"
+
+    def debug(self, event: str, *args: object, **fields: Any) -> None:
+        """Log ``event`` at debug level."""
+        self._emit(logging.DEBUG, event, args, fields)
+
+    def info(self, event: str, *args: object, **fields: Any) -> None:
+        """Log ``event`` at info level."""
+        self._emit(logging.INFO, event, args, fields)
+
+    def warning(self, event: str, *args: object, **fields: Any) -> None:
+        """Log ``event`` at warning level."""
+        self._emit(logging.WARNING, event, args, fields)
+
+    def error(self, event: str, *args: object, **fields: Any) -> None:
+        """Log ``event`` at error level."""
+        self._emit(logging.ERROR, event, args, fields)
+
+    def exception(self, event: str, *args: object, **fields: Any) -> None:
+        """Log ``event`` at error level with the exception being handled."""
+        fields.setdefault("exc_info", True)
+        self._emit(logging.ERROR, event, args, fields)
+
+    def log(self, level: int, event: str, *args: object, **fields: Any) -> None:
+        """Log ``event`` at ``level`` (a ``logging`` level number)."""
+        self._emit(level, event, args, fields)
+
+    def _emit(
+        self, level: int, event: str, args: tuple[object, ...], fields: dict[str, Any]
+    ) -> None:
+        if args:  # structlog's and logging's positional arguments, for foreign callers
+            event = event % args
+        structlog = sys.modules.get("structlog")
+        if structlog is not None and structlog.is_configured():
+            chain = structlog.get_config()["processors"]
+            if not chain or chain[0] is not redact_secrets:  # someone else's: redact first
+                fields = dict(redact_secrets(None, "", fields))
+            structlog.get_logger(self.name).log(level, event, **fields)
+            return
+        std = logging.getLogger(self.name)
+        if not std.isEnabledFor(level):
+            return
+        redacted = redact_secrets(None, "", {"event": event, **fields})
+        text = _secrets.single_line(str(redacted.pop("event")))
+        exception = redacted.pop("exception", None)
+        parts = [text] + [f"{key}={_stdlib_value(value)}" for key, value in redacted.items()]
+        message = " ".join(parts)
+        if exception:
+            message += "\n" + str(exception)
+        std.log(
+            level,
+            "%s",
+            message,
+            extra={"azauth_event": text, "azauth_fields": redacted},
+            stacklevel=3,
+        )
+
+
+def _stdlib_value(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text) if (not text or " " in text or "=" in text) else text

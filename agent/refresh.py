@@ -46,6 +46,7 @@ from agent.exceptions import (
     NoUsableLifeError,
     OidcRequestError,
 )
+from agent.logs import get_logger
 
 __all__ = [
     "MAX_ATTEMPTS_PER_MINUTE",
@@ -63,16 +64,7 @@ __all__ = [
 ]
 
 
-class _LazyLog:
-    """structlog, imported on first use: the credential imports this module's pure parts."""
-
-    def __getattr__(self, name: str) -> Any:
-        from agent.logs import get_logger  # noqa: PLC0415 - keeps the credential import light
-
-        return getattr(get_logger("agent.refresh"), name)
-
-
-_log: Any = _LazyLog()
+_log = get_logger(__name__)
 
 # AADSTS codes that no retry heals: the configuration must change.
 PERMANENT_AADSTS = frozenset(

@@ -338,6 +338,6 @@ def _tenant_id(access_token: str, fallback: str) -> str:
 
 
 def _warn_not_cached(exc: BaseException) -> None:
-    from agent.logs import get_logger  # noqa: PLC0415 - imports structlog
+    from agent.logs import get_logger  # noqa: PLC0415 - the warm `get` never logs
 
     get_logger("agent.registry_tokens").warning("refresh_token_cache_write_failed", error=str(exc))

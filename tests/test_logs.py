@@ -408,3 +408,93 @@ class TestStreams:
         assert result.stdout == ""
         events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
         assert events == ["d", "i", "w", "e", "stdlib", "boom"]
+
+
+class TestOneFront:
+    """Library modules configure nothing; without the CLI their events reach stdlib logging."""
+
+    def test_importing_library_modules_leaves_logging_unconfigured(self):
+        """Importing runner, server, execmode (and the credential) configures no logging."""
+        code = (
+            "import logging, structlog\n"
+            "import agent.runner, agent.server, agent.execmode, agent.credential, agent.refresh\n"
+            "from agent import AzurePipelinesCredential\n"
+            "assert not structlog.is_configured(), 'structlog configured on import'\n"
+            "assert logging.getLogger().handlers == [], logging.getLogger().handlers\n"
+            "print('ok')\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "ok\n"
+
+    def test_logging_an_event_configures_nothing_either(self):
+        """An event logged before any configuration goes to stdlib; structlog stays untouched."""
+        code = (
+            "import structlog\n"
+            "from agent.logs import get_logger\n"
+            "get_logger('agent.runner').info('token_acquired', scope='s')\n"
+            "get_logger('agent.runner').warning('output_failed', path='p')\n"
+            "assert not structlog.is_configured()\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert result.stdout == ""
+        # Python's last-resort handler: warnings and up, on stderr, nothing configured.
+        assert result.stderr.splitlines() == ["output_failed path=p"]
+
+    async def test_library_users_see_credential_events_through_stdlib_logging(
+        self, connected_emulator, caplog
+    ):
+        """As with azure-identity: logging.getLogger("agent.credential") has snake_case events."""
+        from agent import AzurePipelinesCredential  # noqa: PLC0415
+
+        caplog.set_level(logging.DEBUG, logger="agent")
+        emu = connected_emulator
+        async with AzurePipelinesCredential(
+            tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47",
+            client_id="11111111-2222-3333-4444-555555555555",
+            service_connection_id="00000000-aaaa-bbbb-cccc-000000000001",
+            system_access_token=emu.system_access_token,
+        ) as credential:
+            token = await credential.get_token("https://management.azure.com/.default")
+
+        records = [r for r in caplog.records if r.name == "agent.credential"]
+        events = [r.azauth_event for r in records]  # type: ignore[attr-defined]
+        assert events == ["oidc_token_acquired", "token_acquired"]
+        acquired = records[-1]
+        assert acquired.levelno == logging.INFO
+        assert acquired.getMessage().startswith("token_acquired scope=")
+        assert acquired.azauth_fields["expires_on"] == token.expires_on  # type: ignore[attr-defined]
+        text = "\n".join(r.getMessage() for r in caplog.records)
+        assert token.token not in text
+        assert emu.system_access_token not in text
+
+    def test_stdlib_path_redacts_secrets_and_exceptions(self, caplog):
+        """Without structlog configured, keys, JWTs, registered secrets and tracebacks are masked."""
+        caplog.set_level(logging.DEBUG, logger="agent.test")
+        register_secret(SYSTEM_TOKEN)
+        log = get_logger("agent.test")
+        try:
+            raise RuntimeError(f"failed with {SYSTEM_TOKEN}")
+        except RuntimeError:
+            log.exception("request_crashed", access_token=JWT, note=f"bearer {JWT}")
+
+        (record,) = caplog.records
+        text = record.getMessage()
+        assert text.startswith("request_crashed access_token=***")
+        assert "RuntimeError: failed with ***" in text
+        assert JWT not in text
+        assert SYSTEM_TOKEN not in text
+        assert record.exc_info is None  # formatted and redacted here, never by a handler
+
+    def test_a_foreign_structlog_configuration_gets_redacted_events(self):
+        """An application's own structlog chain receives events already redacted."""
+        register_secret(SYSTEM_TOKEN)
+        with capture_logs() as logs:
+            get_logger("agent.runner").warning("upstream_failed", detail=f"x {SYSTEM_TOKEN}")
+        assert logs == [
+            {"event": "upstream_failed", "detail": "x ***", "log_level": "warning"}
+        ]

@@ -277,9 +277,10 @@ class TestWatch:
 
 
 async def test_library_use_never_logs_to_stdout(workdir, emu):
-    """Without configure_logging(), the runner's logs still go to stderr, never to stdout."""
+    """Without configure_logging(), the runner's events reach stdlib logging (stderr here)."""
     script = (
-        "import asyncio, os\n"
+        "import asyncio, logging, os\n"
+        "logging.basicConfig(level=logging.INFO)\n"
         "from agent.config import load_config\n"
         "from agent.runner import Runner\n"
         "async def main():\n"

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from agent import envvars
 from agent._pipelines import pipeline_safe
@@ -32,9 +32,11 @@ __all__ = ["add_logging_arguments", "configure_logging_from_args", "register", "
 
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--log-format``, ``-v`` and ``-q``."""
+    from agent.logs import LOG_FORMATS  # noqa: PLC0415 - only when the parser is built
+
     parser.add_argument(
         "--log-format",
-        choices=("auto", "console", "json", "azure-pipelines"),
+        choices=LOG_FORMATS,
         help=(
             "log format on stderr (default: settings.log_format; auto = azure-pipelines under "
             "TF_BUILD, else console on a terminal, else json)"
@@ -48,7 +50,7 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
 
 def configure_logging_from_args(args: argparse.Namespace, settings: Any = None) -> None:
     """Configure logging from flags, falling back to the profile file's settings."""
-    from agent.logs import configure_logging  # noqa: PLC0415 - keep --help fast
+    from agent.logs import LOG_FORMATS, configure_logging  # noqa: PLC0415 - keep --help fast
 
     level = getattr(settings, "log_level", "info") if settings is not None else "warning"
     if args.verbose >= 2:
@@ -58,9 +60,7 @@ def configure_logging_from_args(args: argparse.Namespace, settings: Any = None) 
     if args.quiet:
         level = "error"
     chosen = args.log_format or (getattr(settings, "log_format", "auto") if settings else "auto")
-    fmt: Literal["auto", "console", "json", "azure-pipelines"] = "auto"
-    if chosen in ("console", "json", "azure-pipelines"):
-        fmt = chosen  # type: ignore[assignment] # narrowed by the membership test
+    fmt = chosen if chosen in LOG_FORMATS else "auto"
     configure_logging(fmt=fmt, level=level)
 
 

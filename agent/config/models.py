@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -30,9 +30,13 @@ from agent.config.resolution import check_config
 from agent.exceptions import ConfigError
 from agent.feeds import FEED_OUTPUT_KINDS
 from agent.feeds.urls import AZURE_DEVOPS_SCOPE, FEED_URL_EXPECTED, parse_feed_url
+from agent.logs import LogFormat, LogLevel
+from agent.outputs.env_file import Dialect
 from agent.outputs.fields import FIELD_NAMES, SECRET_FIELDS, FieldName
 from agent.outputs.pipeline_variables import looks_public
 from agent.outputs.presets import PRESET_NAMES as PRESET_VARIABLE_NAMES
+from agent.outputs.presets import PRESETS, Preset
+from agent.outputs.token_file import TokenFileFormat
 from agent.urls import normalize_authority
 
 if TYPE_CHECKING:
@@ -85,9 +89,6 @@ PATH_PATTERN = (
 # A container registry's host, lower case, with an optional port: contoso.azurecr.io[:443].
 REGISTRY_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$"
 
-Preset = Literal["terraform", "pulumi", "azure-identity"]
-PRESETS: tuple[str, ...] = get_args(Preset)
-Dialect = Literal["dotenv", "docker", "systemd", "sh", "pwsh"]
 CloudName = Literal["public", "usgovernment", "china"]
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -155,14 +156,14 @@ class Settings(_Model):
         default=False,
         description="Watch mode: delete the written outputs when stopped by SIGTERM or SIGINT.",
     )
-    log_format: Literal["auto", "console", "json", "azure-pipelines"] = Field(
+    log_format: LogFormat = Field(
         default="auto",
         description=(
             "The format of log lines on stderr: auto (azure-pipelines when TF_BUILD is set, "
             "else console on a terminal, else json)."
         ),
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
+    log_level: LogLevel = Field(
         default="warning",
         description=(
             "The least severe log level written: debug, info, warning (default; -v shows info, "
@@ -498,7 +499,7 @@ class TokenFileOutput(_OutputModel):
     connection: ConnectionRef = None
     path: FilePath = Field(description="The file to write, relative to the working directory.")
     scope: OutputScope = None
-    format: Literal["raw", "json"] = Field(
+    format: TokenFileFormat = Field(
         default="raw",
         description="raw: the token alone; json: token, token_type, expires_on and expires_at.",
     )

@@ -201,27 +201,6 @@ def _record_routing(pairs: list[tuple[str, str]], digest: str, env: Mapping[str,
         return
 
 
-def _quiet_logs() -> None:
-    """Only warnings, to stderr, redacted: the keyring CLI's stdout is the password."""
-    import logging  # noqa: PLC0415
-
-    import structlog  # noqa: PLC0415
-
-    from agent.logs import redact_secrets  # noqa: PLC0415
-
-    if structlog.is_configured():
-        return
-    structlog.configure(
-        processors=[
-            redact_secrets,
-            structlog.processors.add_log_level,
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-
-
 def find_token(service: str, env: Mapping[str, str] | None = None) -> str | None:
     """The Azure DevOps access token for the feed URL (or bare host) ``service``, or ``None``.
 
@@ -239,7 +218,6 @@ def find_token(service: str, env: Mapping[str, str] | None = None) -> str | None
     if known:
         return token
     try:
-        _quiet_logs()
         return _cold(service, environ)
     except Exception as exc:  # noqa: BLE001 - a keyring backend must not break its caller
         from agent._secrets import redact_text  # noqa: PLC0415

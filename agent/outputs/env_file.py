@@ -36,10 +36,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, get_args
 
-__all__ = ["DIALECTS", "HEADER", "UNSETTING_DIALECTS", "check_variable_name", "render_env_file"]
+__all__ = [
+    "DIALECTS",
+    "HEADER",
+    "UNSETTING_DIALECTS",
+    "Dialect",
+    "check_variable_name",
+    "render_env_file",
+]
 
-DIALECTS: tuple[str, ...] = ("dotenv", "docker", "systemd", "sh", "pwsh")
+Dialect = Literal["dotenv", "docker", "systemd", "sh", "pwsh"]
+"""An env file's syntax; the config models validate ``dialect`` (and the schema) against it."""
+DIALECTS: tuple[str, ...] = get_args(Dialect)
 
 HEADER = "# written by azauth; do not edit"
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from agent import envvars
 from agent.clouds import CLOUDS
@@ -53,6 +54,7 @@ __all__ = [
     "PRESETS",
     "PRESET_NAMES",
     "REQUEST_FLOW_PRESETS",
+    "Preset",
     "RequestFlow",
     "competing_variables",
     "preset_names",
@@ -60,7 +62,9 @@ __all__ = [
     "resolve_variables",
 ]
 
-PRESETS: tuple[str, ...] = ("terraform", "pulumi", "azure-identity")
+Preset = Literal["terraform", "pulumi", "azure-identity"]
+"""A preset's name; the config models validate ``preset`` (and the schema) against it."""
+PRESETS: tuple[str, ...] = get_args(Preset)
 REQUEST_FLOW_PRESETS: frozenset[str] = frozenset({"terraform", "pulumi"})
 """The presets that switch to the OIDC request flow when a token server runs."""
 

@@ -16,12 +16,20 @@ puts them on disk.
 from __future__ import annotations
 
 import json
+from typing import Literal, get_args
 
 from agent.outputs.fields import TokenFields
 
-__all__ = ["TOKEN_FILE_FORMATS", "render_federated_token_file", "render_token_file"]
+__all__ = [
+    "TOKEN_FILE_FORMATS",
+    "TokenFileFormat",
+    "render_federated_token_file",
+    "render_token_file",
+]
 
-TOKEN_FILE_FORMATS: tuple[str, ...] = ("raw", "json")
+TokenFileFormat = Literal["raw", "json"]
+"""A token file's format; the config models validate ``format`` (and the schema) against it."""
+TOKEN_FILE_FORMATS: tuple[str, ...] = get_args(TokenFileFormat)
 
 
 def render_token_file(fields: TokenFields, fmt: str) -> bytes:
