@@ -34,6 +34,7 @@ from agent.docker_credential import ACR_USERNAME, registry_host
 from agent.exceptions import AuthenticationError
 from agent.jwt import unverified_claims
 from agent.protocol import HttpRequest, HttpResponse
+from agent.retry import is_retryable_status
 
 __all__ = [
     "ACR_SCOPE",
@@ -71,7 +72,6 @@ ACR_SUFFIXES = (".azurecr.io", ".azurecr.us", ".azurecr.cn")
 EXCHANGE_PATH = "/oauth2/exchange"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 _FORM = "application/x-www-form-urlencoded"
-_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class RegistryError(AuthenticationError):
@@ -146,8 +146,9 @@ def parse_exchange_response(
 
     Raises:
         RegistryError: the registry refused (its error code and message quoted), the answer
-            is not the documented JSON, or the token has expired; ``retryable`` for 408, 429,
-            5xx and an expired token.
+            is not the documented JSON, or the token has expired; ``retryable`` for the statuses
+            of :func:`agent.retry.is_retryable_status` (408, 429, 5xx but 501, 505) and an
+            expired token.
     """
     status = response.status
     document = _json_object(response.body)
@@ -159,7 +160,7 @@ def parse_exchange_response(
             registry=registry,
             status_code=status,
             code=code,
-            retryable=status in _RETRYABLE,
+            retryable=is_retryable_status(status),
         )
     token = document.get("refresh_token") if document is not None else None
     if not isinstance(token, str) or not token or any(ch.isspace() for ch in token):

@@ -25,7 +25,7 @@ from agent import urls
 from agent._azure_core import AccessToken, AccessTokenInfo
 from agent._secrets import server_text
 from agent.exceptions import EntraError, ExitCode, NoUsableLifeError, OidcRequestError
-from agent.retry import RETRYABLE_STATUSES
+from agent.retry import is_retryable_status
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
@@ -341,7 +341,7 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
             service_connection_id=service_connection_id,
             e2eid=_server_id(response.header("x-vss-e2eid")),
             msedge_ref=_server_id(response.header("x-msedge-ref")),
-            retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
+            retryable=is_retryable_status(response.status),
         )
         if "no explicit reference" in server_message.lower():
             # The job is not set up for this connection: the job environment, like a missing
@@ -497,7 +497,7 @@ def _entra_error(response: HttpResponse, document: dict[str, Any]) -> EntraError
         description=description or None,
         correlation_id=correlation_id,
         trace_id=trace_id,
-        retryable=status in RETRYABLE_STATUSES or status >= 506,
+        retryable=is_retryable_status(status),
     )
 
 
@@ -531,7 +531,7 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
             f"Unexpected response from Microsoft Entra ID: {response.status} {_reason(response)} "
             f"with {kind}.",
             status_code=response.status,
-            retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
+            retryable=is_retryable_status(response.status),
         )
     if "error" in document:
         error = _entra_error(response, document)
@@ -543,7 +543,7 @@ def parse_token_response(response: HttpResponse, *, request_time: int) -> TokenI
         raise EntraError(
             f"Unexpected response from Microsoft Entra ID: {response.status} {_reason(response)}.",
             status_code=response.status,
-            retryable=response.status in RETRYABLE_STATUSES or response.status >= 506,
+            retryable=is_retryable_status(response.status),
         )
     token = document.get("access_token")
     try:

@@ -47,6 +47,7 @@ from agent.exceptions import (
     OidcRequestError,
 )
 from agent.logs import get_logger
+from agent.retry import exponential_backoff
 
 __all__ = [
     "MAX_ATTEMPTS_PER_MINUTE",
@@ -59,6 +60,7 @@ __all__ = [
     "acquired_access",
     "acquired_oidc",
     "describe_offset",
+    "format_duration",
     "is_permanent",
     "oidc_lifetime",
 ]
@@ -147,26 +149,24 @@ def describe_offset(local: float, remote: float, remote_name: str) -> str | None
     offset = local - remote
     if abs(offset) <= 60:
         return None
-    import datetime as dt  # noqa: PLC0415 - only when there is something to say
-
-    def iso(t: float) -> str:
-        return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from agent.credential_process import rfc3339 as iso  # noqa: PLC0415 - rarely needed
 
     direction = "ahead of" if offset > 0 else "behind"
     return (
-        f"this machine's clock ({iso(local)}) is {_duration(abs(offset))} {direction} "
+        f"this machine's clock ({iso(local)}) is {format_duration(abs(offset))} {direction} "
         f"{remote_name}'s clock ({iso(remote)}); token lifetimes are measured from their "
         "issue time, so refreshing is not affected, but fix the clock (NTP): other tools judge "
         "expiry by it"
     )
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float, *, whole_seconds: bool = True) -> str:
+    """``seconds`` as ``1h02m03s``, ``2m03s`` or ``3s`` (``1h02m`` without ``whole_seconds``)."""
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
+        return f"{hours}h{minutes:02d}m{secs:02d}s" if whole_seconds else f"{hours}h{minutes:02d}m"
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
@@ -218,15 +218,20 @@ class RefreshPolicy:
 
         ``remaining`` is the life left in the held token (``None``: none held).
         """
-        exponent = min(max(0, failures - 1), 30)
         if permanent:
-            delay = min(self.permanent_max, self.permanent_initial * 2.0**exponent)
-            delay *= 0.75 + 0.25 * rng.random()
+            delay = exponential_backoff(
+                failures,
+                initial=self.permanent_initial,
+                cap=self.permanent_max,
+                rng=rng,
+                jitter=0.25,
+            )
         elif remaining is None or remaining <= 0:
             delay = self.expired_retry * (1.0 + 0.5 * rng.random())
         else:
-            delay = min(self.backoff_max, self.backoff_initial * 2.0**exponent)
-            delay *= 0.5 + 0.5 * rng.random()
+            delay = exponential_backoff(
+                failures, initial=self.backoff_initial, cap=self.backoff_max, rng=rng
+            )
         if remaining is not None and remaining > 0:
             # No sleep past expiry (permanent failures too): at most half of what is left.
             delay = min(delay, max(remaining / 2, min(remaining, self.min_interval)))

@@ -13,9 +13,40 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_http_date", "parse_retry_after"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "RetryPolicy",
+    "exponential_backoff",
+    "is_retryable_status",
+    "parse_http_date",
+    "parse_retry_after",
+]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""Retried statuses below 506 (every status from 506 up is retried too)."""
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an answer with ``status`` is transient: 408, 429, 500, 502-504 or 506 and above.
+
+    The one rule for every exchange (OIDC, Entra, ACR); a ``Retry-After`` on another 4xx is
+    :meth:`RetryPolicy.is_retryable_status`'s addition for the HTTP retry loop.
+    """
+    return status in RETRYABLE_STATUSES or status >= 506
+
+
+def exponential_backoff(
+    attempt: int, *, initial: float, cap: float, rng: random.Random, jitter: float = 0.5
+) -> float:
+    """Delay after the ``attempt``-th consecutive failure (1 for the first), in seconds.
+
+    ``initial x 2^(attempt-1)``, capped at ``cap``, then scaled by a random factor in
+    ``[1 - jitter, 1.0]`` so that many jobs failing together do not retry in lockstep. The one
+    backoff formula of azauth: the HTTP retry loop and the refresh engine both use it.
+    """
+    exponent = min(max(0, attempt - 1), 30)
+    base = min(cap, initial * 2.0**exponent)
+    return base * (1.0 - jitter + jitter * rng.random())
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
@@ -72,7 +103,7 @@ class RetryPolicy:
 
     def is_retryable_status(self, status: int, headers: Mapping[str, str]) -> bool:
         """Tell whether an HTTP answer with ``status`` should be tried again."""
-        if status in RETRYABLE_STATUSES or status >= 506:
+        if is_retryable_status(status):
             return True
         return status >= 400 and _header(headers, "retry-after") is not None
 
@@ -82,8 +113,9 @@ class RetryPolicy:
         Exponential (initial x 2^(n-1)), capped, then scaled by a random factor in [0.5, 1.0] so
         that many jobs failing together do not retry in lockstep.
         """
-        base = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, retry_number - 1))
-        return base * (0.5 + 0.5 * self.rng.random())
+        return exponential_backoff(
+            retry_number, initial=self.backoff_initial, cap=self.backoff_max, rng=self.rng
+        )
 
     def delay(
         self, retry_number: int, headers: Mapping[str, str] | None, *, now: float

@@ -8,12 +8,14 @@ Kept free of third-party imports: the config models import it.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from agent.clouds import cloud_for_authority
+
+# The one RFC 3339 formatter lives with the warm path, which may import nothing heavier.
+from agent.credential_process import rfc3339 as format_rfc3339
 from agent.urls import normalize_authority
 
 __all__ = ["FIELD_NAMES", "SECRET_FIELDS", "FieldName", "TokenFields", "format_rfc3339"]
@@ -42,12 +44,6 @@ SECRET_FIELDS: frozenset[str] = frozenset({"access_token", "oidc_token"})
 """Fields whose values are credentials: masked in reprs, logs and pipeline variables."""
 
 _MASK = "***"
-
-
-def format_rfc3339(epoch: int) -> str:
-    """Return ``epoch`` as RFC 3339 UTC with a ``Z`` suffix and whole seconds."""
-    moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, repr=False)
