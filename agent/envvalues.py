@@ -48,18 +48,29 @@ def _is_clean(value: str) -> bool:
     return bool(value) and value.isascii() and value.isprintable() and " " not in value
 
 
-def _trimmed(
-    value: str, *, source: str, expected: str | None
-) -> tuple[str, tuple[int, str] | None]:
-    """``value`` trimmed, and its first space or control character (``None`` when clean).
+def _cleaned(value: str, *, source: str, expected: str | None, secret: bool) -> str:
+    """``value`` trimmed; a space or control character inside is a ``ConfigError``.
 
-    Raises:
-        ConfigError: ``value`` is empty or only whitespace.
+    A ``secret`` is never shown; another value (a URL) is shown without its user information.
     """
+    if _is_clean(value):
+        return value
     stripped = value.strip()
     if not stripped:
         raise ConfigError(f"{source} is empty or only whitespace", expected=expected)
-    return stripped, first_control_character(stripped)
+    bad = first_control_character(stripped)
+    if bad is None:
+        return stripped
+    if secret:
+        what, tail = source, " of its trimmed value (the value is not shown)"
+        default = "a token: visible ASCII characters only"
+    else:
+        what, tail = f"{source}={_shown(stripped)!r}", ""
+        default = "a URL without spaces or control characters"
+    raise ConfigError(
+        f"{what} holds a control character or space ({bad[1]}) at position {bad[0] + 1}{tail}",
+        expected=expected or default,
+    )
 
 
 def clean_token(value: str, *, source: str, expected: str | None = None) -> str:
@@ -71,15 +82,7 @@ def clean_token(value: str, *, source: str, expected: str | None = None) -> str:
     Raises:
         ConfigError: empty after trimming, or a control character or space inside.
     """
-    if _is_clean(value):
-        return value
-    stripped, bad = _trimmed(value, source=source, expected=expected)
-    if bad is not None:
-        raise ConfigError(
-            f"{source} holds a control character or space ({bad[1]}) at position {bad[0] + 1} "
-            "of its trimmed value (the value is not shown)",
-            expected=expected or "a token: visible ASCII characters only",
-        )
+    stripped = _cleaned(value, source=source, expected=expected, secret=True)
     if not stripped.isascii():
         index = next(i for i, char in enumerate(stripped) if not char.isascii())
         raise ConfigError(
@@ -96,16 +99,7 @@ def clean_url(value: str, *, source: str, expected: str | None = None) -> str:
     Raises:
         ConfigError: empty after trimming, or a control character or space inside.
     """
-    if _is_clean(value):
-        return value
-    stripped, bad = _trimmed(value, source=source, expected=expected)
-    if bad is not None:
-        raise ConfigError(
-            f"{source}={_shown(stripped)!r} holds a control character or space ({bad[1]}) "
-            f"at position {bad[0] + 1}",
-            expected=expected or "a URL without spaces or control characters",
-        )
-    return stripped
+    return _cleaned(value, source=source, expected=expected, secret=False)
 
 
 _OIDC_URL_EXPECTED = (

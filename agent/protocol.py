@@ -334,15 +334,7 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
             parts.append(f"Azure DevOps said: {server_message}")
         if hint:
             parts.append(hint)
-        parts.append(f"({_devops_diagnostics(response)})")
-        error = OidcRequestError(
-            " ".join(parts),
-            status_code=response.status,
-            service_connection_id=service_connection_id,
-            e2eid=_server_id(response.header("x-vss-e2eid")),
-            msedge_ref=_server_id(response.header("x-msedge-ref")),
-            retryable=is_retryable_status(response.status),
-        )
+        error = _oidc_error(" ".join(parts), response, service_connection_id)
         if "no explicit reference" in server_message.lower():
             # The job is not set up for this connection: the job environment, like a missing
             # SYSTEM_ACCESSTOKEN mapping, not a refused identity.
@@ -350,27 +342,37 @@ def parse_oidc_response(response: HttpResponse, service_connection_id: str) -> s
         error.retry_after = _retry_after(response)
         raise error
     if document is None:
-        raise OidcRequestError(
+        raise _oidc_error(
             "Azure DevOps answered 200 to the OIDC token request for service connection "
             f"{service_connection_id}, but not with JSON (probably a sign-in page): the system "
             "access token is probably invalid or not mapped into this step (add "
-            f"`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`). ({_devops_diagnostics(response)})",
-            status_code=200,
-            service_connection_id=service_connection_id,
-            e2eid=_server_id(response.header("x-vss-e2eid")),
-            msedge_ref=_server_id(response.header("x-msedge-ref")),
+            "`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`).",
+            response,
+            service_connection_id,
         )
     token = document.get("oidcToken")
     if not isinstance(token, str) or not token:
-        raise OidcRequestError(
+        raise _oidc_error(
             "OIDC token not found in response from Azure DevOps for service connection "
-            f"{service_connection_id}. ({_devops_diagnostics(response)})",
-            status_code=200,
-            service_connection_id=service_connection_id,
-            e2eid=_server_id(response.header("x-vss-e2eid")),
-            msedge_ref=_server_id(response.header("x-msedge-ref")),
+            f"{service_connection_id}.",
+            response,
+            service_connection_id,
         )
     return token
+
+
+def _oidc_error(
+    message: str, response: HttpResponse, service_connection_id: str
+) -> OidcRequestError:
+    """The error of one OIDC answer: ``message``, then the Azure DevOps diagnostics."""
+    return OidcRequestError(
+        f"{message} ({_devops_diagnostics(response)})",
+        status_code=response.status,
+        service_connection_id=service_connection_id,
+        e2eid=_server_id(response.header("x-vss-e2eid")),
+        msedge_ref=_server_id(response.header("x-msedge-ref")),
+        retryable=is_retryable_status(response.status),
+    )
 
 
 # --------------------------------------------------------------------------------------------

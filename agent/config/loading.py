@@ -210,40 +210,45 @@ def load_config(
     return LoadedConfig(source, plan.digest(), config, selection_env)
 
 
-class TomlProfileSource(TomlConfigSettingsSource):
+class _StrictFileSource:
+    """What the TOML and YAML sources share: azauth's strict parser, the digest, paths expanded."""
+
+    syntax = ""
+
+    def _remember(self, path: Path, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.environ = environ
+        self.digest = ""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        raw = _read_bytes(file_path, self.path)
+        self.digest = hashlib.sha256(raw).hexdigest()
+        data = parse_document(raw, self.syntax, file=str(self.path))
+        return _expand_paths(data, self.environ, str(self.path))
+
+
+class TomlProfileSource(_StrictFileSource, TomlConfigSettingsSource):
     """pydantic-settings' TOML source, reading with azauth's strict parser."""
 
+    syntax = "toml"
+
     def __init__(
         self, settings_cls: type[BaseSettings], path: Path, environ: Mapping[str, str]
     ) -> None:
-        self.path = path
-        self.environ = environ
-        self.digest = ""
+        self._remember(path, environ)
         super().__init__(settings_cls, toml_file=path)
 
-    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
-        raw = _read_bytes(file_path, self.path)
-        self.digest = hashlib.sha256(raw).hexdigest()
-        data = parse_document(raw, "toml", file=str(self.path))
-        return _expand_paths(data, self.environ, str(self.path))
 
-
-class YamlProfileSource(YamlConfigSettingsSource):
+class YamlProfileSource(_StrictFileSource, YamlConfigSettingsSource):
     """pydantic-settings' YAML source, reading with azauth's strict parser."""
+
+    syntax = "yaml"
 
     def __init__(
         self, settings_cls: type[BaseSettings], path: Path, environ: Mapping[str, str]
     ) -> None:
-        self.path = path
-        self.environ = environ
-        self.digest = ""
+        self._remember(path, environ)
         super().__init__(settings_cls, yaml_file=path)
-
-    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
-        raw = _read_bytes(file_path, self.path)
-        self.digest = hashlib.sha256(raw).hexdigest()
-        data = parse_document(raw, "yaml", file=str(self.path))
-        return _expand_paths(data, self.environ, str(self.path))
 
 
 class MappingEnvSource(EnvSettingsSource):
