@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["CLOUDS", "AzureAuthorityHosts", "Cloud", "cloud_for_authority"]
+from agent.urls import host_of
+
+__all__ = ["CLOUDS", "AzureAuthorityHosts", "Cloud", "CloudName", "cloud_for_authority"]
+
+CloudName = Literal["public", "usgovernment", "china"]
+"""A cloud's name: the keys of :data:`CLOUDS`; the config models validate ``cloud`` with it."""
 
 
 class AzureAuthorityHosts:
@@ -26,7 +32,7 @@ class Cloud:
     arm_endpoint: str
 
 
-CLOUDS: dict[str, Cloud] = {
+CLOUDS: dict[str, Cloud] = {  # keyed by CloudName
     "public": Cloud(
         "public",
         AzureAuthorityHosts.AZURE_PUBLIC_CLOUD,
@@ -53,7 +59,7 @@ CLOUDS: dict[str, Cloud] = {
 
 def cloud_for_authority(authority: str) -> Cloud | None:
     """Return the cloud whose authority host is in ``authority`` (a URL or a bare host)."""
-    host = authority.split("://", 1)[-1].split("/", 1)[0].lower()
+    host = host_of(authority)
     for cloud in CLOUDS.values():
         if cloud.authority_host == host:
             return cloud

@@ -211,6 +211,8 @@ NO_PROXY = "NO_PROXY"
 # --------------------------------------------------------------------------------------------
 # The host (read)
 
+NO_COLOR = "NO_COLOR"
+"""Read: any value turns colours off in the console log format (no-color.org)."""
 HOME = "HOME"
 """Read: the home directory (``~`` in paths, the default config and cache directories)."""
 USERPROFILE = "USERPROFILE"

@@ -356,7 +356,7 @@ def configure_logging(
     resolved = resolve_format(fmt, target)
     renderer: Processor
     if resolved == "console":
-        colors = is_tty and "NO_COLOR" not in os.environ
+        colors = is_tty and envvars.NO_COLOR not in os.environ
         renderer = structlog.dev.ConsoleRenderer(colors=colors)
     elif resolved == "json":
         renderer = structlog.processors.JSONRenderer()

@@ -495,6 +495,4 @@ class TestOneFront:
         register_secret(SYSTEM_TOKEN)
         with capture_logs() as logs:
             get_logger("agent.runner").warning("upstream_failed", detail=f"x {SYSTEM_TOKEN}")
-        assert logs == [
-            {"event": "upstream_failed", "detail": "x ***", "log_level": "warning"}
-        ]
+        assert logs == [{"event": "upstream_failed", "detail": "x ***", "log_level": "warning"}]

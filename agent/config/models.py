@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from agent import envvars
-from agent.clouds import CLOUDS, Cloud, cloud_for_authority
+from agent.clouds import CLOUDS, Cloud, CloudName, cloud_for_authority
 from agent.config.errors import KeyPath, Problem, did_you_mean, invalid
 from agent.config.resolution import check_config
 from agent.exceptions import ConfigError
@@ -89,7 +89,6 @@ PATH_PATTERN = (
 # A container registry's host, lower case, with an optional port: contoso.azurecr.io[:443].
 REGISTRY_PATTERN = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$"
 
-CloudName = Literal["public", "usgovernment", "china"]
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
