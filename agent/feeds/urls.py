@@ -24,7 +24,12 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from agent.urls import PLAIN_HTTP_REFUSED, is_loopback_host, is_tls_or_loopback
+from agent.urls import (
+    PLAIN_HTTP_REFUSED,
+    first_control_character,
+    is_loopback_host,
+    is_tls_or_loopback,
+)
 
 # Neither typing nor collections.abc at run time (see agent/fastpath.py).
 TYPE_CHECKING = False
@@ -65,6 +70,8 @@ class FeedLocation:
         path: the URL path down to the feed (or organization), without a trailing slash.
     """
 
+    # A plain class, not a dataclass (whose import pulls inspect): every pip/twine/uv process
+    # that loads the keyring backend imports this module.
     __slots__ = ("feed", "netloc", "organization", "path", "project", "scheme")
 
     def __init__(
@@ -197,7 +204,7 @@ def _has_dot_segment(path: str) -> bool:
 def _checked_netloc(value: str) -> tuple[str, str, str, str]:
     """``(scheme, host, netloc, path)`` of a feed URL after the checks every feed URL needs."""
     text = value.strip()
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
+    if first_control_character(text) is not None:
         # urlsplit drops tabs and line breaks silently; XML and npmrc cannot hold the rest
         raise ValueError("a URL holds no spaces or control characters")
     parts = urlsplit(text)
