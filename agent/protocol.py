@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from agent import urls
 from agent._azure_core import AccessToken, AccessTokenInfo
-from agent._secrets import server_text
+from agent._secrets import redact_text, server_text
 from agent.exceptions import EntraError, ExitCode, NoUsableLifeError, OidcRequestError
 from agent.retry import is_retryable_status
 
@@ -165,8 +165,8 @@ def normalize_authority(value: str) -> str:
         return urls.normalize_authority(value)
     except ValueError as exc:
         raise ValueError(
-            f"'{value.strip()}' is an invalid authority ({exc}). The value must be a TLS "
-            "protected (https) URL (plain http is accepted only for loopback addresses)."
+            f"'{redact_text(value.strip())}' is an invalid authority ({exc}). The value must be "
+            "a TLS protected (https) URL (plain http is accepted only for loopback addresses)."
         ) from None
 
 

@@ -123,8 +123,8 @@ def normalize_authority(value: str) -> str:
     a port that is not a number 0-65535.
 
     Raises:
-        ValueError: with the reason (never more than the value itself, which holds no secret
-            once user information is refused; the reason does not repeat it).
+        ValueError: with the reason; the reason never repeats the value (which could hold a
+            password in its user information).
     """
     text = value.strip()
     if not text:

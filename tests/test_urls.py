@@ -260,3 +260,21 @@ def test_urls_imports_only_the_standard_library() -> None:
     ).stdout.strip()
     loaded = set(filter(None, out.split(",")))
     assert not loaded & {"typing", "pydantic", "aiohttp", "azure", "structlog", "yarl"}
+
+
+def test_refused_authorities_never_show_a_password(tmp_path: Path) -> None:
+    """An authority with user information is refused without repeating its password."""
+    value = "https://user:s3cr3t-pw@login.microsoftonline.com"
+    for call in (
+        lambda: _library(value, {}),
+        lambda: _library(None, {"AZURE_AUTHORITY_HOST": value}),
+        lambda: _profile_connection(tmp_path, "login.microsoftonline.com").authority_url(
+            {"AZURE_AUTHORITY_HOST": value}
+        ),
+    ):
+        with pytest.raises(ValueError, match="user name") as caught:
+            call()
+        assert "s3cr3t-pw" not in str(caught.value)
+    with pytest.raises(ConfigError) as refused:
+        _profile_connection(tmp_path, value)
+    assert "s3cr3t-pw" not in str(refused.value)

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from agent import envvars
+from agent._secrets import redact_text
 from agent.clouds import CLOUDS, Cloud, CloudName, cloud_for_authority
 from agent.config.errors import KeyPath, Problem, did_you_mean, invalid
 from agent.config.resolution import check_config
@@ -278,7 +279,7 @@ class Connection(_Model):
                 return normalize_authority(override)
             except ValueError as exc:
                 raise ConfigError(
-                    f"environment variable AZURE_AUTHORITY_HOST={override!r}: {exc}",
+                    f"environment variable AZURE_AUTHORITY_HOST={redact_text(override)!r}: {exc}",
                     expected=AUTHORITY_EXPECTED,
                 ) from None
         if self.authority is not None:
