@@ -138,7 +138,7 @@ def _system_context() -> ssl.SSLContext:
     reused rather than loading the store a third time (about 20 ms with a full store). Any
     other case, or an aiohttp without that context, gets a new one.
     """
-    if not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+    if not (os.environ.get(envvars.SSL_CERT_FILE) or os.environ.get(envvars.SSL_CERT_DIR)):
         import aiohttp.connector  # noqa: PLC0415 - imported with aiohttp already
 
         context = getattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", None)

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
-from agent import _secrets
+from agent import _secrets, envvars
 from agent._pipelines import in_pipeline, neutralize
 from agent._standalone import is_command
 
@@ -193,7 +193,7 @@ def resolve_format(fmt: str, stream: TextIO, env: Mapping[str, str] | None = Non
     if fmt != "auto":
         return fmt
     environ = os.environ if env is None else env
-    if environ.get("TF_BUILD"):
+    if environ.get(envvars.TF_BUILD):
         return "azure-pipelines"
     return "console" if _isatty(stream) else "json"
 

@@ -60,7 +60,6 @@ __all__ = [
     "acquired_access",
     "acquired_oidc",
     "describe_offset",
-    "format_duration",
     "is_permanent",
     "oidc_lifetime",
 ]
@@ -150,26 +149,15 @@ def describe_offset(local: float, remote: float, remote_name: str) -> str | None
     if abs(offset) <= 60:
         return None
     from agent.credential_process import rfc3339 as iso  # noqa: PLC0415 - rarely needed
+    from agent.report import format_delta  # noqa: PLC0415 - the one duration format
 
     direction = "ahead of" if offset > 0 else "behind"
     return (
-        f"this machine's clock ({iso(local)}) is {format_duration(abs(offset))} {direction} "
+        f"this machine's clock ({iso(local)}) is {format_delta(abs(offset))} {direction} "
         f"{remote_name}'s clock ({iso(remote)}); token lifetimes are measured from their "
         "issue time, so refreshing is not affected, but fix the clock (NTP): other tools judge "
         "expiry by it"
     )
-
-
-def format_duration(seconds: float, *, whole_seconds: bool = True) -> str:
-    """``seconds`` as ``1h02m03s``, ``2m03s`` or ``3s`` (``1h02m`` without ``whole_seconds``)."""
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s" if whole_seconds else f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import errno
 import os
 import stat
 
+from agent import envvars
+
 TYPE_CHECKING = False  # not from typing: see agent/__init__.py
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,19 +47,14 @@ __all__ = [
     "working_directory",
 ]
 
-CONFIG_ENV = "AZAUTH_CONFIG"
+CONFIG_ENV = envvars.AZAUTH_CONFIG
 FILE_NAMES = ("azauth.toml", "azauth.yaml", "azauth.yml")
 SUFFIXES = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 IMPLICIT_NAME = "default"
 """Name of the connection and of the profile of the implicit configuration."""
 
 # Connection key -> variable; the first three are required.
-IMPLICIT_VARIABLES = {
-    "tenant_id": "AZURESUBSCRIPTION_TENANT_ID",
-    "client_id": "AZURESUBSCRIPTION_CLIENT_ID",
-    "service_connection_id": "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
-    "subscription_id": "AZURESUBSCRIPTION_SUBSCRIPTION_ID",
-}
+IMPLICIT_VARIABLES = envvars.AZURESUBSCRIPTION_FIELDS
 _REQUIRED = ("tenant_id", "client_id", "service_connection_id")
 
 
@@ -113,11 +110,11 @@ def candidate_paths(env: Mapping[str, str], cwd: Path) -> list[Path]:
 
 
 def _candidates(env: Mapping[str, str], cwd: str) -> list[str]:
-    config_home = env.get("XDG_CONFIG_HOME")
+    config_home = env.get(envvars.XDG_CONFIG_HOME)
     if config_home:
         user_dir = os.path.join(config_home, "azauth")
     else:
-        home = env.get("HOME") or env.get("USERPROFILE") or os.path.expanduser("~")
+        home = env.get(envvars.HOME) or env.get(envvars.USERPROFILE) or os.path.expanduser("~")
         user_dir = os.path.join(home, ".config", "azauth")
     return [os.path.join(cwd, name) for name in FILE_NAMES] + [
         os.path.join(user_dir, name) for name in FILE_NAMES
