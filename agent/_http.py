@@ -43,7 +43,14 @@ from agent.logs import get_logger
 from agent.protocol import HttpRequest, HttpResponse
 from agent.retry import RetryPolicy
 
-__all__ = ["MAX_BODY_BYTES", "HttpClient", "Proxy", "proxy_for", "ssl_context_from_env"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "HttpClient",
+    "Proxy",
+    "new_session",
+    "proxy_for",
+    "ssl_context_from_env",
+]
 
 _log = get_logger(__name__)
 
@@ -165,10 +172,7 @@ class _SharedSession:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.users = 0
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=_SHARED_LIMIT, ttl_dns_cache=300),
-            trust_env=False,
-        )
+        self.session = new_session(limit=_SHARED_LIMIT)
 
     @classmethod
     def acquire(cls) -> aiohttp.ClientSession:
@@ -299,6 +303,18 @@ def _bypass_patterns(text: str) -> tuple[re.Pattern[str], ...]:
         except re.error:
             _log.warning("proxy_bypass_pattern_skipped", variable=_AGENT_PROXY_BYPASS, pattern=item)
     return tuple(patterns)
+
+
+def new_session(*, limit: int = 100) -> aiohttp.ClientSession:
+    """A new ``aiohttp.ClientSession``: the only place one is built for the credentials.
+
+    It never reads proxies or ``~/.netrc`` from the environment (``trust_env=False``: proxies
+    are chosen per request by :func:`proxy_for`); requests pass their own TLS context; ``limit``
+    caps its open connections. Call it inside the running event loop. Used by the shared
+    session of credentials given none, and by :class:`agent.pool.CredentialPool`.
+    """
+    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
 
 
 class HttpClient:

@@ -45,6 +45,8 @@ def registry_setup(
 ) -> RegistrySetup:
     """Plan ``--registry`` for ``hosts``; ``outputs`` false keeps only the registry output.
 
+    Messages start with ``registry`` (the CLI names its flag ``--registry`` instead).
+
     Raises:
         UsageError: a host is not a registry the profile serves, or the hosts need different
             connections or scopes (one file, one connection).
@@ -57,14 +59,14 @@ def registry_setup(
         except (ValueError, RegistryNotServedError):
             known = ", ".join(profile.registries) or "none"
             raise UsageError(
-                f"--registry {host!r}: profile {profile.name!r} does not serve this registry "
+                f"registry {host!r}: profile {profile.name!r} does not serve this registry "
                 f"(its registries: {known}; a profile with one connection serves *.azurecr.io)"
             ) from None
     bindings = set(served.values())
     if len(bindings) != 1:
         raise UsageError(
-            "--registry: the registries need different connections or scopes; "
-            "run one azauth exec per connection"
+            "registry: the registries need different connections or scopes (one private "
+            "Docker configuration is for one connection)"
         )
     ((connection, scope),) = bindings
     directory = make_private_directory(env)

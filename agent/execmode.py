@@ -37,24 +37,24 @@ import dataclasses
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from agent import envvars
 from agent._hardening import stashed_value
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock
 from agent.config import FederatedTokenFileOutput
 from agent.exceptions import ExitCode, UsageError
 from agent.logs import get_logger
 from agent.outputs.fields import TokenFields
 from agent.outputs.presets import PRESETS, RequestFlow, competing_variables, preset_variables
-from agent.report import RunReport, render_summary
+from agent.pool import choose_connection
+from agent.report import RunReport
 from agent.runner import Runner
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ __all__ = [
     "SYSTEM_TOKEN_VARIABLE",
     "EnvProvider",
     "ExecContext",
+    "ExecEnd",
+    "ExecOutcome",
     "ExecRequest",
     "SignalRelay",
     "build_child_env",
@@ -78,6 +80,7 @@ __all__ = [
     "exit_status",
     "federated_token_path",
     "make_private_directory",
+    "nested_profile",
     "preset_environment",
     "supervise",
     "terminal_delivers_sigint",
@@ -154,41 +157,23 @@ _CONFIG_ENV = envvars.AZAUTH_CONFIG
 # Pure parts: what the command gets
 
 
+def nested_profile(environ: Mapping[str, str]) -> str | None:
+    """The profile of the ``azauth exec`` that ``environ`` is inside of, or ``None``."""
+    return environ.get(NESTING_VARIABLE) or None
+
+
 def check_not_nested(environ: Mapping[str, str], *, allow_nested: bool = False) -> None:
     """Refuse to run inside another ``azauth exec`` (its files would shadow the outer ones).
 
     Raises:
         UsageError: :data:`NESTING_VARIABLE` is set and ``allow_nested`` is false.
     """
-    outer = environ.get(NESTING_VARIABLE)
+    outer = nested_profile(environ)
     if outer and not allow_nested:
         raise UsageError(
             f"already inside `azauth exec` (profile {outer!r}, {NESTING_VARIABLE} is set); "
-            "run the command directly, or pass --allow-nested"
+            "run the command directly, or allow nesting (allow_nested=True)"
         )
-
-
-def choose_connection(profile: ResolvedProfile, name: str | None) -> str:
-    """Return the connection the preset variables describe: ``name``, or the only one.
-
-    Raises:
-        UsageError: ``name`` is not a connection of the profile, or it is ``None`` and the
-            profile has several.
-    """
-    names = list(profile.connections)
-    if name is not None:
-        if name not in profile.connections:
-            raise UsageError(
-                f"--connection {name!r}: profile {profile.name!r} has no such connection "
-                f"(it has: {', '.join(names)})"
-            )
-        return name
-    if len(names) == 1:
-        return names[0]
-    raise UsageError(
-        f"profile {profile.name!r} uses {len(names)} connections ({', '.join(names)}): choose "
-        "the one the preset variables describe with --connection NAME, or pass --no-preset"
-    )
 
 
 def federated_token_path(directory: str | os.PathLike[str], connection: str) -> str:
@@ -460,7 +445,7 @@ class ExecRequest:
         keep_system_token: leave the system access token variables in its environment.
         config_file: the profile file (absolute), exported as ``AZAUTH_CONFIG``.
         providers: env providers, entered in order (later ones win on equal names).
-        quiet: no run summary on stderr when the first delivery fails.
+        quiet: unused (kept for callers; the caller shows the outcome's report or not).
     """
 
     command: Sequence[str]
@@ -474,15 +459,41 @@ class ExecRequest:
     quiet: bool = False
 
 
+ExecEnd = Literal["exited", "not_found", "cannot_execute", "not_delivered", "interrupted"]
+"""How a supervised run ended: the command exited (or died of a signal); it could not be
+found or executed; the first delivery failed, so it was not started; a signal arrived before
+it started."""
+
+
+@dataclass(frozen=True)
+class ExecOutcome:
+    """The outcome of :func:`supervise`; the caller tells the user (``azauth exec`` does).
+
+    Attributes:
+        status: azauth's exit status: the command's (``128 + N`` when killed by signal N), 127
+            (:data:`EXIT_NOT_FOUND`) or 126 (:data:`EXIT_CANNOT_EXECUTE`) when it could not be
+            started, the run's exit code (3 to 6) when the first delivery failed, ``128 + N``
+            when signal N arrived before the command started.
+        end: how it ended (:data:`ExecEnd`).
+        detail: ``cannot_execute``: the operating system's reason; ``interrupted``: the
+            signal's name (``SIGTERM``); else ``None``.
+        report: ``not_delivered``: the failed first delivery.
+    """
+
+    status: int
+    end: ExecEnd
+    detail: str | None = None
+    report: RunReport | None = None
+
+
 async def supervise(
     profile: ResolvedProfile,
     request: ExecRequest,
     *,
     env: Mapping[str, str],
     clock: Clock | None = None,
-    stderr: TextIO | None = None,
-) -> int:
-    """Run ``request.command`` with ``profile``'s credentials; return azauth's exit status.
+) -> ExecOutcome:
+    """Run ``request.command`` with ``profile``'s credentials; return how it ended.
 
     Args:
         profile: the selected profile.
@@ -490,19 +501,12 @@ async def supervise(
         env: azauth's environment: where the pipeline variables are read, and the base of the
             command's environment.
         clock: time source of the runner.
-        stderr: where the one-line messages for the user go (default ``sys.stderr``).
-
-    Returns:
-        The command's exit status (``128 + N`` when killed by signal N); 127 or 126 when it
-        could not be started; the run's exit code (3 to 6) when the first delivery failed;
-        ``128 + N`` when signal N arrived before the command started.
 
     Raises:
         UsageError: no command, or a connection/preset problem (before anything is acquired).
     """
-    err = stderr if stderr is not None else sys.stderr
     if not request.command:
-        raise UsageError("no command given: azauth exec [OPTIONS] -- COMMAND [ARGS...]")
+        raise UsageError("no command given (ExecRequest.command is empty)")
     connection = None
     if request.presets or request.connection is not None:
         connection = choose_connection(profile, request.connection)
@@ -517,7 +521,6 @@ async def supervise(
                 relay=relay,
                 env=env,
                 clock=clock,
-                err=err,
             )
         finally:
             shutil.rmtree(directory, ignore_errors=True)
@@ -533,8 +536,7 @@ async def _supervise(
     relay: SignalRelay,
     env: Mapping[str, str],
     clock: Clock | None,
-    err: TextIO,
-) -> int:
+) -> ExecOutcome:
     token_file = federated_token_path(directory, connection) if connection is not None else None
     delivered = exec_profile(
         profile, connection=connection, token_file=token_file, outputs=request.outputs
@@ -555,24 +557,20 @@ async def _supervise(
         finally:
             started.cancel()
         if relay.interrupted.done():
-            return _interrupted(relay.interrupted.result(), err)
+            return _interrupted(relay.interrupted.result())
         report = runner.first_report
         if report is None:  # the watcher ended without delivering: a bug, surface it
             watcher.result()
             raise AssertionError("the runner stopped before its first delivery")
         if report.exit_code != ExitCode.OK:
-            if not request.quiet:
-                err.write(render_summary(report, (clock or SystemClock()).time()))
-            err.write("azauth: exec: the command was not started: tokens could not be delivered\n")
-            err.flush()
-            return int(report.exit_code)
+            return ExecOutcome(int(report.exit_code), "not_delivered", report=report)
 
         context = ExecContext(delivered, connection, env, runner, directory, token_file)
         extra: dict[str, str] = {}
         for provider in request.providers:
             extra.update(await stack.enter_async_context(provider(context)))
         if relay.interrupted.done():
-            return _interrupted(relay.interrupted.result(), err)
+            return _interrupted(relay.interrupted.result())
         variables: dict[str, str] = {}
         flow = _request_flow(extra) if request.presets else None
         if connection is not None and token_file is not None and request.presets:
@@ -590,7 +588,7 @@ async def _supervise(
             presets=request.presets if variables else (),
             remove=CONFLICTING_VARIABLES if flow is not None else (),
         )
-        return await _run_command(request.command, child_env, relay, err)
+        return await _run_command(request.command, child_env, relay)
     raise AssertionError("unreachable")  # pragma: no cover - AsyncExitStack never swallows
 
 
@@ -603,19 +601,15 @@ def _request_flow(extra: Mapping[str, str]) -> RequestFlow | None:
 
 
 async def _run_command(
-    command: Sequence[str], env: dict[str, str], relay: SignalRelay, err: TextIO
-) -> int:
+    command: Sequence[str], env: dict[str, str], relay: SignalRelay
+) -> ExecOutcome:
     """Start ``command``, relay signals to it, wait for it; stop it if we are cancelled."""
     try:
         child = await asyncio.create_subprocess_exec(command[0], *command[1:], env=env)
     except FileNotFoundError:
-        err.write(f"azauth: exec: {command[0]}: command not found\n")
-        err.flush()
-        return EXIT_NOT_FOUND
+        return ExecOutcome(EXIT_NOT_FOUND, "not_found")
     except OSError as exc:
-        err.write(f"azauth: exec: {command[0]}: cannot execute: {exc.strerror or exc}\n")
-        err.flush()
-        return EXIT_CANNOT_EXECUTE
+        return ExecOutcome(EXIT_CANNOT_EXECUTE, "cannot_execute", str(exc.strerror or exc))
     relay.attach(child)
     _log.info("command_started", pid=child.pid, command=command[0])
     try:
@@ -624,7 +618,7 @@ async def _run_command(
         if child.returncode is None:  # we are being cancelled: do not leave it behind
             await _stop_child(child)
     _log.info("command_exited", pid=child.pid, returncode=returncode)
-    return exit_status(returncode)
+    return ExecOutcome(exit_status(returncode), "exited")
 
 
 async def _stop_child(child: asyncio.subprocess.Process) -> None:
@@ -667,7 +661,5 @@ def _watch_ended(task: asyncio.Task[RunReport], stop: asyncio.Event, runner: Run
         _log.warning("keep_fresh_stopped", reason="fail_fast after a permanent refresh failure")
 
 
-def _interrupted(signum: int, err: TextIO) -> int:
-    err.write(f"azauth: exec: {signal.Signals(signum).name} before the command started\n")
-    err.flush()
-    return 128 + signum
+def _interrupted(signum: int) -> ExecOutcome:
+    return ExecOutcome(128 + signum, "interrupted", signal.Signals(signum).name)

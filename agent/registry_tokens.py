@@ -76,8 +76,8 @@ def _selector(registry: str, env: Mapping[str, str], cwd: str) -> str:
     return registry_selector(tokencache.selector_for(request, identity, env), registry)
 
 
-def cached_refresh_token(registry: str, env: Mapping[str, str], now: float) -> str | None:
-    """The fresh cached refresh token of ``registry``, or ``None`` (stdlib only, never raises)."""
+def _slot(registry: str, env: Mapping[str, str]) -> tuple[tokencache.TokenCache, str] | None:
+    """The cache and entry key of ``registry``'s refresh token; ``None`` when there is none."""
     try:
         selector = _selector(registry, env, os.getcwd())  # noqa: PTH109 - str paths
     except (OSError, LookupError):
@@ -89,7 +89,16 @@ def cached_refresh_token(registry: str, env: Mapping[str, str], now: float) -> s
     system_access_token = (env.get(variable) or "").strip()  # trimmed as agent.envvalues does
     if not system_access_token:
         return None
-    entry = cache.load(tokencache.entry_key(selector, variable, system_access_token))
+    return cache, tokencache.entry_key(selector, variable, system_access_token)
+
+
+def cached_refresh_token(registry: str, env: Mapping[str, str], now: float) -> str | None:
+    """The fresh cached refresh token of ``registry``, or ``None`` (stdlib only, never raises)."""
+    slot = _slot(registry, env)
+    if slot is None:
+        return None
+    cache, key = slot
+    entry = cache.load(key)
     return entry.details.access_token if entry is not None and _servable(entry, now) else None
 
 
@@ -204,15 +213,19 @@ def obtain_refresh_token(
     variable = connection.system_access_token_env
     system_access_token = connection.system_access_token(env)
     selector = _trusted_selector(registry, loaded.source, loaded.digest, env)
-    if selector is None:
+
+    def exchange() -> tokencache.CacheEntry:
         return _exchange(
             registry,
-            profile=profile.name,
+            profile=profile,
             connection_name=connection_name,
             scope=scope,
             env=env,
             clock=clock,
-        ).details
+        )
+
+    if selector is None:
+        return exchange().details
     cache = tokencache.TokenCache(tokencache.cache_dir(env))
     key = tokencache.entry_key(selector, variable, system_access_token)
     entry = cache.load(key)
@@ -224,14 +237,7 @@ def obtain_refresh_token(
         if _servable(entry, clock.time()):
             assert entry is not None
             return entry.details
-        fresh = _exchange(
-            registry,
-            profile=profile.name,
-            connection_name=connection_name,
-            scope=scope,
-            env=env,
-            clock=clock,
-        )
+        fresh = exchange()
         try:
             cache.store(key, selector, variable, fresh)
         except (OutputError, OSError, ValueError) as exc:
@@ -265,22 +271,17 @@ def _trusted_selector(
 
 def forget_refresh_token(registry: str, env: Mapping[str, str]) -> bool:
     """Drop ``registry``'s cached refresh token (``erase``); ``True`` if there was one."""
-    try:
-        selector = _selector(registry, env, os.getcwd())  # noqa: PTH109 - str paths
-    except (OSError, LookupError):
+    slot = _slot(registry, env)
+    if slot is None:
         return False
-    cache = tokencache.TokenCache(tokencache.cache_dir(env))
-    variable = cache.read_variable(selector)
-    token = (env.get(variable) or "").strip() if variable else None
-    if variable is None or not token:
-        return False
-    return cache.remove(tokencache.entry_key(selector, variable, token))
+    cache, key = slot
+    return cache.remove(key)
 
 
 def _exchange(
     registry: str,
     *,
-    profile: str,
+    profile: ResolvedProfile,
     connection_name: str,
     scope: str,
     env: Mapping[str, str],
@@ -291,15 +292,17 @@ def _exchange(
 
     from agent._http import HttpClient  # noqa: PLC0415 - imports aiohttp
     from agent.acr_client import exchange_refresh_token  # noqa: PLC0415
-    from agent.cli.token import obtain_token  # noqa: PLC0415
+    from agent.credential_helpers.service import obtain_token  # noqa: PLC0415
     from agent.credential_process import TokenDetails  # noqa: PLC0415
+    from agent.pool import CredentialPool  # noqa: PLC0415
 
     request = tokencache.TokenRequest(connection=connection_name, scopes=(scope,))
     entra = obtain_token(request, env, clock=clock)
 
     async def send() -> tokencache.CacheEntry:
-        http = HttpClient(env=env, clock=clock)
-        try:
+        # The profile's pool: its session, and its retry deadline for the exchange too.
+        async with CredentialPool.for_profile(profile, env=env, clock=clock) as pool:
+            http = HttpClient(session=pool.session, retry=pool.retry, env=env, clock=clock)
             obtained_at = clock.time()
             token = await exchange_refresh_token(
                 http,
@@ -309,8 +312,6 @@ def _exchange(
                 access_token_expires_on=entra.expires_on,
                 now=clock.time(),
             )
-        finally:
-            await http.close()
         details = TokenDetails(
             access_token=token.token,
             token_type=TOKEN_TYPE,
@@ -320,7 +321,7 @@ def _exchange(
             client_id=entra.client_id,
             subscription=entra.subscription,
             connection=connection_name,
-            profile=profile,
+            profile=profile.name,
         )
         return tokencache.CacheEntry(
             details, obtained_at, refresh_on(obtained_at, token.expires_on)

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from agent.clock import Clock, SystemClock
-from agent.connections import credential_for
-from agent.credential import AzurePipelinesCredential
 from agent.exceptions import (
     AuthenticationError,
     AzauthError,
@@ -39,6 +37,7 @@ from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write, remove_output
 from agent.outputs.fields import TokenFields
 from agent.outputs.kinds import Rendered, kind_of, output_fields
+from agent.pool import CredentialPool
 from agent.refresh import (
     Acquired,
     Item,
@@ -123,14 +122,15 @@ class Runner:
         self._env = env
         self._clock = clock or SystemClock()
         self._stdout = stdout if stdout is not None else sys.stdout
-        self._session = session
-        self._owns_session = session is None
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         settings = profile.settings
         self._semaphore = asyncio.Semaphore(settings.concurrency)
-        self._retry = RetryPolicy(deadline=settings.retry_deadline)
+        # Every credential and the HTTP session come from the profile's pool.
+        self._pool = CredentialPool.for_profile(
+            profile, env=env, clock=self._clock, session=session
+        )
+        self._retry = self._pool.retry
         self._plans = [plan_connection(profile, name) for name in profile.connections]
-        self._credentials: dict[str, AzurePipelinesCredential] = {}
         self.reports = {plan.name: ConnectionReport(plan.name) for plan in self._plans}
         for plan in self._plans:
             self.reports[plan.name].expected_outputs = len(plan.outputs)
@@ -170,11 +170,7 @@ class Runner:
 
     async def close(self) -> None:
         """Close every credential and the shared session."""
-        for credential in self._credentials.values():
-            await credential.close()
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
     @property
     def written_paths(self) -> list[str]:
@@ -296,7 +292,7 @@ class Runner:
         self._watching = True
         self._failing_outputs = None
         self._maybe_summary()
-        for credential in self._credentials.values():
+        for credential in self._pool.credentials.values():
             credential.use_retry_policy(_SINGLE_ATTEMPT)
         items = [item for plan in self._plans for item in self._items[plan.name]]
         engine = asyncio.create_task(self.engine.run(items), name="refresh-engine")
@@ -352,25 +348,6 @@ class Runner:
     # ----------------------------------------------------------------------------------------
     # Acquisition
 
-    def _credential(self, plan: ConnectionPlan) -> AzurePipelinesCredential:
-        credential = self._credentials.get(plan.name)
-        if credential is None:
-            if self._session is None:
-                import aiohttp  # noqa: PLC0415 - created once, inside the running loop
-
-                self._session = aiohttp.ClientSession(trust_env=False)
-            credential = credential_for(
-                plan.name,
-                plan.connection,
-                self._env,
-                session=self._session,
-                retry=self._retry,
-                clock=self._clock,
-                refresh_offset=int(self.profile.settings.refresh_margin),
-            )
-            self._credentials[plan.name] = credential
-        return credential
-
     def _make_items(self, plan: ConnectionPlan) -> list[Item]:
         """One engine item per scope of ``plan``, and one for its OIDC token if needed."""
         items = [
@@ -409,7 +386,7 @@ class Runner:
     def _fetcher(self, plan: ConnectionPlan, key: str) -> Callable[[], Awaitable[Acquired]]:
         async def fetch() -> Acquired:
             try:
-                credential = self._credential(plan)
+                credential = self._pool.credential(plan.name)
                 async with self._semaphore:
                     if key == "oidc":
                         token = await credential.get_oidc_token(force=True)
@@ -460,7 +437,7 @@ class Runner:
             plan.connection.tenant_id,
             outputs,
             self.reports[plan.name].tokens,
-            self._session,
+            self._pool.session,
         )
         results = await asyncio.gather(
             *(self._write_output(plan, output) for output in outputs),

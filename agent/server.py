@@ -40,19 +40,17 @@ import asyncio
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-import aiohttp
 from aiohttp import web
 
 from agent import envvars
 from agent._http import ssl_context_from_env
 from agent._listener import DEFAULT_KEEPALIVE_TIMEOUT, GuardedListener
 from agent.clock import Clock, SystemClock
-from agent.connections import credential_for
 from agent.envvalues import oidc_request_uri
 from agent.exceptions import (
     AuthenticationError,
@@ -90,7 +88,7 @@ from agent.oidc_request import (
     token_body,
 )
 from agent.oidc_request import error_body as oidc_error_body
-from agent.retry import RetryPolicy
+from agent.pool import CredentialPool
 from agent.urls import loopback_bind_address
 
 if TYPE_CHECKING:
@@ -120,6 +118,7 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _RETRY_AFTER_BUSY = 1
 
 _log = get_logger("agent.server")
+_T = TypeVar("_T")
 
 
 def check_loopback_host(host: str) -> str:
@@ -131,8 +130,9 @@ def check_loopback_host(host: str) -> str:
     address = loopback_bind_address(host)
     if address not in LOOPBACK_HOSTS:
         raise UsageError(
-            f"--host {host}: the token server listens on loopback only (127.0.0.1, ::1 or "
-            "localhost), because it hands out tokens to the processes that can reach it"
+            f"{host!r} is not a loopback address: the token server listens on loopback only "
+            "(127.0.0.1, ::1 or localhost), because it hands out tokens to the processes that "
+            "can reach it"
         )
     return address
 
@@ -173,11 +173,11 @@ class TokenServer:
             raise UsageError("the profile has no connection to serve tokens for")
         if default_connection is not None and default_connection not in connections:
             raise UsageError(
-                f"--connection {default_connection!r} is not a connection of the profile "
-                f"(it has: {', '.join(connections)})"
+                f"default_connection {default_connection!r} is not one of the connections "
+                f"served (they are: {', '.join(connections)})"
             )
         if max_concurrency < 1:
-            raise UsageError("max_concurrency (--max-requests) must be at least 1")
+            raise UsageError(f"max_concurrency must be at least 1, not {max_concurrency}")
         self._connections = dict(connections)
         self._env = env
         self._imds = imds
@@ -195,8 +195,8 @@ class TokenServer:
         self._routes: dict[str, WireProtocol] = {APP_SERVICE_PATH: "app_service"}
         if imds:
             self._routes[IMDS_PATH] = "imds"
+        self._pool: CredentialPool | None = None
         self._credentials: dict[str, AzurePipelinesCredential] = {}
-        self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._listener = GuardedListener()
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -221,9 +221,11 @@ class TokenServer:
         environ = self._environ()
         oidc_request_uri(environ)  # the job environment first: CONFIG, with a hint
         ssl_context_from_env(environ)  # a broken CA bundle fails the start, not each request
-        self._session = aiohttp.ClientSession(trust_env=False)
+        self._pool = CredentialPool(
+            self._connections, env=environ, settings=self._settings, clock=self._clock
+        )
         try:
-            self._credentials = self._build_credentials(environ)
+            self._credentials = self._pool.build()
             runner = web.AppRunner(
                 self._build_app(),
                 access_log=None,
@@ -277,23 +279,11 @@ class TokenServer:
     def _environ(self) -> Mapping[str, str]:
         return self._env if self._env is not None else os.environ
 
-    def _build_credentials(self, environ: Mapping[str, str]) -> dict[str, AzurePipelinesCredential]:
-        options: dict[str, Any] = {"session": self._session, "clock": self._clock}
-        if self._settings is not None:
-            options["retry"] = RetryPolicy(deadline=self._settings.retry_deadline)
-            options["refresh_offset"] = int(self._settings.refresh_margin)
-        return {
-            name: credential_for(name, connection, environ, **options)
-            for name, connection in self._connections.items()
-        }
-
     async def _close_credentials(self) -> None:
-        credentials, self._credentials = self._credentials, {}
-        for credential in credentials.values():
-            await credential.close()
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        pool, self._pool = self._pool, None
+        self._credentials = {}
+        if pool is not None:
+            await pool.close()
 
     # ----------------------------------------------------------------------------- what to export
 
@@ -486,27 +476,39 @@ class TokenServer:
             return await self._oidc_token(name, correlation_id)
 
     async def _oidc_token(self, name: str, correlation_id: str) -> str:
-        credential = self._credentials[name]
-        try:
-            oidc = await credential.get_oidc_token(min_validity=OIDC_REUSE_SECONDS)
-        except AuthenticationError as exc:
-            # As for access tokens: the upstream text goes to our log, under the correlation id.
-            _log.warning(
-                "upstream_failed",
-                connection=name,
-                error=redact_text(str(exc)),
-                correlation_id=correlation_id,
-            )
-            raise _upstream_refusal(exc, correlation_id) from None
-        except Exception as exc:  # noqa: BLE001 - one request fails, the server keeps serving
-            _log.exception("oidc_request_crashed", connection=name, error=type(exc).__name__)
-            raise Refusal(500, "unknown", "internal error of the token server") from None
+        oidc = await self._borrow(
+            name,
+            correlation_id,
+            lambda credential: credential.get_oidc_token(min_validity=OIDC_REUSE_SECONDS),
+            crashed="oidc_request_crashed",
+        )
         return oidc.token
 
     async def _token(self, name: str, scope: str, correlation_id: str) -> Any:
-        credential = self._credentials[name]
+        return await self._borrow(
+            name,
+            correlation_id,
+            lambda credential: credential.get_token_info(scope),
+            crashed="token_request_crashed",
+            invalid=(ValueError,),
+        )
+
+    async def _borrow(
+        self,
+        name: str,
+        correlation_id: str,
+        acquire: Callable[[AzurePipelinesCredential], Awaitable[_T]],
+        *,
+        crashed: str,
+        invalid: tuple[type[Exception], ...] = (),
+    ) -> _T:
+        """``acquire`` with ``name``'s credential; a failure becomes the answer's :class:`Refusal`.
+
+        ``invalid`` errors are the client's (400, ``invalid_resource``); ``crashed`` is the event
+        logged for a bug of ours (500).
+        """
         try:
-            return await credential.get_token_info(scope)
+            return await acquire(self._credentials[name])
         except AuthenticationError as exc:
             # The upstream text (Entra's description, a proxy's name) goes to our log only; the
             # client gets a generic message and the correlation id that finds this line.
@@ -517,11 +519,11 @@ class TokenServer:
                 correlation_id=correlation_id,
             )
             raise _upstream_refusal(exc, correlation_id) from None
-        except ValueError as exc:
+        except invalid as exc:
             raise Refusal(400, "invalid_resource", redact_text(str(exc))) from None
         except Exception as exc:  # noqa: BLE001 - one request fails, the server keeps serving
             # A bug of ours: answer in the protocol's shape, keep the details for the log.
-            _log.exception("token_request_crashed", connection=name, error=type(exc).__name__)
+            _log.exception(crashed, connection=name, error=type(exc).__name__)
             raise Refusal(500, "unknown", "internal error of the token server") from None
 
     def _refuse(

@@ -565,6 +565,28 @@ class TokenCache:
         with folder:
             return _read_private_at(folder, os.path.basename(path))
 
+    def entries(self) -> list[tuple[str, CacheEntry]] | None:
+        """Every readable token entry, as ``(key, entry)`` in key order (``azauth status``).
+
+        A missing directory holds none; ``None`` when the directory cannot be listed. Files
+        that are not azauth's entries (other names, unreadable or untrusted) are skipped.
+        """
+        try:
+            names = sorted(os.listdir(self.directory))  # noqa: PTH208 - str paths, as elsewhere here
+        except FileNotFoundError:
+            names = []
+        except OSError:
+            return None
+        found = []
+        for name in names:
+            key, _, suffix = name.partition(".")
+            if suffix != "token" or not _is_key(key):
+                continue
+            entry = self.load(key)
+            if entry is not None:
+                found.append((key, entry))
+        return found
+
     def sweep(self, now: float) -> int:
         """Remove expired entries and lock/``.var`` files unused for :data:`SWEEP_AGE`.
 

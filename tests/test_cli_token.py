@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 import sys
 import time
@@ -753,3 +754,64 @@ class TestSkewedAgentClock:
         assert [code for code, _, _ in results] == [0, 0, 0], results[0][2]
         assert len({out for _, out, _ in results}) == 1
         assert pipeline.counts == {"oidc": 1, "token": 1}
+
+
+ONE_CONNECTION = f"""
+[connections.a]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+service_connection_id = "{SC}"
+
+[profiles.ci]
+connections = ["a"]
+"""
+
+
+class TestProfileSettings:
+    """`azauth token` borrows its credential from the profile's pool: the profile's settings hold."""
+
+    async def test_retries_end_at_the_profile_retry_deadline(
+        self, connected_emulator: Emulator, workspace: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A 1.5 s retry_deadline ends the retries of a failing Entra after two attempts.
+
+        Entra asks for a retry after 1 s each time: the default deadline would allow all four
+        attempts; the profile's allows the second only.
+        """
+        (workspace / "azauth.toml").write_text(
+            f"[settings]\nretry_deadline = 1.5\n{ONE_CONNECTION}"
+        )
+        connected_emulator.fail_next("token", 503, count=10, retry_after="1")
+        started = time.monotonic()
+
+        code, out, err = await azauth(capsys, "token", "--no-cache")
+
+        assert (code, out) == (4, ""), err
+        assert connected_emulator.counts["token"] == 2
+        assert time.monotonic() - started < 10
+        assert "temporarily_unavailable" in err
+
+    async def test_default_profile_deadline_is_120_seconds_not_60(
+        self, connected_emulator: Emulator, workspace: Path
+    ) -> None:
+        """Without settings the profile's 120 s deadline applies (the cache lock assumes it).
+
+        On simulated time, Entra asking for a retry after 50 s: attempts at 0, 50 and 100 s fit
+        in 120 s; a 60 s deadline (the library's default) would stop after the second.
+        """
+        from agent.credential_helpers.service import obtain_token
+        from agent.exceptions import AuthenticationError
+        from agent.testing.fakes import FakeClock
+        from agent.tokencache import TokenRequest
+
+        (workspace / "azauth.toml").write_text(ONE_CONNECTION)
+        connected_emulator.fail_next("token", 503, count=10, retry_after="50")
+        clock = FakeClock(start=time.time())
+        request = TokenRequest(config=None, profile=None, connection=None, scopes=(), tenant=None)
+        env = dict(os.environ)
+
+        with pytest.raises(AuthenticationError):
+            await asyncio.to_thread(obtain_token, request, env, use_cache=False, clock=clock)
+
+        assert connected_emulator.counts["token"] == 3
+        assert clock.monotonic() == pytest.approx(100, abs=1)

@@ -744,6 +744,35 @@ class TestServeProfile:
         assert exported["NO_PROXY"] == exported["no_proxy"] == "127.0.0.1,localhost,::1"
 
 
+class TestNeutralErrors:
+    """The library names no command-line flag; `azauth serve` names its own."""
+
+    def test_library_errors_name_the_arguments_not_flags(self):
+        with pytest.raises(UsageError) as unknown:
+            TokenServer({"prod": PROD}, default_connection="nope")
+        with pytest.raises(UsageError) as zero:
+            TokenServer({"prod": PROD}, max_concurrency=0)
+        with pytest.raises(UsageError) as host:
+            check_loopback_host("0.0.0.0")
+
+        assert "default_connection 'nope'" in str(unknown.value)
+        assert "max_concurrency must be at least 1" in str(zero.value)
+        for error in (unknown.value, zero.value, host.value):
+            assert "--" not in str(error)
+
+    def test_the_cli_names_its_flags(self, tmp_path, capsys):
+        (tmp_path / "azauth.toml").write_text(PROFILE_TOML)
+        config = str(tmp_path / "azauth.toml")
+
+        assert main(["serve", "--config", config, "--profile", "ci", "--connection", "no"]) == 2
+        unknown = capsys.readouterr().err
+        assert main(["serve", "--host", "0.0.0.0"]) == 2
+        host = capsys.readouterr().err
+
+        assert "--connection 'no': profile 'ci' has no such connection" in unknown
+        assert "--host '0.0.0.0' is not a loopback address" in host
+
+
 class TestCli:
     def test_non_loopback_host_is_a_usage_error(self, capsys):
         """`azauth serve --host 0.0.0.0` exits 2 before reading any profile."""

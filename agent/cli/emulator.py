@@ -137,8 +137,8 @@ def _print_request(record: RecordedRequest) -> None:
 async def _serve(args: argparse.Namespace, registrations: list[tuple[str, str, str]]) -> int:
     # Imported here so that `azauth --help` does not pay for them.
     import asyncio  # noqa: PLC0415
-    import signal  # noqa: PLC0415
 
+    from agent.cli.options import install_stop_signals  # noqa: PLC0415
     from agent.testing.emulator import Emulator  # noqa: PLC0415
 
     emu = Emulator(
@@ -153,12 +153,7 @@ async def _serve(args: argparse.Namespace, registrations: list[tuple[str, str, s
     emu.observer = _print_request
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows event loops
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+    install_stop_signals(stop)
 
     try:
         await emu.start(args.host, args.port, tls=args.tls)

@@ -15,13 +15,19 @@ from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from agent.cli import numbers
-from agent.cli.run import add_logging_arguments, configure_logging_from_args
-from agent.cli.validate import add_config_argument
+from agent.cli.options import (
+    add_logging_arguments,
+    add_profile_arguments,
+    add_refresh_margin_argument,
+    choose_connection_flag,
+    configure_logging_from_args,
+    start_emulator,
+)
+from agent.exceptions import UsageError
 
 if TYPE_CHECKING:
     from agent.config import LoadedConfig, ResolvedProfile
-    from agent.execmode import EnvProvider, ExecContext
+    from agent.execmode import EnvProvider, ExecContext, ExecOutcome
 
 __all__ = ["register", "run"]
 
@@ -44,12 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(exit status 3 to 6)."
         ),
     )
-    add_config_argument(parser)
-    parser.add_argument("--profile", metavar="NAME", help="the profile (default: AZAUTH_PROFILE)")
-    parser.add_argument(
-        "--connection",
-        metavar="NAME",
-        help="the connection the preset variables describe (default: the profile's only one)",
+    add_profile_arguments(
+        parser,
+        connection_help="the connection the preset variables describe (default: the only one)",
     )
     presets = parser.add_mutually_exclusive_group()
     presets.add_argument(
@@ -136,12 +139,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="also delete the profile's outputs when COMMAND exits",
     )
-    parser.add_argument(
-        "--refresh-margin",
-        type=numbers.seconds(),
-        metavar="SECONDS",
-        help="renew this long before expiry",
-    )
+    add_refresh_margin_argument(parser)
     add_logging_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
     parser.set_defaults(handler=run)
@@ -149,12 +147,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run COMMAND under supervision; return its exit status (see :func:`supervise`)."""
-    from agent.execmode import check_not_nested  # noqa: PLC0415 - keep --help fast
+    from agent.execmode import NESTING_VARIABLE, nested_profile  # noqa: PLC0415 - keep --help fast
 
-    check_not_nested(os.environ, allow_nested=args.allow_nested)
+    outer = nested_profile(os.environ)
+    if outer and not args.allow_nested:
+        raise UsageError(
+            f"already inside `azauth exec` (profile {outer!r}, {NESTING_VARIABLE} is set); "
+            "run the command directly, or pass --allow-nested"
+        )
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    if not command:
+        raise UsageError("no command given: azauth exec [OPTIONS] -- COMMAND [ARGS...]")
     loaded, profile = _load(args)
     # The command's output is the product: azauth says only warnings unless asked (-v).
     settings = SimpleNamespace(log_level="warning", log_format=profile.settings.log_format)
@@ -177,13 +182,20 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, ResolvedProfile]:
 async def _main(
     args: argparse.Namespace, command: list[str], loaded: LoadedConfig, profile: ResolvedProfile
 ) -> int:
-    from agent.cli.run import start_emulator  # noqa: PLC0415
     from agent.execmode import DEFAULT_PRESETS, ExecRequest, supervise  # noqa: PLC0415
 
     az_login = args.az_login or profile.az_login
     presets: tuple[str, ...] = ()
     if not args.no_preset:
         presets = tuple(dict.fromkeys(args.preset or DEFAULT_PRESETS))
+    if presets or args.connection is not None:
+        # Refused here, in terms of the flags, before anything is started.
+        choose_connection_flag(
+            profile,
+            args.connection,
+            several="choose the one the preset variables describe with --connection NAME, "
+            "or pass --no-preset",
+        )
     request = ExecRequest(
         command=command,
         connection=args.connection,
@@ -204,7 +216,14 @@ async def _main(
     if args.registry:
         from agent.exec_registries import registry_setup  # noqa: PLC0415
 
-        registries = registry_setup(profile, args.registry, env, outputs=not args.no_outputs)
+        try:
+            registries = registry_setup(profile, args.registry, env, outputs=not args.no_outputs)
+        except UsageError as exc:
+            # The library's messages start with "registry": name the flag, add the advice.
+            advice = (
+                "; run one azauth exec per connection" if str(exc).startswith("registry:") else ""
+            )
+            raise UsageError(f"--{exc}{advice}") from None
         profile = registries.profile
         request = dataclasses.replace(
             request, outputs=True, providers=(*request.providers, registries.provider)
@@ -220,7 +239,7 @@ async def _main(
         )
     emulator = await start_emulator(profile, env, tls=True) if args.emulate else None
     try:
-        return await supervise(profile, request, env=env)
+        outcome = await supervise(profile, request, env=env)
     finally:
         if emulator is not None:
             await emulator.close()
@@ -228,6 +247,29 @@ async def _main(
             registries.remove()
         if feeds is not None:
             feeds.cleanup()
+    return _tell(args, command, outcome)
+
+
+def _tell(args: argparse.Namespace, command: list[str], outcome: ExecOutcome) -> int:
+    """Say on stderr why the command did not run or could not be started; its exit status."""
+    import sys  # noqa: PLC0415
+
+    lines = {
+        "not_found": f"{command[0]}: command not found",
+        "cannot_execute": f"{command[0]}: cannot execute: {outcome.detail}",
+        "not_delivered": "the command was not started: tokens could not be delivered",
+        "interrupted": f"{outcome.detail} before the command started",
+    }
+    if outcome.report is not None and not args.quiet:
+        import time  # noqa: PLC0415
+
+        from agent.report import render_summary  # noqa: PLC0415
+
+        sys.stderr.write(render_summary(outcome.report, time.time()))
+    if outcome.end in lines:
+        sys.stderr.write(f"azauth: exec: {lines[outcome.end]}\n")
+        sys.stderr.flush()
+    return outcome.status
 
 
 def _token_server(profile: ResolvedProfile, *, imds: bool, az_login: bool = False) -> EnvProvider:

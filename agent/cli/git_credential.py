@@ -26,8 +26,8 @@ import contextlib
 import os
 import sys
 
-from agent.cli.run import add_logging_arguments, configure_logging_from_args
-from agent.cli.token import add_token_arguments, forget_token, obtain_token, request_from_args
+from agent.cli.options import add_logging_arguments, configure_logging_from_args
+from agent.cli.token import add_token_arguments, obtain, request_from_args
 from agent.credential_process import (
     AZURE_REPOS_SCOPE,
     GitCredentialRequest,
@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         request = parse_git_credential(text)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    from agent.credential_helpers.service import forget_token  # noqa: PLC0415
+
     token_request = request_from_args(args, default_scope=AZURE_REPOS_SCOPE)
     if operation == "erase":
         refused = request.attributes.get("password") or request.attributes.get("credential")
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 forget_token(token_request, os.environ, refused)
         return ExitCode.OK
     check_destination(request)
-    details = obtain_token(token_request, os.environ, use_cache=not args.no_cache)
+    details = obtain(token_request, os.environ, use_cache=not args.no_cache)
     sys.stdout.write(render_git_credential(details, authtype=request.wants_authtype))
     sys.stdout.flush()
     return ExitCode.OK

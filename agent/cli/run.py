@@ -15,53 +15,25 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from agent import envvars
 from agent._pipelines import pipeline_safe
 from agent.cli import numbers
-from agent.cli.validate import add_config_argument
+from agent.cli.options import (
+    add_logging_arguments,
+    add_profile_arguments,
+    add_refresh_margin_argument,
+    configure_logging_from_args,
+    start_emulator,
+)
 from agent.exceptions import ExitCode
 
 if TYPE_CHECKING:
     from agent.config import LoadedConfig, ResolvedProfile
     from agent.report import RunReport
     from agent.runner import Runner
-    from agent.testing.emulator import Emulator
 
+# add_logging_arguments and configure_logging_from_args live in agent.cli.options now; they stay
+# importable from here for the callers of the old place.
 __all__ = ["add_logging_arguments", "configure_logging_from_args", "register", "run"]
-
-
-def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--log-format``, ``-v`` and ``-q``."""
-    from agent.logs import LOG_FORMATS  # noqa: PLC0415 - only when the parser is built
-
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        help=(
-            "log format on stderr (default: settings.log_format; auto = azure-pipelines under "
-            "TF_BUILD, else console on a terminal, else json)"
-        ),
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logs (-v info, -vv debug)"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="errors only, no summary")
-
-
-def configure_logging_from_args(args: argparse.Namespace, settings: Any = None) -> None:
-    """Configure logging from flags, falling back to the profile file's settings."""
-    from agent.logs import LOG_FORMATS, configure_logging  # noqa: PLC0415 - keep --help fast
-
-    level = getattr(settings, "log_level", "info") if settings is not None else "warning"
-    if args.verbose >= 2:
-        level = "debug"
-    elif args.verbose == 1:
-        level = "info"
-    if args.quiet:
-        level = "error"
-    chosen = args.log_format or (getattr(settings, "log_format", "auto") if settings else "auto")
-    fmt = chosen if chosen in LOG_FORMATS else "auto"
-    configure_logging(fmt=fmt, level=level)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,8 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "SIGINT, and reloads the profile file on SIGHUP."
         ),
     )
-    add_config_argument(parser)
-    parser.add_argument("--profile", metavar="NAME", help="the profile (default: AZAUTH_PROFILE)")
+    add_profile_arguments(parser)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="deliver once and exit (default)")
     mode.add_argument("--watch", action="store_true", help="keep outputs fresh until stopped")
@@ -103,12 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--concurrency", type=numbers.count(1, 256), metavar="N", help="token requests in flight"
     )
-    parser.add_argument(
-        "--refresh-margin",
-        type=numbers.seconds(),
-        metavar="SECONDS",
-        help="renew this long before expiry",
-    )
+    add_refresh_margin_argument(parser)
     add_logging_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -154,52 +120,6 @@ def _check_stdout(profile: ResolvedProfile) -> None:
             f"standard output is closed, and profile {profile.name!r} sets pipeline variables "
             "with ##vso lines printed there (remove `>&-`; redirect to /dev/null to drop them)"
         )
-
-
-async def start_emulator(
-    profile: ResolvedProfile, env: dict[str, str], *, tls: bool = False
-) -> Emulator:
-    """Start the built-in emulator, trust the profile's connections, point ``env`` at it.
-
-    With ``tls`` it serves https and ``env`` trusts its throwaway CA (``SSL_CERT_FILE``,
-    ``REQUESTS_CA_BUNDLE``): azure-identity in a child process accepts only https authorities.
-    """
-    from agent.exceptions import UsageError  # noqa: PLC0415
-
-    try:
-        from agent.testing.emulator import Emulator  # noqa: PLC0415 - needs the emulator extra
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise UsageError(
-            f"--emulate needs the emulator extra ({exc}): pip install cryptography (or "
-            "pip install '.[emulator]' in a checkout of azauth)"
-        ) from None
-    emulator = Emulator()
-    await emulator.start(tls=tls)
-    if tls:
-        assert emulator.ca_file is not None
-        env[envvars.SSL_CERT_FILE] = env[envvars.REQUESTS_CA_BUNDLE] = emulator.ca_file
-    for connection in profile.connections.values():
-        emulator.add_connection(
-            connection.service_connection_id, connection.tenant_id, connection.client_id
-        )
-        for tenant in connection.additionally_allowed_tenants:
-            if tenant != "*":
-                emulator.add_connection(
-                    connection.service_connection_id, tenant, connection.client_id
-                )
-        env[connection.system_access_token_env] = emulator.system_access_token
-    env[envvars.SYSTEM_OIDCREQUESTURI] = emulator.oidc_request_uri
-    env[envvars.AZURE_AUTHORITY_HOST] = emulator.authority
-    for name in (
-        envvars.HTTP_PROXY,
-        envvars.HTTPS_PROXY,
-        envvars.ALL_PROXY,
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
-        env.pop(name, None)  # the emulator is on loopback: never through a proxy
-    return emulator
 
 
 def _install_signals(stop: asyncio.Event, reload: asyncio.Event) -> None:

@@ -13,14 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.cli import numbers
-from agent.cli.run import add_logging_arguments, configure_logging_from_args, start_emulator
-from agent.cli.validate import add_config_argument
+from agent.cli.options import (
+    add_logging_arguments,
+    add_profile_arguments,
+    choose_connection_flag,
+    configure_logging_from_args,
+    install_stop_signals,
+    start_emulator,
+)
 from agent.exceptions import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -44,8 +49,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "the job runs, and never see the OIDC token."
         ),
     )
-    add_config_argument(parser)
-    parser.add_argument("--profile", metavar="NAME", help="the profile (default: AZAUTH_PROFILE)")
+    add_profile_arguments(
+        parser,
+        connection_help="the connection used by requests that name none (default: the only one)",
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -61,11 +68,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "also serve the IMDS shape and export ARM_USE_MSI/ARM_MSI_ENDPOINT; it has no "
             "secret, so any local process can get tokens from it"
         ),
-    )
-    parser.add_argument(
-        "--connection",
-        metavar="NAME",
-        help="the connection used by requests that name none (default: the only connection)",
     )
     parser.add_argument(
         "--max-requests",
@@ -134,13 +136,18 @@ def run(args: argparse.Namespace) -> int:
     from agent.config import load_config  # noqa: PLC0415 - keep --help fast
     from agent.server import check_loopback_host  # noqa: PLC0415
 
-    check_loopback_host(args.host)
+    try:
+        check_loopback_host(args.host)
+    except UsageError as exc:
+        raise UsageError(f"--host {exc}") from None
     if args.max_lifetime is not None and args.max_lifetime <= 0:
         raise UsageError("--max-lifetime must be a positive number of seconds")
     if args.state_file:
         args.state_file = str(Path(args.state_file).resolve())
     loaded = load_config(args.config, settings_overrides={"log_format": args.log_format})
     profile = loaded.profile(args.profile)
+    if args.connection is not None or args.preset:
+        _connection(args, profile)  # refused in terms of the flags, before anything starts
     configure_logging_from_args(args, profile.settings)
     if args.stop or args.background:
         return _detached(args, profile, str(loaded.source.resolve()) if loaded.source else None)
@@ -171,10 +178,6 @@ def _detached(args: argparse.Namespace, profile: ResolvedProfile, config: str | 
         message = f"stopped (pid {stopped.pid})" if stopped else "no server was running"
         sys.stderr.write(f"azauth: serve: {message}; state file {path} removed\n")
         return int(ExitCode.OK)
-    if args.preset:
-        from agent.execmode import choose_connection  # noqa: PLC0415
-
-        choose_connection(profile, args.connection)  # refuse before anything is started
     state = find_running(path)
     if state is None:
         child = _child_arguments(args, config, args.max_lifetime or DEFAULT_MAX_LIFETIME)
@@ -217,10 +220,10 @@ def _preset_variables(
     """The request-flow variables of ``--preset`` for ``--connection`` (or the only one)."""
     if not args.preset:
         return {}
-    from agent.execmode import choose_connection, preset_environment  # noqa: PLC0415
+    from agent.execmode import preset_environment  # noqa: PLC0415
     from agent.outputs.presets import RequestFlow  # noqa: PLC0415
 
-    connection = choose_connection(profile, args.connection)
+    connection = _connection(args, profile)
     flow = RequestFlow(server.oidc_request_url, server.oidc_request_token)
     presets = tuple(dict.fromkeys(args.preset))
     return preset_environment(profile, connection, presets, "", env, request_flow=flow)
@@ -242,13 +245,13 @@ def _record(
     write_state(path, ServerState(os.getpid(), url, profile.name, now, deadline, variables))
 
 
-def _install_stop(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows event loops
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+def _connection(args: argparse.Namespace, profile: ResolvedProfile) -> str:
+    """``--connection``, or the only connection (the one ``--preset`` variables describe)."""
+    return choose_connection_flag(
+        profile,
+        args.connection,
+        several="choose the one the --preset variables describe with --connection NAME",
+    )
 
 
 async def _serve(args: argparse.Namespace, profile: ResolvedProfile) -> int:
@@ -258,7 +261,7 @@ async def _serve(args: argparse.Namespace, profile: ResolvedProfile) -> int:
 
     log = get_logger("agent.cli.serve")
     stop = asyncio.Event()
-    _install_stop(stop)
+    install_stop_signals(stop)
     env: dict[str, str] = dict(os.environ)
     emulator = await start_emulator(profile, env) if args.emulate else None
     try:

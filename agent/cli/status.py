@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import envvars
@@ -225,24 +224,18 @@ async def check_connections(
     Returns, per connection, the token's ``subject``, ``issuer``, ``audience``, ``expires_on``
     and ``expires_at``, or ``error`` (a message holding no secret) and ``exit_code``.
     """
-    from agent.connections import credential_for  # noqa: PLC0415 - imports aiohttp
     from agent.exceptions import AzauthError  # noqa: PLC0415
     from agent.outputs.fields import format_rfc3339  # noqa: PLC0415
+    from agent.pool import CredentialPool  # noqa: PLC0415 - imports aiohttp
 
     def _claim(value: Any) -> Any:
         return server_text(value) if isinstance(value, str) else value
 
-    async def one(name: str) -> dict[str, Any]:
+    async def one(pool: CredentialPool, name: str) -> dict[str, Any]:
         try:
-            credential = credential_for(name, profile.connections[name], environ)
+            token = await pool.credential(name).get_oidc_token()
         except AzauthError as exc:
             return {"error": redact_text(str(exc)), "exit_code": int(exc.exit_code)}
-        try:
-            token = await credential.get_oidc_token()
-        except AzauthError as exc:
-            return {"error": redact_text(str(exc)), "exit_code": int(exc.exit_code)}
-        finally:
-            await credential.close()
         expires = token.expires_on
         return {
             "subject": _claim(token.subject),
@@ -253,7 +246,8 @@ async def check_connections(
         }
 
     names = list(profile.connections)
-    results = await asyncio.gather(*(one(name) for name in names))
+    async with CredentialPool.for_profile(profile, env=environ) as pool:
+        results = await asyncio.gather(*(one(pool, name) for name in names))
     return dict(zip(names, results, strict=True))
 
 
@@ -276,24 +270,11 @@ def cached_tokens(
     """
     from agent import tokencache  # noqa: PLC0415 - the warm-path cache, stdlib only
 
-    cache = tokencache.TokenCache(tokencache.cache_dir(environ))
-    try:
-        names = sorted(path.name for path in Path(cache.directory).iterdir())
-    except FileNotFoundError:
-        names = []
-    except OSError:
+    entries = tokencache.TokenCache(tokencache.cache_dir(environ)).entries()
+    if entries is None:
         return None
     found: dict[str, list[dict[str, Any]]] = {name: [] for name in profile.connections}
-    for file_name in names:
-        key, _, suffix = file_name.partition(".")
-        if suffix != "token":
-            continue
-        try:
-            entry = cache.load(key)
-        except ValueError:  # not one of azauth's key names
-            continue
-        if entry is None:
-            continue
+    for _key, entry in entries:
         details = entry.details
         connection = profile.connections.get(details.connection)
         if (
@@ -311,8 +292,8 @@ def cached_tokens(
                 "fresh": tokencache.is_fresh(entry, now),
             }
         )
-    for entries in found.values():
-        entries.sort(key=lambda item: (item["scopes"], item["tenant"], item["expires_on"]))
+    for listed in found.values():
+        listed.sort(key=lambda item: (item["scopes"], item["tenant"], item["expires_on"]))
     return found
 
 

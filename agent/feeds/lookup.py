@@ -164,8 +164,8 @@ def _warm(service: str, env: Mapping[str, str]) -> tuple[bool, str | None]:
 
 def _cold(service: str, env: Mapping[str, str]) -> str | None:
     """Load the profile, route, obtain the token (cache shared), record the routing."""
-    from agent.cli.token import obtain_token  # noqa: PLC0415 - the heavy path
     from agent.config import load_config  # noqa: PLC0415
+    from agent.credential_helpers.service import obtain_token  # noqa: PLC0415 - the heavy path
 
     loaded = load_config(None, env=env)
     profile = loaded.profile(None, env=env)

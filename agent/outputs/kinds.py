@@ -30,11 +30,12 @@ from agent.outputs.presets import resolve_variables
 from agent.outputs.token_file import render_federated_token_file, render_token_file
 
 if TYPE_CHECKING:
-    from agent.config import Feed, Output, ResolvedProfile
-    from agent.config.models import (
+    from agent.config import Output, ResolvedProfile
+    from agent.config.models import (  # Feed: agent.config does not export it
         DockerConfigOutput,
         EnvFileOutput,
         FederatedTokenFileOutput,
+        Feed,
         FeedEnvFileOutput,
         MavenSettingsOutput,
         NpmrcOutput,

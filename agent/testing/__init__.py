@@ -20,8 +20,16 @@ if TYPE_CHECKING:
         ServiceConnection,
     )
     from agent.testing.fakes import FakeClock
+    from agent.testing.pipeline import emulate_profile
 
-__all__ = ["Emulator", "FakeClock", "IssuedToken", "RecordedRequest", "ServiceConnection"]
+__all__ = [
+    "Emulator",
+    "FakeClock",
+    "IssuedToken",
+    "RecordedRequest",
+    "ServiceConnection",
+    "emulate_profile",
+]
 
 _LOCATIONS: dict[str, str] = {
     "Emulator": "agent.testing.emulator",
@@ -29,6 +37,7 @@ _LOCATIONS: dict[str, str] = {
     "IssuedToken": "agent.testing.emulator",
     "RecordedRequest": "agent.testing.emulator",
     "ServiceConnection": "agent.testing.emulator",
+    "emulate_profile": "agent.testing.pipeline",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)
