@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["PROXY_VARIABLES", "emulate_profile"]
 
 PROXY_VARIABLES = (
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
+    envvars.HTTP_PROXY,
+    envvars.HTTPS_PROXY,
+    envvars.ALL_PROXY,
     "http_proxy",
     "https_proxy",
     "all_proxy",
