@@ -73,8 +73,7 @@ def find_az(env: Mapping[str, str]) -> str:
     found = shutil.which("az", path=env.get(envvars.PATH, os.defpath))
     if found is None:
         raise UsageError(
-            "--az-login: the Azure CLI (az) is not on PATH; install it (for example "
-            "`pip install azure-cli`) or drop --az-login"
+            "the Azure CLI (az) is not on PATH; install it (for example `pip install azure-cli`)"
         )
     return found
 
@@ -91,7 +90,7 @@ def login_commands(profile: ResolvedProfile, default: str | None) -> list[list[s
     clouds = {connection.cloud for connection in profile.connections.values()}
     if len(clouds) > 1:
         raise UsageError(
-            f"--az-login: the connections of profile {profile.name!r} are in different clouds "
+            f"the connections of profile {profile.name!r} are in different clouds "
             f"({', '.join(sorted(clouds))}); the Azure CLI has one active cloud: use a profile "
             "whose connections share one"
         )
@@ -131,14 +130,13 @@ async def _run_az(az: str, arguments: Sequence[str], env: Mapping[str, str]) -> 
         process.kill()
         await process.wait()
         raise AuthenticationError(
-            f"--az-login: `az {' '.join(arguments[:2])}` did not finish in {_COMMAND_TIMEOUT:.0f} s"
+            f"`az {' '.join(arguments[:2])}` did not finish in {_COMMAND_TIMEOUT:.0f} s"
         ) from None
     if process.returncode != 0:
         tail = stderr.decode(errors="replace").strip().splitlines()[-_STDERR_LINES:]
         detail = redact_text(" | ".join(tail)) or "no message"
         raise AuthenticationError(
-            f"--az-login: `az {' '.join(arguments[:3])}` failed (exit {process.returncode}): "
-            f"{detail}"
+            f"`az {' '.join(arguments[:3])}` failed (exit {process.returncode}): {detail}"
         )
     _log.debug("az_command_done", command=" ".join(arguments[:2]))
 

@@ -123,7 +123,7 @@ def check_private_directory(directory: Path) -> None:
     if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
         raise UsageError(
             f"the state directory {directory} must be a directory owned by this user and "
-            "writable by no one else (choose another with --state-file)"
+            "writable by no one else"
         )
 
 

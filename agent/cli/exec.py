@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -23,7 +24,7 @@ from agent.cli.options import (
     configure_logging_from_args,
     start_emulator,
 )
-from agent.exceptions import UsageError
+from agent.exceptions import AuthenticationError, UsageError
 
 if TYPE_CHECKING:
     from agent.config import LoadedConfig, ResolvedProfile
@@ -295,13 +296,21 @@ def _token_server(profile: ResolvedProfile, *, imds: bool, az_login: bool = Fals
             hidden = {SYSTEM_TOKEN_VARIABLE}
             hidden.update(c.system_access_token_env for c in profile.connections.values())
             base = {k: v for k, v in context.env.items() if k not in hidden}
-            async with az_session(
-                profile,
-                server_env=server.env,
-                env=base,
-                directory=context.directory,
-                default=context.connection,
-            ) as az_env:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    az_env = await stack.enter_async_context(
+                        az_session(
+                            profile,
+                            server_env=server.env,
+                            env=base,
+                            directory=context.directory,
+                            default=context.connection,
+                        )
+                    )
+                except UsageError as exc:
+                    raise UsageError(f"--az-login: {exc}") from None
+                except AuthenticationError as exc:
+                    raise AuthenticationError(f"--az-login: {exc.message}") from None
                 yield {**server.env, **az_env}
 
     return provide

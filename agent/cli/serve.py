@@ -166,6 +166,7 @@ def _detached(args: argparse.Namespace, profile: ResolvedProfile, config: str | 
     """``--background`` and ``--stop``."""
     from agent.background import (  # noqa: PLC0415
         DEFAULT_MAX_LIFETIME,
+        check_private_directory,
         find_running,
         render_variables,
         start_background,
@@ -173,6 +174,10 @@ def _detached(args: argparse.Namespace, profile: ResolvedProfile, config: str | 
     )
 
     path = _state_path(args, profile)
+    try:
+        check_private_directory(path.parent)
+    except UsageError as exc:
+        raise UsageError(f"{exc} (choose another with --state-file)") from None
     if args.stop:
         stopped = stop_server(path)
         message = f"stopped (pid {stopped.pid})" if stopped else "no server was running"

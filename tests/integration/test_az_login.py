@@ -129,7 +129,7 @@ async def test_missing_az_is_a_clear_error(az, run, tmp_path):
     )
 
     assert code == 2, output
-    assert "the Azure CLI (az) is not on PATH" in output
+    assert "--az-login: the Azure CLI (az) is not on PATH" in output
     assert "Traceback" not in output
 
 

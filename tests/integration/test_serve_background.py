@@ -273,5 +273,5 @@ def test_a_state_directory_others_can_write_is_refused(tmp_path):
     )
 
     assert result.returncode == 2
-    assert "writable by no one else" in result.stderr
+    assert "writable by no one else (choose another with --state-file)" in result.stderr
     assert not (shared / "serve.json").exists()
