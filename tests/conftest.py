@@ -1,25 +1,23 @@
-"""Fixtures every test can use: a hermetic environment and a running emulator.
+"""Fixtures every test can use: a hermetic environment and running emulators.
 
-``TENANT``, ``CLIENT`` and ``SC`` are the ids the ``connected_emulator`` fixture registers; tests
-can copy them (pytest's importlib mode does not make this module importable by name).
+``TENANT``, ``CLIENT`` and ``SC`` (from ``tests/support.py``, where tests import them) are the ids
+the ``connected_emulator`` fixture registers.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support import CLIENT, SC, TENANT, enter_pipeline
 
 if TYPE_CHECKING:
     # Imported inside the fixture: tests that check what `import agent` loads must not find
     # aiohttp and cryptography already imported by this file.
     from agent.testing.emulator import Emulator
-
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 
 # Variables that would let the developer's shell (or a CI agent) leak into a test.
 _PREFIXES = ("AZAUTH_", "SYSTEM_", "AZURE_", "ARM_", "AZURESUBSCRIPTION_", "IDENTITY_", "MSI_")
@@ -56,20 +54,43 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
 
 
+StartEmulator = Callable[..., Awaitable["Emulator"]]
+
+
 @pytest.fixture
-async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
-    """A started emulator on 127.0.0.1, with the pipeline variables pointing at it."""
+async def start_emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StartEmulator]:
+    """``await start_emulator(*(sc, tenant, client), tls=False, **options)``: a pipeline emulator.
+
+    Starts an ``Emulator(**options)`` on 127.0.0.1, registers each ``(service connection,
+    tenant, client)`` triple, points the pipeline variables at it (``enter_pipeline``) and
+    closes it after the test.
+    """
     from agent.testing.emulator import Emulator  # noqa: PLC0415
 
-    emu = Emulator()
-    await emu.start()
-    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri)
-    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emu.system_access_token)
-    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emu.authority)
+    started: list[Emulator] = []
+
+    async def start(
+        *connections: tuple[str, str, str], tls: bool = False, **options: Any
+    ) -> Emulator:
+        emu = Emulator(**options)
+        await emu.start(tls=tls)
+        started.append(emu)
+        for service_connection, tenant, client in connections:
+            emu.add_connection(service_connection, tenant, client)
+        enter_pipeline(monkeypatch, emu)
+        return emu
+
     try:
-        yield emu
+        yield start
     finally:
-        await emu.close()
+        for emu in started:
+            await emu.close()
+
+
+@pytest.fixture
+async def emulator(start_emulator: StartEmulator) -> Emulator:
+    """A started emulator on 127.0.0.1, with the pipeline variables pointing at it."""
+    return await start_emulator()
 
 
 @pytest.fixture

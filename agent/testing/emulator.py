@@ -284,6 +284,20 @@ class Emulator:
             f"/plans/{self.plan_id}/jobs/{self.job_id}/oidctoken"
         )
 
+    def pipeline_environment(self) -> dict[str, str]:
+        """The variables of a pipeline step that maps ``$(System.AccessToken)``, pointing here.
+
+        ``SYSTEM_OIDCREQUESTURI`` (:attr:`oidc_request_uri`), ``SYSTEM_ACCESSTOKEN``
+        (:attr:`system_access_token`) and ``AZURE_AUTHORITY_HOST`` (:attr:`authority`): merge it
+        into ``os.environ`` (or a child's environment) to run code as inside a job. With TLS,
+        trusting :attr:`ca_file` is left to the caller. Raises RuntimeError before start().
+        """
+        return {
+            "SYSTEM_OIDCREQUESTURI": self.oidc_request_uri,
+            "SYSTEM_ACCESSTOKEN": self.system_access_token,
+            "AZURE_AUTHORITY_HOST": self.authority,
+        }
+
     @property
     def devops_key(self) -> SigningKey:
         """The key of the Azure DevOps issuer (created on first use)."""

@@ -1,0 +1,186 @@
+"""What the tests share, defined once: ids, profile builders, running azauth, waiting.
+
+Import it from any test file as ``from tests.support import ...`` (pytest's ``pythonpath``
+puts the repository root on ``sys.path``). Fixtures live in ``tests/conftest.py``; this module
+holds plain values and functions. Child programs the tests run are files under
+``tests/programs/`` (:func:`program`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:
+    from agent.testing.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository's root directory."""
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+# The ids the shared ``emulator`` fixtures register (tests/conftest.py).
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "11111111-2222-3333-4444-555555555555"
+SC = "00000000-aaaa-bbbb-cccc-000000000001"
+SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
+CLIENT2 = "22222222-3333-4444-5555-666666666666"
+SUBSCRIPTION = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
+
+ARM = "https://management.azure.com/.default"
+KV = "https://vault.azure.net/.default"
+
+AZAUTH = (sys.executable, "-m", "agent")
+"""The command line of the CLI under test, run from this checkout's interpreter."""
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------- profile builders
+
+
+def connection(
+    name: str = "prod",
+    *,
+    tenant: str = TENANT,
+    client: str = CLIENT,
+    service_connection: str = SC,
+    subscription: str | None = None,
+) -> str:
+    """The TOML table ``[connections.NAME]`` with its tenant, client and service connection."""
+    text = (
+        f"\n[connections.{name}]\n"
+        f'tenant_id = "{tenant}"\n'
+        f'client_id = "{client}"\n'
+        f'service_connection_id = "{service_connection}"\n'
+    )
+    if subscription is not None:
+        text += f'subscription_id = "{subscription}"\n'
+    return text
+
+
+def profile(name: str = "ci", *connections: str) -> str:
+    """The TOML table ``[profiles.NAME]`` using ``connections`` (default: ``prod``)."""
+    names = ", ".join(f'"{c}"' for c in connections or ("prod",))
+    return f"\n[profiles.{name}]\nconnections = [{names}]\n"
+
+
+def token_file(path: str = "out/arm.token", profile_name: str = "ci", **fields: str) -> str:
+    """One ``token_file`` output of profile ``profile_name`` (string fields only)."""
+    extra = "".join(f'{key} = "{value}"\n' for key, value in fields.items())
+    return f'\n[[profiles.{profile_name}.outputs]]\nkind = "token_file"\n{extra}path = "{path}"\n'
+
+
+PROD_CI = connection() + profile()
+"""Connection ``prod`` (TENANT, CLIENT, SC) and profile ``ci`` using it, no outputs."""
+
+PROD_CI_TOKEN_FILE = PROD_CI + token_file()
+"""``PROD_CI`` plus the ARM token written to ``out/arm.token``."""
+
+
+# ----------------------------------------------------------------------------- environments
+
+
+def enter_pipeline(monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> None:
+    """Set the pipeline variables of ``emulator`` in ``os.environ`` (undone after the test)."""
+    for name, value in emulator.pipeline_environment().items():
+        monkeypatch.setenv(name, value)
+
+
+def environ(**extra: str) -> dict[str, str]:
+    """A copy of ``os.environ`` with ``extra`` added: a child's environment."""
+    return {**os.environ, **extra}
+
+
+def program(name: str) -> str:
+    """The path of child program ``tests/programs/NAME`` (a file the tests run)."""
+    path = PROGRAMS / name
+    assert path.is_file(), f"no program {path}"
+    return str(path)
+
+
+def python_program(name: str, *args: str) -> list[str]:
+    """The command line running ``tests/programs/NAME`` with this interpreter."""
+    return [sys.executable, program(name), *args]
+
+
+# ----------------------------------------------------------------------------- running azauth
+
+
+def azauth(
+    *args: str,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``azauth ARGS`` to completion (text mode, output captured, no check)."""
+    return subprocess.run(
+        [*AZAUTH, *args],
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+async def azauth_async(
+    *args: str,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> tuple[int, str, str]:
+    """Run ``azauth ARGS`` without blocking the loop (an emulator in this process keeps serving).
+
+    Returns ``(exit status, stdout, stderr)``.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *AZAUTH,
+        *args,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+# ----------------------------------------------------------------------------- waiting
+
+
+async def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 15.0,
+    *,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> float:
+    """Poll ``condition()`` until it is true; return the seconds that took.
+
+    Fails the test (AssertionError naming ``what``) after ``timeout`` seconds. The loop keeps
+    running between polls, so servers in this process keep answering.
+    """
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what} not met within {timeout} s"
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+def exists(*paths: Path) -> Callable[[], bool]:
+    """A condition for :func:`wait_for`: every one of ``paths`` exists."""
+    return lambda: all(path.exists() for path in paths)
