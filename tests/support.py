@@ -9,13 +9,14 @@ holds plain values and functions. Child programs the tests run are files under
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -47,7 +48,7 @@ T = TypeVar("T")
 # ----------------------------------------------------------------------------- profile builders
 
 
-def connection(
+def toml_connection(
     name: str = "prod",
     *,
     tenant: str = TENANT,
@@ -67,22 +68,41 @@ def connection(
     return text
 
 
-def profile(name: str = "ci", *connections: str) -> str:
+def toml_profile(name: str = "ci", *connections: str) -> str:
     """The TOML table ``[profiles.NAME]`` using ``connections`` (default: ``prod``)."""
     names = ", ".join(f'"{c}"' for c in connections or ("prod",))
     return f"\n[profiles.{name}]\nconnections = [{names}]\n"
 
 
-def token_file(path: str = "out/arm.token", profile_name: str = "ci", **fields: str) -> str:
-    """One ``token_file`` output of profile ``profile_name`` (string fields only)."""
-    extra = "".join(f'{key} = "{value}"\n' for key, value in fields.items())
-    return f'\n[[profiles.{profile_name}.outputs]]\nkind = "token_file"\n{extra}path = "{path}"\n'
+def toml_value(value: object) -> str:
+    """``value`` (str, bool, int, float, list or dict of those) as a TOML value on one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string of printable text is a TOML basic string
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")
 
 
-PROD_CI = connection() + profile()
+def toml_table(header: str, **fields: object) -> str:
+    """A TOML table (``[a.b]``) or array-of-tables entry (``[[a.b]]``) with ``fields``."""
+    return f"\n{header}\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in fields.items())
+
+
+def toml_output(kind: str, profile_name: str = "ci", **fields: object) -> str:
+    """One output of profile ``profile_name``: ``[[profiles.ci.outputs]]`` with ``kind`` first."""
+    return toml_table(f"[[profiles.{profile_name}.outputs]]", kind=kind, **fields)
+
+
+PROD_CI = toml_connection() + toml_profile()
 """Connection ``prod`` (TENANT, CLIENT, SC) and profile ``ci`` using it, no outputs."""
 
-PROD_CI_TOKEN_FILE = PROD_CI + token_file()
+PROD_CI_TOKEN_FILE = PROD_CI + toml_output("token_file", path="out/arm.token")
 """``PROD_CI`` plus the ARM token written to ``out/arm.token``."""
 
 
@@ -135,6 +155,26 @@ def azauth(
     )
 
 
+async def spawn_azauth(
+    *args: str,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: int | IO[Any] | None = asyncio.subprocess.PIPE,
+    stderr: int | IO[Any] | None = asyncio.subprocess.PIPE,
+    **options: Any,
+) -> asyncio.subprocess.Process:
+    """Start ``azauth ARGS`` as an asyncio subprocess (stdout and stderr piped by default)."""
+    return await asyncio.create_subprocess_exec(
+        *AZAUTH,
+        *args,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdout=stdout,
+        stderr=stderr,
+        **options,
+    )
+
+
 async def azauth_async(
     *args: str,
     cwd: Path | str | None = None,
@@ -145,15 +185,7 @@ async def azauth_async(
 
     Returns ``(exit status, stdout, stderr)``.
     """
-    proc = await asyncio.create_subprocess_exec(
-        *AZAUTH,
-        *args,
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_azauth(*args, cwd=cwd, env=env)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()

@@ -15,58 +15,34 @@ from agent.config import load_config
 from agent.exceptions import ExitCode
 from agent.report import render_summary
 from agent.runner import Runner, plan_connection
-from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
+from tests.support import (
+    CLIENT,
+    CLIENT2,
+    KV,
+    SC,
+    SC2,
+    SUBSCRIPTION,
+    TENANT,
+    toml_connection,
+    toml_output,
+    toml_profile,
+)
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
-CLIENT2 = "22222222-3333-4444-5555-666666666666"
-
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
-
-[connections.shared]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-
-[profiles.ci]
-connections = ["prod", "shared"]
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-connection = "prod"
-path = "out/arm.token"
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-connection = "prod"
-scope = "https://vault.azure.net/.default"
-path = "out/vault.json"
-format = "json"
-
-[[profiles.ci.outputs]]
-kind = "federated_token_file"
-connection = "prod"
-path = "out/prod.jwt"
-
-[[profiles.ci.outputs]]
-kind = "env_file"
-connection = "shared"
-path = "out/terraform.env"
-preset = "terraform"
-
-[[profiles.ci.outputs]]
-kind = "pipeline_variables"
-connection = "shared"
-variables = {{ SHARED_TOKEN = "access_token", SHARED_TENANT = "tenant_id" }}
-"""
+PROFILE = (
+    toml_connection(subscription=SUBSCRIPTION)
+    + toml_connection("shared", client=CLIENT2, service_connection=SC2)
+    + toml_profile("ci", "prod", "shared")
+    + toml_output("token_file", connection="prod", path="out/arm.token")
+    + toml_output("token_file", connection="prod", scope=KV, path="out/vault.json", format="json")
+    + toml_output("federated_token_file", connection="prod", path="out/prod.jwt")
+    + toml_output("env_file", connection="shared", path="out/terraform.env", preset="terraform")
+    + toml_output(
+        "pipeline_variables",
+        connection="shared",
+        variables={"SHARED_TOKEN": "access_token", "SHARED_TENANT": "tenant_id"},
+    )
+)
 
 
 @pytest.fixture
@@ -77,14 +53,8 @@ def workdir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-async def emu(monkeypatch):
-    async with Emulator() as emulator:
-        emulator.add_connection(SC, TENANT, CLIENT)
-        emulator.add_connection(SC2, TENANT, CLIENT2)
-        monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emulator.oidc_request_uri)
-        monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emulator.system_access_token)
-        monkeypatch.setenv("AZURE_AUTHORITY_HOST", emulator.authority)
-        yield emulator
+async def emu(start_emulator):
+    return await start_emulator((SC, TENANT, CLIENT), (SC2, TENANT, CLIENT2))
 
 
 def profile(name: str = "ci", **overrides):

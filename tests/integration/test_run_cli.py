@@ -9,108 +9,54 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
 
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
+from tests.support import (
+    CLIENT,
+    ROOT,
+    SC,
+    SC2,
+    SUBSCRIPTION,
+    TENANT,
+    azauth,
+    azauth_async,
+    exists,
+    spawn_azauth,
+    toml_connection,
+    toml_output,
+    toml_profile,
+    toml_table,
+    wait_for,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
-SUBSCRIPTION = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
-
-PROFILE = f"""
-[settings]
-refresh_margin = 300
-
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUBSCRIPTION}"
-
-[connections.other]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC2}"
-
-[profiles.ci]
-connections = ["prod", "other"]
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-connection = "prod"
-path = "out/arm.token"
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-connection = "prod"
-path = "out/arm.json"
-format = "json"
-
-[[profiles.ci.outputs]]
-kind = "federated_token_file"
-connection = "prod"
-path = "out/prod.jwt"
-
-[[profiles.ci.outputs]]
-kind = "env_file"
-connection = "prod"
-path = "out/terraform.env"
-preset = "terraform"
-variables = {{ TOKEN_EXPIRES_AT = "expires_at" }}
-
-[[profiles.ci.outputs]]
-kind = "env_file"
-connection = "other"
-path = "out/identity.sh"
-dialect = "sh"
-preset = "azure-identity"
-"""
-
-
-def azauth(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        cwd=cwd,
-        env=env if env is not None else dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+PROFILE = (
+    toml_table("[settings]", refresh_margin=300)
+    + toml_connection(subscription=SUBSCRIPTION)
+    + toml_connection("other", service_connection=SC2)
+    + toml_profile("ci", "prod", "other")
+    + toml_output("token_file", connection="prod", path="out/arm.token")
+    + toml_output("token_file", connection="prod", path="out/arm.json", format="json")
+    + toml_output("federated_token_file", connection="prod", path="out/prod.jwt")
+    + toml_output(
+        "env_file",
+        connection="prod",
+        path="out/terraform.env",
+        preset="terraform",
+        variables={"TOKEN_EXPIRES_AT": "expires_at"},
     )
-
-
-async def run_async(*args: str, cwd: Path, timeout: float = 60) -> tuple[int, str, str]:
-    """Run azauth without blocking the loop (the emulator lives in this process)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    + toml_output(
+        "env_file",
+        connection="other",
+        path="out/identity.sh",
+        dialect="sh",
+        preset="azure-identity",
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-async def wait_for(*paths: Path, timeout: float = 15.0) -> None:
-    """Wait until every path exists (the runner writes them); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not all(p.exists() for p in paths):
-        assert time.monotonic() < deadline, f"not written in time: {[str(p) for p in paths]}"
-        await asyncio.sleep(0.05)
+)
 
 
 @pytest.fixture
@@ -120,14 +66,8 @@ def workdir(tmp_path):
 
 
 @pytest.fixture
-async def emu(monkeypatch):
-    async with Emulator() as emulator:
-        emulator.add_connection(SC, TENANT, CLIENT)
-        emulator.add_connection(SC2, TENANT, CLIENT)
-        monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emulator.oidc_request_uri)
-        monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emulator.system_access_token)
-        monkeypatch.setenv("AZURE_AUTHORITY_HOST", emulator.authority)
-        yield emulator
+async def emu(start_emulator):
+    return await start_emulator((SC, TENANT, CLIENT), (SC2, TENANT, CLIENT))
 
 
 def issued_secrets(emu: Emulator) -> list[str]:
@@ -138,7 +78,7 @@ def issued_secrets(emu: Emulator) -> list[str]:
 
 class TestOnce:
     async def test_run_writes_every_output_and_env_files_read_back(self, workdir, emu):
-        code, out, err = await run_async("run", "--once", cwd=workdir)
+        code, out, err = await azauth_async("run", "--once", cwd=workdir)
 
         assert code == 0, err
         assert out == ""  # no pipeline variables in this profile: stdout stays empty
@@ -177,7 +117,7 @@ class TestOnce:
         assert (out_dir / "identity.federated-token").read_text().count(".") == 2
 
     async def test_debug_run_never_prints_a_secret(self, workdir, emu):
-        code, out, err = await run_async("run", "-vv", "--log-format", "json", cwd=workdir)
+        code, out, err = await azauth_async("run", "-vv", "--log-format", "json", cwd=workdir)
 
         assert code == 0, err
         assert '"level": "debug"' in err
@@ -187,7 +127,7 @@ class TestOnce:
             assert secret not in err  # ... and none of them reached the output
 
     async def test_json_logs_are_one_object_per_line(self, workdir, emu):
-        code, _, err = await run_async("run", "-v", "--log-format", "json", cwd=workdir)
+        code, _, err = await azauth_async("run", "-v", "--log-format", "json", cwd=workdir)
 
         assert code == 0
         events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
@@ -195,7 +135,7 @@ class TestOnce:
 
     async def test_wrong_system_token_is_an_auth_error(self, workdir, emu, monkeypatch):
         monkeypatch.setenv("SYSTEM_ACCESSTOKEN", "wrong-token-value")
-        code, out, err = await run_async("run", cwd=workdir)
+        code, out, err = await azauth_async("run", cwd=workdir)
 
         assert code == 4
         assert out == ""
@@ -206,7 +146,7 @@ class TestOnce:
     async def test_partial_failure_exit_code(self, workdir, emu):
         text = PROFILE.replace(SC2, "99999999-0000-0000-0000-000000000000")
         (workdir / "azauth.toml").write_text(text)
-        code, _, err = await run_async("run", cwd=workdir)
+        code, _, err = await azauth_async("run", cwd=workdir)
 
         assert code == 5
         assert "No service connection found" in err
@@ -215,7 +155,7 @@ class TestOnce:
 
     async def test_missing_oidc_uri(self, workdir, emu, monkeypatch):
         monkeypatch.delenv("SYSTEM_OIDCREQUESTURI")
-        code, _, err = await run_async("run", cwd=workdir)
+        code, _, err = await azauth_async("run", cwd=workdir)
 
         assert code == 3  # the job environment, like a missing SYSTEM_ACCESSTOKEN
         assert "SYSTEM_OIDCREQUESTURI" in err
@@ -261,19 +201,9 @@ class TestEmulate:
 
 class TestWatch:
     async def test_sigterm_stops_cleanly_and_remove_on_exit_deletes(self, workdir, emu):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "--watch",
-            "--remove-on-exit",
-            cwd=workdir,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await spawn_azauth("run", "--watch", "--remove-on-exit", cwd=workdir)
         target = workdir / "out/arm.token"
-        await wait_for(target)
+        await wait_for(exists(target), what="the token file")
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
 
@@ -282,24 +212,15 @@ class TestWatch:
         assert not (workdir / "out/prod.jwt").exists()
 
     async def test_sighup_reloads_the_profile(self, workdir, emu):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "--watch",
-            cwd=workdir,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await spawn_azauth("run", "--watch", cwd=workdir)
         try:
-            await wait_for(workdir / "out/arm.token")
+            await wait_for(exists(workdir / "out/arm.token"), what="the token file")
             with (workdir / "azauth.toml").open("a") as fh:
                 fh.write(
                     '\n[[profiles.ci.outputs]]\nkind = "token_file"\nconnection = "other"\npath = "out/added.token"\n'
                 )
             proc.send_signal(signal.SIGHUP)
-            await wait_for(workdir / "out/added.token")
+            await wait_for(exists(workdir / "out/added.token"), what="the added token file")
             assert emu.verify_access_token((workdir / "out/added.token").read_text())
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -311,10 +232,7 @@ class TestWatch:
         """20 s token lifetimes, 70 s of watch mode, every output sampled every 100 ms."""
         emu.oidc_lifetime = 20
         emu.token_lifetime = 20
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
+        proc = await spawn_azauth(
             "run",
             "--watch",
             cwd=workdir,
@@ -323,7 +241,7 @@ class TestWatch:
         )
         out = workdir / "out"
         try:
-            await wait_for(out / "identity.sh", out / "terraform.env")
+            await wait_for(exists(out / "identity.sh", out / "terraform.env"), what="the env files")
             samples = 0
             seen_tokens: set[str] = set()
             deadline = time.monotonic() + 70
@@ -358,10 +276,7 @@ class TestCrashSafety:
         emu.latency = 0.0
         completes = 0
         for _ in range(25):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "agent",
+            proc = await spawn_azauth(
                 "run",
                 cwd=workdir,
                 stdout=asyncio.subprocess.DEVNULL,
