@@ -14,10 +14,7 @@ from agent import docker_credential as dc
 from agent.protocol import HttpResponse
 from agent.testing._jwt_signing import SigningKey
 from agent.testing.emulator import Emulator
-
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
+from tests.support import CLIENT, SC, TENANT
 
 
 def response(status: int, body: object) -> HttpResponse:

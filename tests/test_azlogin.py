@@ -7,8 +7,8 @@ import pytest
 from agent.azlogin import AZ_CONFIG, find_az, login_commands
 from agent.config import load_config
 from agent.exceptions import UsageError
+from tests.support import TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 
 

@@ -21,14 +21,9 @@ from agent.cli.main import main
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import skewed_clock_environment
 from agent.tokencache import CacheEntry, decode_entry, encode_entry
+from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OTHER_TENANT = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-CLIENT2 = "22222222-3333-4444-5555-666666666666"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
-SUBSCRIPTION = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 ARM = "https://management.azure.com"
 VAULT = "https://vault.azure.net"
 

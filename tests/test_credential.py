@@ -20,11 +20,8 @@ from agent.exceptions import ConfigError, EntraError, OidcRequestError, Transpor
 from agent.retry import RetryPolicy
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
+from tests.support import ARM, CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-ARM = "https://management.azure.com/.default"
 VAULT = "https://vault.azure.net/.default"
 FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=10)
 

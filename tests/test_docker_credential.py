@@ -23,10 +23,8 @@ import pytest
 from agent import docker_credential as dc
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 BIN = Path(sys.executable).parent
 HELPER = BIN / "docker-credential-azauth"
 SKOPEO = shutil.which("skopeo")

@@ -17,13 +17,9 @@ from agent.cli.main import main
 from agent.credential_process import TokenDetails
 from agent.testing.emulator import Emulator
 from agent.tokencache import CacheEntry, TokenCache
+from tests.support import CLIENT, SC, SC2, SUBSCRIPTION, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 CLIENT2 = "66666666-7777-8888-9999-000000000000"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
-SUBSCRIPTION = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 
 PROFILES = f"""
 default_profile = "dev"

@@ -26,13 +26,9 @@ from agent.execmode import (
 )
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, SC2, SUBSCRIPTION, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
 CLIENT2 = "66666666-7777-8888-9999-000000000000"
-SUBSCRIPTION = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 
 PROFILE = f"""
 default_profile = "ci"

@@ -6,19 +6,9 @@ import subprocess
 import sys
 import textwrap
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
+from tests.support import CLIENT, PROD_CI, SC
 
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-"""
+PROFILE = PROD_CI
 
 CHILD = textwrap.dedent(
     """

@@ -25,10 +25,8 @@ from agent.credential_process import (
     render_git_credential,
 )
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 AZURE_DEVOPS = "499b84ac-1321-427f-aa17-267ca6975798"
 REQUEST = "protocol=https\nhost=dev.azure.com\npath=contoso/azauth/_git/azauth\n\n"
 # agent.config.discovery is import-light on purpose; config loading must stay out.

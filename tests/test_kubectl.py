@@ -17,10 +17,8 @@ import pytest
 
 from agent.testing._tls import create_tls_material
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 # The AKS AAD server application: the audience of tokens for AKS clusters with Entra auth.
 AKS = "6dae42f8-4368-4678-94ff-3960e28e3630"
 VERSION = {

@@ -28,12 +28,9 @@ from agent.oidc_request import (
 )
 from agent.server import TokenServer
 from agent.testing.fakes import FakeClock
+from tests.support import CLIENT, SC, SC2, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 CLIENT2 = "11111111-2222-3333-4444-666666666666"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
 
 PROD = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
 OTHER = Connection(tenant_id=TENANT, client_id=CLIENT2, service_connection_id=SC2)

@@ -25,14 +25,10 @@ import pytest
 import yaml
 
 from agent.cli.main import build_parser
+from tests.support import CLIENT, ROOT, SC, TENANT
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"^```(\w+)\n(.*?)^```", README, re.S | re.M)
-
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 
 
 def blocks(*languages: str) -> list[str]:

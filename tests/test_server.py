@@ -42,12 +42,9 @@ from agent.mi_protocol import (
     select_connection,
 )
 from agent.server import TokenServer, check_loopback_host, serve_profile
+from tests.support import CLIENT, SC, SC2, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 CLIENT2 = "11111111-2222-3333-4444-666666666666"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
 ARM = "https://management.azure.com"
 ARM_SCOPE = f"{ARM}/.default"
 

@@ -30,10 +30,8 @@ from agent.tokencache import (
     refresh_margin,
     selector_for,
 )
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 NOW = 1_800_000_000.0
 SECRET = "s3cret-system-access-token-value-0123456789"
 ACCESS = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"

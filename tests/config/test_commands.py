@@ -8,11 +8,11 @@ import pytest
 
 from agent.cli.main import main
 from agent.config import EnvFileOutput, load_config
+from tests.support import ROOT
 
 TENANT = "3f6c2a4e-8b1d-4c7a-9e25-6d0f1b8a7c43"
 CLIENT = "9a1e7b52-4c3d-4f8e-b6a0-2d5c8e1f3b74"
 SC = "c2d4e6f8-1a3b-4c5d-8e7f-9a0b1c2d3e4f"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

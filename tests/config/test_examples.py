@@ -24,8 +24,8 @@ from agent.config import (
 )
 from agent.config.models import DockerConfigOutput, RegistryBinding
 from agent.config.schema import render_json_schema
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TOML_EXAMPLE = ROOT / "azauth.toml.example"
 YAML_EXAMPLE = ROOT / "azauth.yaml.example"
 SCHEMA = ROOT / "schemas" / "azauth.schema.json"

@@ -13,10 +13,8 @@ import pytest
 
 from agent.testing._feeds import EmulatedFeed
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT, toml_connection
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 BIN = str(Path(sys.executable).parent)
 
 
@@ -53,11 +51,7 @@ def profile_text(feed_url: str, extra: str = "") -> str:
 version = 1
 default_profile = "ci"
 
-[connections.artifacts]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("artifacts")}
 [profiles.ci]
 connections = ["artifacts"]
 
@@ -95,9 +89,7 @@ async def feed_setup(tmp_path: Path) -> FeedSetup:
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "AZAUTH_CONFIG": str(config),
-        "SYSTEM_OIDCREQUESTURI": emu.oidc_request_uri,
-        "SYSTEM_ACCESSTOKEN": emu.system_access_token,
-        "AZURE_AUTHORITY_HOST": emu.authority,
+        **emu.pipeline_environment(),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_NO_CACHE_DIR": "1",
         "PIP_CONFIG_FILE": os.devnull,

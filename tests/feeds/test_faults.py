@@ -25,10 +25,8 @@ from agent.config import load_config
 from agent.runner import Runner
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 USER_LINES = ["; mine", "save-exact=true", "//npm.example.invalid/:_authToken=users-own"]
 HOURS = 3
 LIFETIME = 1800

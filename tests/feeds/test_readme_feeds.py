@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-from pathlib import Path
 
 import yaml
 
 from agent.cli.main import main
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 TITLE = "## Package feeds: Azure Artifacts for pip, uv, twine, npm, NuGet and Maven"
 

@@ -16,12 +16,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
+from tests.support import CLIENT, ROOT, SC, SC2, TENANT
+
 CLIENT2 = "11111111-2222-3333-4444-666666666666"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
 SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 SUB2 = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d02"
 LIFETIME = 8

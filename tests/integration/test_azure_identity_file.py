@@ -15,9 +15,8 @@ import textwrap
 
 import pytest
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
+from tests.support import CLIENT, SC, TENANT
+
 LIFETIME = 6
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -17,14 +17,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import CLIENT, ROOT, SC, SC2, TENANT
+
 MODULES = ROOT / ".venv" / "node" / "node_modules"
 SCRIPT = Path(__file__).with_name("js") / "identity_clients.js"
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
 CLIENT2 = "11111111-2222-3333-4444-666666666666"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),

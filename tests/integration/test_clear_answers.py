@@ -20,24 +20,9 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import _internal_error
+from tests.support import CLIENT, PROD_CI_TOKEN_FILE, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-path = "out/arm.token"
-"""
+PROFILE = PROD_CI_TOKEN_FILE
 
 PIPELINE_PROFILE = (
     PROFILE

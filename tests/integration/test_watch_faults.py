@@ -17,12 +17,7 @@ import pytest
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import skewed_clock_environment
-
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-ARM = "https://management.azure.com/.default"
-KV = "https://vault.azure.net/.default"
+from tests.support import CLIENT, KV, SC, TENANT
 
 PROFILE = f"""
 [settings]

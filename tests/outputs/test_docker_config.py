@@ -19,10 +19,8 @@ from agent.report import render_summary
 from agent.runner import Runner
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
+from tests.support import ARM, CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 NULL_GUID = "00000000-0000-0000-0000-000000000000"
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
 
@@ -351,7 +349,6 @@ client_id = "{CLIENT}"
 service_connection_id = "{SC}"
 """
 ONE_CONNECTION = TWO_CONNECTIONS.split("[connections.other]", maxsplit=1)[0]
-ARM = "https://management.azure.com/.default"
 
 
 @pytest.mark.parametrize(

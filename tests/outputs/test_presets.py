@@ -8,9 +8,8 @@ from azure.identity._constants import EnvironmentVariables
 
 from agent.outputs.fields import TokenFields
 from agent.outputs.presets import PRESETS, preset_variables, resolve_variables
+from tests.support import CLIENT, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
 SUBSCRIPTION = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 CONNECTION = "99999999-8888-7777-6666-555555555555"
 TOKEN_FILE = "/agent/_temp/azauth/federated-token"

@@ -24,11 +24,8 @@ from agent.cli.emulator import render_exports
 from agent.cli.main import main as cli_main
 from agent.testing._jwt_signing import SigningKey
 from agent.testing.emulator import Emulator
+from tests.support import ARM, CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-ARM = "https://management.azure.com/.default"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 REPO = Path(__file__).resolve().parents[2]

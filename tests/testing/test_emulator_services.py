@@ -9,10 +9,8 @@ import pytest
 
 from agent.testing._tunnel import ConnectTunnel
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 BLOB = "https://acct.blob.core.windows.net/state/ci.tfstate"
 

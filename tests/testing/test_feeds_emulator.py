@@ -12,10 +12,8 @@ import pytest
 
 from agent.testing._feeds import build_npm_tarball, build_wheel
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 DEVOPS = "499b84ac-1321-427f-aa17-267ca6975798/.default"
 
 

@@ -1,6 +1,6 @@
 """Shared support of the trust-boundary tests: the one profile file they run against.
 
-The connection uses the ids of ``tests/conftest.py`` (``connected_emulator`` registers them).
+The connection uses the ids of ``tests/support.py`` (``connected_emulator`` registers them).
 """
 
 from __future__ import annotations
@@ -10,24 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-
-_CONNECTION = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-"""
-_OUTPUT = """
-[[profiles.ci.outputs]]
-kind = "token_file"
-path = "out/arm.token"
-"""
+from tests.support import PROD_CI, PROD_CI_TOKEN_FILE
 
 
 @pytest.fixture
@@ -40,7 +23,7 @@ def write_profile() -> Callable[..., Path]:
 
     def write(directory: Path, *, outputs: bool = False) -> Path:
         path = directory / "azauth.toml"
-        path.write_text(_CONNECTION + (_OUTPUT if outputs else ""))
+        path.write_text(PROD_CI_TOKEN_FILE if outputs else PROD_CI)
         return path
 
     return write

@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 # Reads the parent's /proc/PID/environ: READ (and whether the token is in it) or DENIED.
 READER = """
 import os, sys

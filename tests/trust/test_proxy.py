@@ -22,11 +22,8 @@ from agent.retry import RetryPolicy
 from agent.server import TokenServer
 from agent.testing.emulator import Emulator
 from agent.testing.proxy import ConnectProxy
+from tests.support import ARM, CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-ARM = "https://management.azure.com/.default"
 PASSWORD = "pr0xy-Pa55word-42"  # noqa: S105 - the test proxy's password
 FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=10)
 

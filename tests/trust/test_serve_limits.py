@@ -15,10 +15,8 @@ import aiohttp
 import pytest
 
 from agent._listener import connection_cap
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 ARM = "https://management.azure.com/"
 NOFILE = 256
 

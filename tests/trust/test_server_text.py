@@ -15,10 +15,8 @@ from aiohttp import web
 from agent._secrets import MAX_SERVER_TEXT, server_text
 from agent.protocol import HttpResponse, parse_token_response
 from agent.testing.emulator import Emulator
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 INJECTED = "\n##vso[task.setvariable variable=PWNED]1\r\x1b[31m"
 
 

@@ -14,10 +14,8 @@ from agent import AzurePipelinesCredential
 from agent._http import MAX_BODY_BYTES
 from agent.exceptions import TransportError
 from agent.retry import RetryPolicy
+from tests.support import CLIENT, SC, TENANT
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
 HUGE = 64 * 1024 * 1024
 CHUNK = b'{"oidcToken": "' + b"A" * (1024 * 1024 - 15)
 
