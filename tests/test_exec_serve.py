@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+import json
 
-from tests.support import CLIENT, PROD_CI, SC
+from tests.support import CLIENT, PROD_CI, SC, azauth, environ, python_program
 
 PROFILE = PROD_CI
 
-CHILD = textwrap.dedent(
-    """
-    import os
-    from azure.identity import ManagedIdentityCredential
-    from agent.jwt import unverified_claims
-    token = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
-    claims = unverified_claims(token.token)
-    print(claims["aud"], claims["appid"], os.environ["IDENTITY_ENDPOINT"].startswith("http://127.0.0.1:"))
-    print("SYSTEM_ACCESSTOKEN" in os.environ)
-    """
-)
+
+def exec_emulated(tmp_path, *options, program, env=None):
+    """``azauth exec --emulate OPTIONS -- python tests/programs/PROGRAM ...`` in ``tmp_path``."""
+    return azauth("exec", "--emulate", *options, "--", *program, cwd=tmp_path, env=env, timeout=90)
 
 
 def test_command_gets_tokens_from_the_server(tmp_path):
     (tmp_path / "azauth.toml").write_text(PROFILE)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "exec",
-            "--emulate",
-            "--serve",
-            "--no-preset",
-            "--",
-            sys.executable,
-            "-c",
-            CHILD,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
+    result = exec_emulated(
+        tmp_path, "--serve", "--no-preset", program=python_program("managed_identity_token.py")
     )
 
     assert result.returncode == 0, result.stderr
@@ -52,82 +26,19 @@ def test_command_gets_tokens_from_the_server(tmp_path):
 
 def test_imds_endpoint_is_offered_only_on_request(tmp_path):
     (tmp_path / "azauth.toml").write_text(PROFILE)
-    show = "import os; print(os.environ.get('ARM_USE_MSI'), 'ARM_MSI_ENDPOINT' in os.environ, 'MSI_SECRET' in os.environ)"
-    plain = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "exec",
-            "--emulate",
-            "--serve",
-            "--",
-            sys.executable,
-            "-c",
-            show,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    imds = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "exec",
-            "--emulate",
-            "--serve",
-            "--imds",
-            "--",
-            sys.executable,
-            "-c",
-            show,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    show = python_program("show_environment.py", "ARM_", "MSI_")
+    plain = exec_emulated(tmp_path, "--serve", program=show)
+    imds = exec_emulated(tmp_path, "--serve", "--imds", program=show)
 
-    assert plain.stdout.strip() == "None False True", plain.stderr
-    assert imds.stdout.strip() == "true True True", imds.stderr
-
-
-SHOW_ARM = (
-    "import os, json; print(json.dumps({k: v for k, v in os.environ.items() "
-    "if k.startswith(('ARM_', 'SYSTEM_', 'ACTIONS_'))}))"
-)
+    seen = [json.loads(plain.stdout), json.loads(imds.stdout)]
+    shown = [(v.get("ARM_USE_MSI"), "ARM_MSI_ENDPOINT" in v, "MSI_SECRET" in v) for v in seen]
+    assert shown[0] == (None, False, True), plain.stderr
+    assert shown[1] == ("true", True, True), imds.stderr
 
 
 def _exec_env(tmp_path, *options, extra_env=None):
-    import json
-    import os
-
-    env = {**os.environ, **(extra_env or {})}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "exec",
-            "--emulate",
-            *options,
-            "--",
-            sys.executable,
-            "-c",
-            SHOW_ARM,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        env=env,
-    )
+    show = python_program("show_environment.py", "ARM_", "SYSTEM_", "ACTIONS_")
+    result = exec_emulated(tmp_path, *options, program=show, env=environ(**(extra_env or {})))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -159,41 +70,13 @@ def test_terraform_preset_takes_the_request_flow_when_served(tmp_path):
     assert "ARM_CLIENT_SECRET" not in plain  # the preset owns its consumer's choice either way
 
 
-DAC_CHILD = textwrap.dedent(
-    """
-    import os
-    from azure.identity import DefaultAzureCredential
-    from agent.jwt import unverified_claims
-    token = DefaultAzureCredential().get_token("https://vault.azure.net/.default")
-    print(unverified_claims(token.token)["appid"])
-    print(sorted(k for k in ("AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_SECRET", "SYSTEM_ACCESSTOKEN") if k in os.environ))
-    """
-)
-
-
 def test_default_preset_with_a_server_sends_default_azure_credential_to_it(tmp_path):
-    import os
-
     (tmp_path / "azauth.toml").write_text(PROFILE)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "exec",
-            "--emulate",
-            "--serve",
-            "--",
-            sys.executable,
-            "-c",
-            DAC_CHILD,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        env={**os.environ, "AZURE_CLIENT_SECRET": "ambient"},
+    result = exec_emulated(
+        tmp_path,
+        "--serve",
+        program=python_program("default_azure_credential_token.py"),
+        env=environ(AZURE_CLIENT_SECRET="ambient"),
     )
 
     assert result.returncode == 0, result.stderr
