@@ -33,7 +33,7 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "11111111-2222-3333-4444-555555555555"
 SC = "00000000-aaaa-bbbb-cccc-000000000001"
 SC2 = "00000000-aaaa-bbbb-cccc-000000000002"
-CLIENT2 = "22222222-3333-4444-5555-666666666666"
+CLIENT2 = "11111111-2222-3333-4444-666666666666"
 SUBSCRIPTION = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 
 ARM = "https://management.azure.com/.default"
@@ -101,6 +101,13 @@ def toml_output(kind: str, profile_name: str = "ci", **fields: object) -> str:
 
 PROD_CI = toml_connection() + toml_profile()
 """Connection ``prod`` (TENANT, CLIENT, SC) and profile ``ci`` using it, no outputs."""
+
+PROD_OTHER_CI = (
+    toml_connection()
+    + toml_connection("other", client=CLIENT2, service_connection=SC2)
+    + toml_profile("ci", "prod", "other")
+)
+"""Connections ``prod`` (CLIENT, SC) and ``other`` (CLIENT2, SC2); profile ``ci`` uses both."""
 
 PROD_CI_TOKEN_FILE = PROD_CI + toml_output("token_file", path="out/arm.token")
 """``PROD_CI`` plus the ARM token written to ``out/arm.token``."""

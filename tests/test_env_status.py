@@ -17,9 +17,7 @@ from agent.cli.main import main
 from agent.credential_process import TokenDetails
 from agent.testing.emulator import Emulator
 from agent.tokencache import CacheEntry, TokenCache
-from tests.support import CLIENT, SC, SC2, SUBSCRIPTION, TENANT
-
-CLIENT2 = "66666666-7777-8888-9999-000000000000"
+from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT
 
 PROFILES = f"""
 default_profile = "dev"

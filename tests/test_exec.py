@@ -26,9 +26,7 @@ from agent.execmode import (
 )
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, SC2, SUBSCRIPTION, TENANT
-
-CLIENT2 = "66666666-7777-8888-9999-000000000000"
+from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT
 
 PROFILE = f"""
 default_profile = "ci"

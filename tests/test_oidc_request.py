@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import textwrap
 
 import aiohttp
 import pytest
@@ -28,9 +25,7 @@ from agent.oidc_request import (
 )
 from agent.server import TokenServer
 from agent.testing.fakes import FakeClock
-from tests.support import CLIENT, SC, SC2, TENANT
-
-CLIENT2 = "11111111-2222-3333-4444-666666666666"
+from tests.support import CLIENT, CLIENT2, PROD_OTHER_CI, SC, SC2, TENANT, azauth, python_program
 
 PROD = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
 OTHER = Connection(tenant_id=TENANT, client_id=CLIENT2, service_connection_id=SC2)
@@ -243,79 +238,16 @@ class TestEndpoint:
         assert env["AZAUTH_OIDC_REQUEST_TOKEN"] != env["IDENTITY_HEADER"]
 
 
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[connections.other]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-
-[profiles.ci]
-connections = ["prod", "other"]
-"""
-
-CHILD = textwrap.dedent(
-    """
-    import json, os, urllib.request
-    from azure.identity import AzurePipelinesCredential, ClientAssertionCredential
-    from agent.jwt import unverified_claims
-
-    url = os.environ["AZAUTH_OIDC_REQUEST_URL"]
-    secret = os.environ["AZAUTH_OIDC_REQUEST_TOKEN"]
-    authority = os.environ["AZURE_AUTHORITY_HOST"]
-    assert "SYSTEM_ACCESSTOKEN" not in os.environ
-
-    # 1. AzurePipelinesCredential, pointed at the local endpoint with the per-run secret.
-    os.environ["SYSTEM_OIDCREQUESTURI"] = url
-    cred = AzurePipelinesCredential(
-        tenant_id="{tenant}", client_id="{client2}", service_connection_id="{sc2}",
-        system_access_token=secret, authority=authority,
-    )
-    print(unverified_claims(cred.get_token("https://vault.azure.net/.default").token)["appid"])
-
-    # 2. ClientAssertionCredential with a callback that asks the GitHub shape each time.
-    def assertion():
-        req = urllib.request.Request(
-            url + "?api-version=2.0&audience=api://AzureADTokenExchange",
-            headers={{"Authorization": "Bearer " + secret}},
-        )
-        with urllib.request.urlopen(req) as answer:
-            return json.load(answer)["value"]
-
-    cred = ClientAssertionCredential("{tenant}", "{client}", assertion, authority=authority)
-    print(unverified_claims(cred.get_token("https://storage.azure.com/.default").token)["appid"])
-    """
-).format(tenant=TENANT, client=CLIENT, client2=CLIENT2, sc2=SC2)
+PROFILE = PROD_OTHER_CI
 
 
 def test_azure_identity_clients_use_the_endpoint(tmp_path):
     (tmp_path / "azauth.toml").write_text(PROFILE)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "exec",
-            "--emulate",
-            "--serve",
-            "--no-preset",
-            "--connection",
-            "prod",
-            "--",
-            sys.executable,
-            "-c",
-            CHILD,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    child = python_program("azure_identity_oidc_clients.py", TENANT, CLIENT, CLIENT2, SC2)
+    result = azauth(
+        "exec", "--emulate", "--serve", "--no-preset", "--connection", "prod", "--", *child,
+        cwd=tmp_path, timeout=90,
+    )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [CLIENT2, CLIENT]
@@ -334,29 +266,11 @@ async def test_configured_audience_alias_is_accepted(emu, http):
 def test_serve_cli_takes_the_audience_alias(tmp_path):
     (tmp_path / "azauth.toml").write_text(PROFILE)
     state = tmp_path / "st" / "s.json"
-    started = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "serve",
-            "--background",
-            "--emulate",
-            "--profile",
-            "ci",
-            "--connection",
-            "prod",
-            "--oidc-audience",
-            "api://AzureADTokenExchangeUSGov",
-            "--state-file",
-            str(state),
-        ],
+    started = azauth(
+        "serve", "--background", "--emulate", "--profile", "ci", "--connection", "prod",
+        "--oidc-audience", "api://AzureADTokenExchangeUSGov", "--state-file", str(state),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    )  # fmt: skip
     assert started.returncode == 0, started.stderr
     try:
         import json
@@ -370,13 +284,7 @@ def test_serve_cli_takes_the_audience_alias(tmp_path):
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert json.load(answer)["count"] == 1
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "agent", "serve", "--stop", "--state-file", str(state)],
-            cwd=tmp_path,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        azauth("serve", "--stop", "--state-file", str(state), cwd=tmp_path)
 
 
 @pytest.mark.parametrize("seed", range(25))

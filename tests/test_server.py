@@ -42,32 +42,15 @@ from agent.mi_protocol import (
     select_connection,
 )
 from agent.server import TokenServer, check_loopback_host, serve_profile
-from tests.support import CLIENT, SC, SC2, TENANT
+from tests.support import CLIENT, CLIENT2, PROD_OTHER_CI, SC, SC2, TENANT, toml_profile
 
-CLIENT2 = "11111111-2222-3333-4444-666666666666"
 ARM = "https://management.azure.com"
 ARM_SCOPE = f"{ARM}/.default"
 
 PROD = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
 OTHER = Connection(tenant_id=TENANT, client_id=CLIENT2, service_connection_id=SC2)
 
-PROFILE_TOML = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[connections.other]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-
-[profiles.ci]
-connections = ["prod", "other"]
-
-[profiles.single]
-connections = ["prod"]
-"""
+PROFILE_TOML = PROD_OTHER_CI + toml_profile("single")
 
 
 @pytest.fixture

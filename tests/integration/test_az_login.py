@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT, ROOT, SC, SC2, TENANT
+from tests.support import CLIENT, CLIENT2, ROOT, SC, SC2, TENANT
 
-CLIENT2 = "11111111-2222-3333-4444-666666666666"
 SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 SUB2 = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d02"
 LIFETIME = 8

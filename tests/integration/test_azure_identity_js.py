@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT, ROOT, SC, SC2, TENANT
+from tests.support import CLIENT, CLIENT2, PROD_OTHER_CI, ROOT, SC2, TENANT
 
 MODULES = ROOT / ".venv" / "node" / "node_modules"
 SCRIPT = Path(__file__).with_name("js") / "identity_clients.js"
-CLIENT2 = "11111111-2222-3333-4444-666666666666"
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
@@ -32,20 +31,7 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[connections.other]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-
-[profiles.ci]
-connections = ["prod", "other"]
-"""
+PROFILE = PROD_OTHER_CI
 
 
 def test_javascript_clients_against_the_server(tmp_path):
