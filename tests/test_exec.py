@@ -25,8 +25,18 @@ from agent.execmode import (
     exit_status,
 )
 from agent.jwt import unverified_claims
-from agent.testing.emulator import Emulator
-from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT
+from tests.support import (
+    AZAUTH,
+    CLIENT,
+    CLIENT2,
+    SC,
+    SC2,
+    SUBSCRIPTION,
+    TENANT,
+    python_program,
+    spawn_azauth,
+    wait_for,
+)
 
 PROFILE = f"""
 default_profile = "ci"
@@ -53,33 +63,6 @@ path = "out/arm.token"
 connections = ["prod", "other"]
 """
 
-# Prints what the command sees: selected variables, and the federated token file with its modes.
-SHOW = """
-import json, os, stat, sys
-names = sys.argv[1:]
-out = {name: os.environ.get(name) for name in names}
-path = os.environ.get("AZURE_FEDERATED_TOKEN_FILE") or os.environ.get("ARM_OIDC_TOKEN_FILE_PATH")
-if path:
-    out["_token"] = open(path).read()
-    out["_file_mode"] = stat.S_IMODE(os.stat(path).st_mode)
-    out["_dir_mode"] = stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode)
-    out["_path"] = path
-print(json.dumps(out))
-"""
-
-# Traps a signal, says it is ready, writes a marker when the signal arrives, exits 0.
-TRAP = """
-import os, signal, sys, time
-marker, ready, name = sys.argv[1], sys.argv[2], sys.argv[3]
-def handle(signum, frame):
-    open(marker, "w").write(signal.Signals(signum).name)
-    sys.exit(0)
-signal.signal(getattr(signal, name), handle)
-open(ready, "w").write(str(os.getpid()))
-time.sleep(60)
-sys.exit(9)
-"""
-
 
 @pytest.fixture
 def workdir(tmp_path):
@@ -98,50 +81,30 @@ def agent_temp(tmp_path, monkeypatch):
     return directory
 
 
-async def _started(emulator: Emulator, monkeypatch) -> Emulator:
-    emulator.add_connection(SC, TENANT, CLIENT)
-    emulator.add_connection(SC2, TENANT, CLIENT2)
-    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emulator.oidc_request_uri)
-    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emulator.system_access_token)
-    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emulator.authority)
+@pytest.fixture
+async def emu(start_emulator, agent_temp):
+    return await start_emulator((SC, TENANT, CLIENT), (SC2, TENANT, CLIENT2))
+
+
+@pytest.fixture
+async def tls_emu(start_emulator, monkeypatch, agent_temp):
+    emulator = await start_emulator((SC, TENANT, CLIENT), (SC2, TENANT, CLIENT2), tls=True)
+    # azure-identity accepts only https authorities; both azauth and the child trust the CA.
+    monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_file)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_file)
     return emulator
-
-
-@pytest.fixture
-async def emu(monkeypatch, agent_temp):
-    async with Emulator() as emulator:
-        yield await _started(emulator, monkeypatch)
-
-
-@pytest.fixture
-async def tls_emu(monkeypatch, agent_temp):
-    emulator = Emulator()
-    await emulator.start(tls=True)
-    try:
-        await _started(emulator, monkeypatch)
-        # azure-identity accepts only https authorities; both azauth and the child trust the CA.
-        monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_file)
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_file)
-        yield emulator
-    finally:
-        await emulator.close()
 
 
 async def azauth_exec(
     *args: str, cwd: Path, stdin: bytes | None = None, timeout: float = 60, env=None
 ) -> tuple[int, str, str]:
     """Run `azauth exec ARGS` without blocking the loop (the emulator lives in this process)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
+    proc = await spawn_azauth(
         "exec",
         *args,
         cwd=cwd,
         env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     assert proc.returncode is not None
@@ -152,12 +115,17 @@ def python(*code_and_args: str) -> list[str]:
     return ["--", sys.executable, "-c", *code_and_args]
 
 
+def run_program(name: str, *args: str) -> list[str]:
+    """``-- python tests/programs/NAME ARGS``: the command for azauth exec."""
+    return ["--", *python_program(name, *args)]
+
+
 async def wait_for_file(path: Path, proc: asyncio.subprocess.Process, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
+    def written() -> bool:
         assert proc.returncode is None, "azauth exited early"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        await asyncio.sleep(0.02)
+        return path.exists()
+
+    await wait_for(written, seconds, interval=0.02, what=f"{path} to appear")
 
 
 class TestTheCommandsEnvironment:
@@ -185,7 +153,7 @@ class TestTheCommandsEnvironment:
             "terraform",
             "--preset",
             "azure-identity",
-            *python(SHOW, *names),
+            *run_program("show_command_environment.py", *names),
             cwd=workdir,
         )
 
@@ -219,7 +187,8 @@ class TestTheCommandsEnvironment:
     async def test_default_preset_is_azure_identity(self, workdir, emu):
         """Without --preset the command gets the AZURE_* variables and no ARM_* ones."""
         code, out, err = await azauth_exec(
-            *python(SHOW, "AZURE_CLIENT_ID", "ARM_CLIENT_ID"), cwd=workdir
+            *run_program("show_command_environment.py", "AZURE_CLIENT_ID", "ARM_CLIENT_ID"),
+            cwd=workdir,
         )
 
         assert code == 0, err
@@ -231,7 +200,7 @@ class TestTheCommandsEnvironment:
         code, out, err = await azauth_exec(
             "--no-preset",
             "--no-outputs",
-            *python(SHOW, "AZURE_CLIENT_ID", NESTING_VARIABLE),
+            *run_program("show_command_environment.py", "AZURE_CLIENT_ID", NESTING_VARIABLE),
             cwd=workdir,
         )
 
@@ -249,12 +218,9 @@ class TestTheCommandsEnvironment:
 
     async def test_azure_identity_in_the_command_gets_a_token(self, workdir, tls_emu):
         """DefaultAzureCredential inside the command authenticates through the file."""
-        script = (
-            "from azure.identity import DefaultAzureCredential\n"
-            "credential = DefaultAzureCredential(exclude_managed_identity_credential=True)\n"
-            "print(credential.get_token('https://management.azure.com/.default').token)\n"
+        code, out, err = await azauth_exec(
+            "--no-outputs", *run_program("default_credential_arm_token.py"), cwd=workdir, timeout=90
         )
-        code, out, err = await azauth_exec("--no-outputs", *python(script), cwd=workdir, timeout=90)
 
         assert code == 0, err
         claims = tls_emu.verify_access_token(out.strip(), audience="https://management.azure.com")
@@ -274,13 +240,17 @@ class TestTheCommandsEnvironment:
             monkeypatch.setenv(name, value)
         names = list(ambient)
 
-        code, out, _ = await azauth_exec(*python(SHOW, *names), cwd=workdir)
+        code, out, _ = await azauth_exec(
+            *run_program("show_command_environment.py", *names), cwd=workdir
+        )
         assert code == 0
         # the default preset (azure-identity) owns AZURE_CLIENT_SECRET; the rest stays
         expected = ambient | {"AZURE_CLIENT_SECRET": None}
         assert {k: v for k, v in json.loads(out).items() if not k.startswith("_")} == expected
 
-        code, out, _ = await azauth_exec("--clear-env", *python(SHOW, *names), cwd=workdir)
+        code, out, _ = await azauth_exec(
+            "--clear-env", *run_program("show_command_environment.py", *names), cwd=workdir
+        )
         assert code == 0
         seen = {k: v for k, v in json.loads(out).items() if not k.startswith("_")}
         assert seen == dict.fromkeys(names[:-1]) | {"AZAUTH_TEST_UNRELATED": "kept"}
@@ -288,7 +258,9 @@ class TestTheCommandsEnvironment:
     async def test_keep_system_token(self, workdir, emu):
         """--keep-system-token passes SYSTEM_ACCESSTOKEN through (removed by default)."""
         code, out, _ = await azauth_exec(
-            "--keep-system-token", *python(SHOW, "SYSTEM_ACCESSTOKEN"), cwd=workdir
+            "--keep-system-token",
+            *run_program("show_command_environment.py", "SYSTEM_ACCESSTOKEN"),
+            cwd=workdir,
         )
 
         assert code == 0
@@ -316,7 +288,7 @@ class TestTheCommandsEnvironment:
             "both",
             "--connection",
             "other",
-            *python(SHOW, "AZURE_CLIENT_ID", "AZAUTH_PROFILE"),
+            *run_program("show_command_environment.py", "AZURE_CLIENT_ID", "AZAUTH_PROFILE"),
             cwd=workdir,
         )
         assert code == 0, err
@@ -403,7 +375,7 @@ class TestSignals:
             "-m",
             "agent",
             "exec",
-            *python(TRAP, str(marker), str(ready), name),
+            *run_program("trap_signal.py", str(marker), str(ready), name),
             cwd=workdir,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -431,11 +403,12 @@ class TestSignals:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        deadline = time.monotonic() + 30
-        while not list(agent_temp.iterdir()):  # the directory exists once signals are handled
-            assert time.monotonic() < deadline
+
+        def made() -> bool:  # the directory exists once signals are handled
             assert proc.returncode is None
-            await asyncio.sleep(0.02)
+            return bool(list(agent_temp.iterdir()))
+
+        await wait_for(made, 30, interval=0.02, what="the private directory")
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
 
@@ -453,39 +426,14 @@ class TestSignals:
         arrive together, so ^C is pressed three times, 0.4 s apart: expect exactly 3.
         """
         counter, ready = workdir / "count", workdir / "ready"
-        child = (
-            "import signal, socket, time\n"
-            "r, w = socket.socketpair()\n"
-            "r.setblocking(False); w.setblocking(False)\n"
-            "signal.set_wakeup_fd(w.fileno())\n"
-            "hits = []\n"
-            "signal.signal(signal.SIGINT, lambda *_: hits.append(1))\n"
-            f"open({str(ready)!r}, 'w').close()\n"
-            "deadline = time.monotonic() + 30\n"
-            "while not hits and time.monotonic() < deadline: time.sleep(0.01)\n"
-            "time.sleep(2.0)  # the other presses, and room for forwarded duplicates\n"
-            "data = r.recv(100)\n"
-            f"open({str(counter)!r}, 'w').write(str(data.count(signal.SIGINT)))\n"
-        )
-        # A launcher that makes the pty the controlling terminal of a new session, then runs azauth.
-        launcher = (
-            "import fcntl, os, sys, termios\n"
-            "os.setsid()\n"
-            "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
-            "os.execv(sys.executable, [sys.executable, '-m', 'agent', 'exec', *sys.argv[1:]])\n"
-        )
         loop = asyncio.get_running_loop()
         output = bytearray()
         master, slave = pty.openpty()
         try:
+            # The pty becomes the controlling terminal of a new session, then azauth runs in it.
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                launcher,
-                "--",
-                sys.executable,
-                "-c",
-                child,
+                *python_program("controlling_terminal.py", *AZAUTH, "exec"),
+                *run_program("count_interrupts.py", str(ready), str(counter)),
                 cwd=workdir,
                 stdin=slave,
                 stdout=slave,
@@ -523,22 +471,9 @@ class TestFreshness:
     async def test_the_file_is_kept_fresh_while_the_command_runs(self, workdir, emu):
         """6 s OIDC tokens, a 12 s command reading the file every 50 ms: never expired, renewed."""
         emu.oidc_lifetime = 6
-        reader = (
-            "import base64, json, os, time\n"
-            "path = os.environ['AZURE_FEDERATED_TOKEN_FILE']\n"
-            "seen, expired, reads = set(), 0, 0\n"
-            "end = time.monotonic() + 12\n"
-            "while time.monotonic() < end:\n"
-            "    token = open(path).read()\n"
-            "    payload = token.split('.')[1]\n"
-            "    claims = json.loads(base64.urlsafe_b64decode(payload + '=' * (-len(payload) % 4)))\n"
-            "    expired += claims['exp'] <= time.time()\n"
-            "    seen.add(claims['jti'])\n"
-            "    reads += 1\n"
-            "    time.sleep(0.05)\n"
-            "print(json.dumps({'distinct': len(seen), 'expired': expired, 'reads': reads}))\n"
+        code, out, err = await azauth_exec(
+            "--no-outputs", *run_program("watch_federated_token_file.py", "12"), cwd=workdir
         )
-        code, out, err = await azauth_exec("--no-outputs", *python(reader), cwd=workdir)
 
         assert code == 0, err
         result = json.loads(out)
