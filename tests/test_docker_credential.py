@@ -23,7 +23,7 @@ import pytest
 from agent import docker_credential as dc
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, spawn_azauth
 
 BIN = Path(sys.executable).parent
 HELPER = BIN / "docker-credential-azauth"
@@ -518,17 +518,12 @@ async def test_skopeo_pulls_with_an_auths_file_that_watch_mode_keeps_fresh(
     auth.parent.mkdir()
     auth.write_text('{"auths": {"docker.io": {"auth": "eA=="}}}', encoding="utf-8")
     env = {**skopeo_env(helper_env), "REGISTRY_AUTH_FILE": str(auth)}
-    watch = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
+    watch = await spawn_azauth(
         "run",
         "--watch",
         "-vv",  # debug logs: still no token in them
         cwd=tmp_path,
         env={**helper_env, "PYTHONUNBUFFERED": "1"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30

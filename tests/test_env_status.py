@@ -17,7 +17,7 @@ from agent.cli.main import main
 from agent.credential_process import TokenDetails
 from agent.testing.emulator import Emulator
 from agent.tokencache import CacheEntry, TokenCache
-from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT
+from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT, spawn_azauth
 
 PROFILES = f"""
 default_profile = "dev"
@@ -280,15 +280,7 @@ class TestStatus:
 
 
 async def azauth(*args: str, cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_azauth(*args, cwd=cwd)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()

@@ -370,10 +370,7 @@ class TestSignals:
     ):
         """A signal to azauth reaches the command; it exits 0 after trapping it, so does azauth."""
         marker, ready = workdir / "marker", workdir / "ready"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
+        proc = await spawn_azauth(
             "exec",
             *run_program("trap_signal.py", str(marker), str(ready), name),
             cwd=workdir,
@@ -393,10 +390,7 @@ class TestSignals:
         """SIGTERM during acquisition: no command, 128+15, the private directory removed."""
         emu.latency = 20.0
         marker = workdir / "ran"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
+        proc = await spawn_azauth(
             "exec",
             *python(f"open({str(marker)!r}, 'w')"),
             cwd=workdir,

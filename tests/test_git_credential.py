@@ -25,7 +25,7 @@ from agent.credential_process import (
     render_git_credential,
 )
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, spawn_azauth
 
 AZURE_DEVOPS = "499b84ac-1321-427f-aa17-267ca6975798"
 REQUEST = "protocol=https\nhost=dev.azure.com\npath=contoso/azauth/_git/azauth\n\n"
@@ -349,16 +349,7 @@ class TestCommand:
         """The answer comes after the blank line, even if the caller has not closed stdin."""
         if warm:
             await run(sys.executable, "-m", "agent", "git-credential", "get", stdin=REQUEST)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "git-credential",
-            "get",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await spawn_azauth("git-credential", "get", stdin=asyncio.subprocess.PIPE)
         assert process.stdin is not None
         assert process.stdout is not None
         process.stdin.write(REQUEST.encode())

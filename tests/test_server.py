@@ -17,7 +17,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 
 import aiohttp
@@ -42,7 +41,16 @@ from agent.mi_protocol import (
     select_connection,
 )
 from agent.server import TokenServer, check_loopback_host, serve_profile
-from tests.support import CLIENT, CLIENT2, PROD_OTHER_CI, SC, SC2, TENANT, toml_profile
+from tests.support import (
+    CLIENT,
+    CLIENT2,
+    PROD_OTHER_CI,
+    SC,
+    SC2,
+    TENANT,
+    spawn_azauth,
+    toml_profile,
+)
 
 ARM = "https://management.azure.com"
 ARM_SCOPE = f"{ARM}/.default"
@@ -762,10 +770,7 @@ class TestCli:
     async def test_serve_emulate_prints_exports_serves_and_stops_on_sigterm(self, tmp_path, http):
         """The subprocess prints one export line, serves tokens from it, and exits 0 on SIGTERM."""
         (tmp_path / "azauth.toml").write_text(PROFILE_TOML)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
+        proc = await spawn_azauth(
             "serve",
             "--profile",
             "ci",
@@ -777,8 +782,6 @@ class TestCli:
             "--log-format",
             "json",
             cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:

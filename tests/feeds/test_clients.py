@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import spawn_azauth
+
 TOKEN_LIFETIME = 6
 
 
@@ -137,10 +139,7 @@ class TestNpm:
             "NPM_CONFIG_AUDIT": "false",
             "NPM_CONFIG_FUND": "false",
         }
-        watch = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
+        watch = await spawn_azauth(
             "run",
             "--watch",
             "-q",

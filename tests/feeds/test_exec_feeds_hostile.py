@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import spawn_azauth
+
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 async def test_a_signal_removes_the_private_directory(feed_setup, signum):
@@ -17,12 +19,9 @@ async def test_a_signal_removes_the_private_directory(feed_setup, signum):
     (Path(setup.env["HOME"]) / ".npmrc").write_text("save-exact=true\n")
     marker = setup.work / "dir.txt"
     script = f'echo "$AZAUTH_FEEDS_DIR" > {marker}; exec sleep 60'
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "exec", "--feeds", "--no-preset", "--",
+    process = await spawn_azauth("exec", "--feeds", "--no-preset", "--",
         "sh", "-c", script,
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         cwd=setup.work,
         env=setup.env,
     )  # fmt: skip

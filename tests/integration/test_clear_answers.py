@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import _internal_error
-from tests.support import CLIENT, PROD_CI_TOKEN_FILE, SC, TENANT
+from tests.support import CLIENT, PROD_CI_TOKEN_FILE, SC, TENANT, spawn_azauth
 
 PROFILE = PROD_CI_TOKEN_FILE
 
@@ -721,8 +721,7 @@ async def test_a_connection_not_referenced_in_the_stage_is_exit_3_with_the_hint(
 
     emulator.add_service_connection(SC, referenced=False)
     (tmp_path / "azauth.toml").write_text(PROFILE)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *command, cwd=tmp_path,
+    proc = await spawn_azauth(*command, cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "AZAUTH_CACHE_DIR": str(tmp_path / "cache")},
     )  # fmt: skip

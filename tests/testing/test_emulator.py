@@ -24,7 +24,7 @@ from agent.cli.emulator import render_exports
 from agent.cli.main import main as cli_main
 from agent.testing._jwt_signing import SigningKey
 from agent.testing.emulator import Emulator
-from tests.support import ARM, CLIENT, SC, TENANT
+from tests.support import ARM, CLIENT, SC, TENANT, spawn_azauth
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -885,16 +885,7 @@ async def read_exports(process: asyncio.subprocess.Process, count: int) -> dict[
 
 class TestCli:
     async def _start(self, *args: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "emulator",
-            *args,
-            cwd=REPO,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        return await spawn_azauth("emulator", *args, cwd=REPO)
 
     async def test_the_command_prints_exports_serves_and_stops_on_sigterm(self, session):
         """azauth emulator --register: export lines on stdout, a working server, exit 0 on SIGTERM."""

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from agent.cli.main import main
 from agent.exceptions import OutputError
 from agent.outputs._atomic import atomic_write
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, spawn_azauth
 
 OTHER_UID = 65534  # nobody
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
@@ -236,17 +235,7 @@ class TestOutputDirectories:
             },
         }
         (tmp_path / "work" / "azauth.yaml").write_text(json.dumps(profile))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agent",
-            "run",
-            "--profile",
-            "ci",
-            cwd=tmp_path / "work",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await spawn_azauth("run", "--profile", "ci", cwd=tmp_path / "work")
         _, err = await proc.communicate()
         assert proc.returncode == 6, err.decode()
         assert f"{out}" in err.decode() and "mode 0775" in err.decode()

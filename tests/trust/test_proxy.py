@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -22,7 +20,7 @@ from agent.retry import RetryPolicy
 from agent.server import TokenServer
 from agent.testing.emulator import Emulator
 from agent.testing.proxy import ConnectProxy
-from tests.support import ARM, CLIENT, SC, TENANT
+from tests.support import ARM, CLIENT, SC, TENANT, spawn_azauth
 
 PASSWORD = "pr0xy-Pa55word-42"  # noqa: S105 - the test proxy's password
 FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=10)
@@ -191,16 +189,7 @@ async def test_cli_errors_logs_and_summary_name_the_proxy_host_never_its_passwor
     """Through a refusing proxy: one 407, the proxy's host named, its user-info nowhere."""
     write_profile(tmp_path, outputs=True)
     env = {**os.environ, "HTTPS_PROXY": proxy.url_with_credentials.replace(PASSWORD, "run-pw-77")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        *args,
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_azauth(*args, env=env, cwd=tmp_path)
     out, err = await proc.communicate()
     text = out.decode() + err.decode()
     assert proc.returncode != 0, text

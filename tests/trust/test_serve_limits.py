@@ -8,14 +8,13 @@ import os
 import resource
 import shlex
 import signal
-import sys
 import time
 
 import aiohttp
 import pytest
 
 from agent._listener import connection_cap
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, spawn_azauth
 
 ARM = "https://management.azure.com/"
 NOFILE = 256
@@ -49,10 +48,7 @@ async def test_good_client_is_served_within_2s_while_400_idle_connections_are_he
 ):
     write_profile(tmp_path)
     stderr = (tmp_path / "serve.log").open("wb")  # a pipe nobody reads could block the server
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
+    proc = await spawn_azauth(
         "serve",
         "--profile",
         "ci",

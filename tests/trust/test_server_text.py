@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from aiohttp import web
 from agent._secrets import MAX_SERVER_TEXT, server_text
 from agent.protocol import HttpResponse, parse_token_response
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, spawn_azauth
 
 INJECTED = "\n##vso[task.setvariable variable=PWNED]1\r\x1b[31m"
 
@@ -58,16 +56,7 @@ def _assertions(emu: Emulator) -> list[str]:
 
 
 async def _azauth(*args: str, cwd: Path) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agent",
-        *args,
-        cwd=cwd,
-        env=dict(os.environ),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_azauth(*args, cwd=cwd, env=dict(os.environ))
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode() + err.decode()
