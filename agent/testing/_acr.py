@@ -60,11 +60,9 @@ _API_HEADERS = {"Docker-Distribution-Api-Version": "registry/2.0"}
 
 
 class _Refusal(Exception):  # noqa: N818 - an answer, not an error of ours
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+    """The registry's error answer; ``args`` is (HTTP status, error code, message)."""
+
+    args: tuple[int, str, str]
 
 
 @dataclass(frozen=True)
@@ -178,7 +176,7 @@ class Registry:
         try:
             claims = self._check_exchange(form, service)
         except _Refusal as refusal:
-            return _error(refusal.status, refusal.code, refusal.message)
+            return _error(*refusal.args)
         now = int(self.now())
         refresh_claims = {
             "jti": str(uuid.uuid4()),
@@ -330,16 +328,28 @@ class Registry:
             return self._challenge(request, None)
         return _json(200, {})
 
-    async def _manifest(self, request: web.Request) -> web.Response:
+    def _pull(self, request: web.Request) -> Image | web.Response | None:
+        """Count and authorize a pull of ``<name>``: its image (None if unknown) or a challenge."""
         self.counts["registry"] += 1
         name = request.match_info["name"]
         if not self._authorized(request, name):
             return self._challenge(request, f"repository:{name}:pull")
-        image = self.images.get(name)
+        return self.images.get(name)
+
+    def _known_image(self, request: web.Request) -> Image | web.Response:
+        """Like :meth:`_pull`, with the registry's ``NAME_UNKNOWN`` answer for an unknown name."""
+        image = self._pull(request)
         if image is None:
+            name = request.match_info["name"]
             return _error(
                 404, "NAME_UNKNOWN", "repository name not known to registry", {"Name": name}
             )
+        return image
+
+    async def _manifest(self, request: web.Request) -> web.Response:
+        image = self._known_image(request)
+        if isinstance(image, web.Response):
+            return image
         reference = request.match_info["reference"]
         if reference not in {image.tag, image.digest}:
             return _error(
@@ -355,23 +365,15 @@ class Registry:
 
     async def _tags(self, request: web.Request) -> web.Response:
         """``GET /v2/<name>/tags/list``: ``{"name", "tags"}`` (``skopeo inspect`` lists them)."""
-        self.counts["registry"] += 1
-        name = request.match_info["name"]
-        if not self._authorized(request, name):
-            return self._challenge(request, f"repository:{name}:pull")
-        image = self.images.get(name)
-        if image is None:
-            return _error(
-                404, "NAME_UNKNOWN", "repository name not known to registry", {"Name": name}
-            )
-        return _json(200, {"name": name, "tags": [image.tag]})
+        image = self._known_image(request)
+        if isinstance(image, web.Response):
+            return image
+        return _json(200, {"name": request.match_info["name"], "tags": [image.tag]})
 
     async def _blob(self, request: web.Request) -> web.Response:
-        self.counts["registry"] += 1
-        name = request.match_info["name"]
-        if not self._authorized(request, name):
-            return self._challenge(request, f"repository:{name}:pull")
-        image = self.images.get(name)
+        image = self._pull(request)
+        if isinstance(image, web.Response):
+            return image
         digest = request.match_info["digest"]
         blob = image.blobs.get(digest) if image is not None else None
         if blob is None:

@@ -13,90 +13,39 @@ Only ``CONNECT host:port`` is served; any other request is answered 405 and clos
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Self
+
+from agent.testing.proxy import ConnectProxy
 
 __all__ = ["ConnectTunnel"]
 
-_MAX_HEAD = 8192
-_BUFFER = 65536
 
+class ConnectTunnel(ConnectProxy):
+    """Tunnels ``CONNECT`` requests to ``127.0.0.1:target_port``.
 
-class ConnectTunnel:
-    """Tunnels ``CONNECT`` requests to ``127.0.0.1:target_port``."""
+    A :class:`~agent.testing.proxy.ConnectProxy` without credentials whose tunnels all lead to
+    one port; a target without a port is answered 405.
+    """
 
     def __init__(self, target_port: int) -> None:
+        super().__init__()
         self.target_port = target_port
         #: ``host:port`` of each CONNECT received, in order.
         self.hosts: list[str] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``: the value for ``HTTPS_PROXY``."""
         if self._server is None:
             raise RuntimeError("the tunnel is not started")
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return super().url
 
-    async def start(self) -> Self:
+    async def start(self, host: str = "127.0.0.1") -> Self:
         """Listen on 127.0.0.1, any free port."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
+        return await super().start(host)
 
-    async def close(self) -> None:
-        """Stop listening and cut the open tunnels. Safe to call twice."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if server is not None:
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self._tunnel(reader, writer)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > _MAX_HEAD:
-            return
-        method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-        target = rest.split(" ", 1)[0]
-        if method != "CONNECT" or ":" not in target:
-            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
-            return
+    def _upstream(self, target: str) -> tuple[str, int] | None:
+        if ":" not in target:
+            return None
         self.hosts.append(target)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await writer.drain()
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            up_writer.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(_BUFFER):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            if writer.can_write_eof():
-                writer.write_eof()
+        return "127.0.0.1", self.target_port

@@ -621,15 +621,9 @@ class Emulator:
             return _json_response(status, devops.failure_body(status), headers)
         if status == 200:
             return _json_response(status, {"token_type": "Bearer"}, headers)
-        refusal = entra.failure_refusal(status)
-        payload = entra.error_body(
-            refusal,
-            now=now,
-            trace_id=trace_id,
-            correlation_id=correlation_id,
-            authority=self.authority,
+        return self._entra_refusal(
+            entra.failure_refusal(status), now, headers, (trace_id, correlation_id)
         )
-        return _json_response(status, payload, headers)
 
     # ----------------------------------------------------------------------------- Azure DevOps
 
@@ -764,43 +758,53 @@ class Emulator:
         # Entra reports the caller's client-request-id as the correlation id.
         return headers, trace_id, client_request_id or str(uuid.uuid4())
 
-    def _answer_token(self, request: web.Request, form: dict[str, str]) -> web.Response:
-        now = self.clock.time()
-        headers, trace_id, correlation_id = self._entra_headers(request)
-        try:
-            grant = entra.check_token_request(
-                method=request.method,
-                tenant=request.match_info["tenant"],
-                form=form,
-                directory=self.directory,
-                keys=(self.devops_key, self.entra_key),
-                now=now,
-                trust_any_app=self.trust_any_app,
-            )
-        except entra.Refusal as refusal:
-            payload = entra.error_body(
-                refusal,
-                now=now,
-                trace_id=trace_id,
-                correlation_id=correlation_id,
-                authority=self.authority,
-            )
-            return _json_response(refusal.status, payload, headers)
+    def _entra_refusal(
+        self,
+        refusal: entra.Refusal,
+        now: float,
+        headers: dict[str, str],
+        ids: tuple[str, str],
+    ) -> web.Response:
+        """Entra's JSON error answer for ``refusal``; ``ids`` are (trace id, correlation id)."""
+        trace_id, correlation_id = ids
+        payload = entra.error_body(
+            refusal,
+            now=now,
+            trace_id=trace_id,
+            correlation_id=correlation_id,
+            authority=self.authority,
+        )
+        return _json_response(refusal.status, payload, headers)
+
+    def _check_token_request(
+        self, request: web.Request, form: dict[str, str], now: float
+    ) -> entra.Grant:
+        """The grant Entra would give, or :class:`entra.Refusal` (also for ``refused_scopes``)."""
+        grant = entra.check_token_request(
+            method=request.method,
+            tenant=request.match_info["tenant"],
+            form=form,
+            directory=self.directory,
+            keys=(self.devops_key, self.entra_key),
+            now=now,
+            trust_any_app=self.trust_any_app,
+        )
         if form.get("scope") in self.refused_scopes:
-            refused_scope = entra.Refusal(
+            raise entra.Refusal(
                 400,
                 "invalid_scope",
                 70011,
                 f"The provided value for scope {form.get('scope')} is not valid.",
             )
-            payload = entra.error_body(
-                refused_scope,
-                now=now,
-                trace_id=trace_id,
-                correlation_id=correlation_id,
-                authority=self.authority,
-            )
-            return _json_response(refused_scope.status, payload, headers)
+        return grant
+
+    def _answer_token(self, request: web.Request, form: dict[str, str]) -> web.Response:
+        now = self.clock.time()
+        headers, trace_id, correlation_id = self._entra_headers(request)
+        try:
+            grant = self._check_token_request(request, form, now)
+        except entra.Refusal as refusal:
+            return self._entra_refusal(refusal, now, headers, (trace_id, correlation_id))
         if self.token_body is not None:
             return web.Response(
                 status=200, body=self.token_body, content_type=_JSON, headers=headers

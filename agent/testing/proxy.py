@@ -89,6 +89,11 @@ class ConnectProxy:
         expected = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return headers.get("proxy-authorization", "") == f"Basic {expected}"
 
+    def _upstream(self, target: str) -> tuple[str, int] | None:
+        """Where a ``CONNECT target`` goes: the ``host:port`` it names (None: answer 405)."""
+        host, _, port = target.rpartition(":")
+        return host.strip("[]"), int(port)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -126,14 +131,12 @@ class ConnectProxy:
             )
             await writer.drain()
             return
-        if method != "CONNECT":
+        upstream = self._upstream(target) if method == "CONNECT" else None
+        if upstream is None:
             writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
             return
-        host, _, port = target.rpartition(":")
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            host.strip("[]"), int(port)
-        )
+        upstream_reader, upstream_writer = await asyncio.open_connection(*upstream)
         self.tunnels += 1
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
@@ -149,5 +152,6 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     finally:
-        with contextlib.suppress(OSError):
-            writer.write_eof()
+        with contextlib.suppress(OSError, RuntimeError):
+            if writer.can_write_eof():
+                writer.write_eof()
