@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import sys
 
+from tests.support import python_program
+
 HEAVY = ("pydantic", "aiohttp", "structlog", "azure", "agent.config.models", "agent.cli")
-PROBE = f"""
-import sys
-import keyring
-answer = keyring.get_password(sys.argv[1], "VssSessionToken")
-heavy = sorted(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in {HEAVY!r}))
-print("ANSWER=" + str(answer))
-print("HEAVY=" + ",".join(heavy))
-"""
+
+
+def probe(url: str) -> list[str]:
+    """The command asking keyring for ``url`` and listing the HEAVY modules it loaded."""
+    return python_program("keyring_probe.py", url, *HEAVY)
 
 
 def parse(stdout: str) -> tuple[str, list[str]]:
@@ -30,16 +29,14 @@ async def test_registered_through_the_entry_point(feed_setup, run_client):
 async def test_cold_then_warm_from_the_cache(feed_setup, run_client):
     setup = feed_setup
     url = setup.index_url
-    cold = await run_client(sys.executable, "-c", PROBE, url, env=setup.env, cwd=setup.work)
+    cold = await run_client(*probe(url), env=setup.env, cwd=setup.work)
     answer, heavy = parse(cold.stdout)
     assert cold.returncode == 0, cold.stderr
     assert (
         setup.emulator.verify_access_token(answer)["aud"] == "499b84ac-1321-427f-aa17-267ca6975798"
     )
     assert setup.emulator.counts == {"oidc": 1, "token": 1}
-    warm = await run_client(
-        sys.executable, "-c", PROBE, f"{setup.feed_url}/pypi/upload/", env=setup.env, cwd=setup.work
-    )
+    warm = await run_client(*probe(f"{setup.feed_url}/pypi/upload/"), env=setup.env, cwd=setup.work)
     assert parse(warm.stdout) == (answer, [])  # same token, nothing heavy imported
     assert setup.emulator.counts == {"oidc": 1, "token": 1}
     # `azauth token` for the same connection and scope shares the entry.
@@ -62,16 +59,14 @@ async def test_cold_then_warm_from_the_cache(feed_setup, run_client):
 
 async def test_other_urls_are_left_to_other_backends(feed_setup, run_client):
     setup = feed_setup
-    await run_client(sys.executable, "-c", PROBE, setup.index_url, env=setup.env, cwd=setup.work)
+    await run_client(*probe(setup.index_url), env=setup.env, cwd=setup.work)
     for service in (
         "https://pypi.org/simple/",
         "pypi.org",
         "https://pkgs.dev.azure.com/northwind/_packaging/f/pypi/simple/",
         "http://example.com/contoso/azauth/_packaging/shared/pypi/simple/",
     ):
-        result = await run_client(
-            sys.executable, "-c", PROBE, service, env=setup.env, cwd=setup.work
-        )
+        result = await run_client(*probe(service), env=setup.env, cwd=setup.work)
         assert parse(result.stdout) == ("None", []), service
     # The keyring command exits 1 ("not found"), as for any URL it has nothing for.
     cli = await run_client(
@@ -90,9 +85,7 @@ async def test_other_urls_are_left_to_other_backends(feed_setup, run_client):
 async def test_no_profile_costs_nothing(feed_setup, run_client):
     setup = feed_setup
     env = {k: v for k, v in setup.env.items() if k != "AZAUTH_CONFIG"}
-    result = await run_client(
-        sys.executable, "-c", PROBE, setup.index_url, env=env, cwd=setup.work.parent
-    )
+    result = await run_client(*probe(setup.index_url), env=env, cwd=setup.work.parent)
     assert parse(result.stdout) == ("None", [])
     assert setup.emulator.counts["token"] == 0
 
@@ -137,10 +130,7 @@ async def test_organization_url_covers_its_feeds(feed_setup, run_client):
     setup.config.write_text(setup.config.read_text().replace(setup.feed_url, organization))
     other = setup.emulator.feeds.add_feed("contoso", "other")
     result = await run_client(
-        sys.executable,
-        "-c",
-        PROBE,
-        f"{setup.emulator.feeds.url_of(other)}/pypi/simple/",
+        *probe(f"{setup.emulator.feeds.url_of(other)}/pypi/simple/"),
         env=setup.env,
         cwd=setup.work,
     )
@@ -151,18 +141,12 @@ async def test_organization_url_covers_its_feeds(feed_setup, run_client):
 
 async def test_an_edited_profile_is_read_again(feed_setup, run_client):
     setup = feed_setup
-    first = await run_client(
-        sys.executable, "-c", PROBE, setup.index_url, env=setup.env, cwd=setup.work
-    )
+    first = await run_client(*probe(setup.index_url), env=setup.env, cwd=setup.work)
     assert parse(first.stdout)[0] != "None"
     other = setup.emulator.feeds.add_feed("northwind", "other")  # another organization
     other_url = setup.emulator.feeds.url_of(other)
-    before = await run_client(
-        sys.executable, "-c", PROBE, f"{other_url}/pypi/simple/", env=setup.env, cwd=setup.work
-    )
+    before = await run_client(*probe(f"{other_url}/pypi/simple/"), env=setup.env, cwd=setup.work)
     assert parse(before.stdout) == ("None", [])  # the routing record says: not a feed of ours
     setup.config.write_text(setup.config.read_text().replace(setup.feed_url, other_url))
-    after = await run_client(
-        sys.executable, "-c", PROBE, f"{other_url}/pypi/simple/", env=setup.env, cwd=setup.work
-    )
+    after = await run_client(*probe(f"{other_url}/pypi/simple/"), env=setup.env, cwd=setup.work)
     assert parse(after.stdout)[0] != "None"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from tests.support import python_program
+
 OUTPUTS = """
 [[profiles.ci.outputs]]
 kind = "npmrc"
@@ -123,29 +125,9 @@ def test_two_processes_merging_one_npmrc_keep_both_blocks(tmp_path):
 
     npmrc = tmp_path / "shared.npmrc"
     npmrc.write_text("save-exact=true\n")
-    script = """
-import os
-import sys
-from agent.feeds.render import FeedTarget
-from agent.feeds.urls import parse_feed_url
-from agent.feeds.writer import MergedNpmrc
-path, owner, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-target = FeedTarget(owner, parse_feed_url(f"https://pkgs.dev.azure.com/{owner}/_packaging/f"), f"@{owner}")
-import os, time
-while not os.path.exists(path + ".go"):
-    time.sleep(0.001)
-other = "beta" if owner == "alpha" else "alpha"
-seen = False
-for n in range(count):
-    MergedNpmrc(path, owner, [target], f"token.{owner}.{n}").write()
-    present = f"feeds ({other})" in open(path).read()
-    if seen and not present:
-        sys.exit(3)  # the other's block, once written, was lost
-    seen = seen or present
-"""
     env = {**os.environ, "AZAUTH_CACHE_DIR": str(tmp_path / "cache")}
     workers = [
-        subprocess.Popen([sys.executable, "-c", script, str(npmrc), owner, count], env=env)
+        subprocess.Popen(python_program("merge_npmrc.py", str(npmrc), owner, count), env=env)
         for owner, count in (("alpha", "200"), ("beta", "200"))
     ]
     import time

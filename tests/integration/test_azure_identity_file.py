@@ -10,35 +10,13 @@ tokens living about ten minutes that is AADSTS700024. `ManagedIdentityCredential
 
 from __future__ import annotations
 
-import sys
-import textwrap
-
 import pytest
 
-from tests.support import CLIENT, SC, TENANT
+from tests.support import AZAUTH, CLIENT, PROD_CI, SC, TENANT, python_program
 
 LIFETIME = 6
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-CHILD = textwrap.dedent(
-    f"""
-    import base64, json, os, sys, time
-    from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
-    credential = ManagedIdentityCredential() if sys.argv[1] == "mi" else WorkloadIdentityCredential()
-    credential.get_token("https://vault.azure.net/.default")
-    time.sleep({LIFETIME + 2})
-    if sys.argv[1] == "file":
-        payload = open(os.environ["AZURE_FEDERATED_TOKEN_FILE"]).read().split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        print("file-fresh", claims["exp"] > time.time())
-    try:
-        credential.get_token("https://storage.azure.com/.default")
-        print("second-token ok")
-    except Exception as exc:
-        print("second-token", "AADSTS700024" if "AADSTS700024" in str(exc) else type(exc).__name__)
-    """
-)
 
 
 @pytest.fixture
@@ -48,14 +26,11 @@ def lifetime():
 
 async def run_child(world, run, *options, mode):
     world.emu.add_connection(SC, TENANT, CLIENT)
-    (world.workdir / "azauth.toml").write_text(
-        f'[connections.prod]\ntenant_id = "{TENANT}"\nclient_id = "{CLIENT}"\n'
-        f'service_connection_id = "{SC}"\n[profiles.ci]\nconnections = ["prod"]\n'
-    )
+    (world.workdir / "azauth.toml").write_text(PROD_CI)
+    child = python_program("second_token_after_sleep.py", mode, str(LIFETIME + 2))
     code, output = await run(
-        sys.executable, "-m", "agent", "exec", *options, "--", sys.executable, "-c", CHILD, mode,
-        cwd=world.workdir, env=world.env(),
-    )  # fmt: skip
+        *AZAUTH, "exec", *options, "--", *child, cwd=world.workdir, env=world.env()
+    )
     assert code == 0, output
     return [line for line in output.splitlines() if line.startswith(("file-fresh", "second-token"))]
 

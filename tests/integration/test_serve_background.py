@@ -13,8 +13,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -22,20 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT, SC, TENANT
+from tests import support
+from tests.support import CLIENT, SC, SC2, SUBSCRIPTION, toml_connection, toml_profile
 
-SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
-
-PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUB}"
-
-[profiles.ci]
-connections = ["prod"]
-"""
+PROFILE = toml_connection(subscription=SUBSCRIPTION) + toml_profile()
 
 SET_VARIABLE = re.compile(r"^##vso\[task\.setvariable variable=([A-Z_]+)(;issecret=true)?\](.*)$")
 
@@ -43,15 +31,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def azauth(cwd, *args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        env=env,
-    )
+    return support.azauth(*args, cwd=cwd, env=env, timeout=90)
 
 
 def parse(stdout):
@@ -79,33 +59,6 @@ def wait_gone(pid, path, seconds=15.0):
             return True
         time.sleep(0.1)
     return False
-
-
-LATER_STEP = textwrap.dedent(
-    """
-    import json, os, urllib.request
-    from azure.identity import ManagedIdentityCredential
-    from agent.jwt import unverified_claims
-
-    token = ManagedIdentityCredential().get_token("https://management.azure.com/.default")
-    print(unverified_claims(token.token)["appid"])
-
-    secret = os.environ["ARM_OIDC_REQUEST_TOKEN"]
-    base = os.environ["ARM_OIDC_REQUEST_URL"]
-    ado = urllib.request.Request(
-        base + "?api-version=7.1&audience=api://AzureADTokenExchange&serviceConnectionId="
-        + os.environ["ARM_ADO_PIPELINE_SERVICE_CONNECTION_ID"],
-        method="POST", headers={"Authorization": "Bearer " + secret},
-    )
-    with urllib.request.urlopen(ado) as answer:
-        print(unverified_claims(json.load(answer)["oidcToken"])["aud"])
-    github = urllib.request.Request(
-        base + "?audience=api://AzureADTokenExchange", headers={"Authorization": "Bearer " + secret}
-    )
-    with urllib.request.urlopen(github) as answer:
-        print(unverified_claims(json.load(answer)["value"])["aud"])
-    """
-)
 
 
 def test_step_to_step(tmp_path):
@@ -142,7 +95,7 @@ def test_step_to_step(tmp_path):
     # A later step: a fresh process that has only the variables (and PATH/HOME).
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **variables}
     step2 = subprocess.run(
-        [sys.executable, "-c", LATER_STEP],
+        support.python_program("later_pipeline_step.py"),
         env=env,
         capture_output=True,
         text=True,
@@ -240,8 +193,7 @@ def test_a_dead_server_is_not_reused(tmp_path):
 def test_preset_needs_a_connection_before_anything_starts(tmp_path):
     (tmp_path / "azauth.toml").write_text(
         PROFILE.replace('connections = ["prod"]', 'connections = ["prod", "other"]')
-        + f'\n[connections.other]\ntenant_id = "{TENANT}"\nclient_id = "{CLIENT}"\n'
-        'service_connection_id = "00000000-aaaa-bbbb-cccc-000000000002"\n'
+        + toml_connection("other", service_connection=SC2)
     )
     state = tmp_path / "state" / "serve.json"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -17,36 +16,26 @@ import pytest
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import skewed_clock_environment
-from tests.support import CLIENT, KV, SC, TENANT
+from tests.support import (
+    AZAUTH,
+    CLIENT,
+    KV,
+    PROD_CI,
+    SC,
+    TENANT,
+    python_program,
+    toml_output,
+    toml_table,
+    wait_for,
+)
 
-PROFILE = f"""
-[settings]
-log_level = "info"
-
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["prod"]
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-connection = "prod"
-path = "out/arm.token"
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-connection = "prod"
-scope = "{KV}"
-path = "out/kv.token"
-
-[[profiles.ci.outputs]]
-kind = "federated_token_file"
-connection = "prod"
-path = "out/prod.jwt"
-"""
+PROFILE = (
+    toml_table("[settings]", log_level="info")
+    + PROD_CI
+    + toml_output("token_file", connection="prod", path="out/arm.token")
+    + toml_output("token_file", connection="prod", scope=KV, path="out/kv.token")
+    + toml_output("federated_token_file", connection="prod", path="out/prod.jwt")
+)
 
 
 @pytest.fixture
@@ -56,13 +45,8 @@ def workdir(tmp_path):
 
 
 @pytest.fixture
-async def emu(monkeypatch):
-    async with Emulator(oidc_lifetime=4, token_lifetime=4) as emulator:
-        emulator.add_connection(SC, TENANT, CLIENT)
-        monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emulator.oidc_request_uri)
-        monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emulator.system_access_token)
-        monkeypatch.setenv("AZURE_AUTHORITY_HOST", emulator.authority)
-        yield emulator
+async def emu(start_emulator):
+    return await start_emulator((SC, TENANT, CLIENT), oidc_lifetime=4, token_lifetime=4)
 
 
 async def start(
@@ -71,9 +55,7 @@ async def start(
     log = (workdir / "azauth.log").open("wb")
     return await asyncio.create_subprocess_exec(
         *prefix,
-        sys.executable,
-        "-m",
-        "agent",
+        *AZAUTH,
         *args,
         cwd=workdir,
         stdout=asyncio.subprocess.DEVNULL,
@@ -109,15 +91,6 @@ def fresh_jwt(path: Path, *, now: float | None = None) -> bool:
     return exp > (time.time() if now is None else now)
 
 
-async def until(condition, timeout: float) -> float:
-    """Wait for ``condition()``; return the seconds it took (fail after ``timeout``)."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "condition not met in time"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
 def outage(emu: Emulator) -> None:
     emu.fail_next("oidc", 0, body="drop", count=1_000_000)
     emu.fail_next("token", 0, body="drop", count=1_000_000)
@@ -131,12 +104,12 @@ class TestOutages:
         proc = await start(workdir, "run", "--watch")
         out = workdir / "out"
         try:
-            await until(lambda: fresh_access(emu, out / "arm.token"), 15)
+            await wait_for(lambda: fresh_access(emu, out / "arm.token"), 15)
             outage(emu)
             await asyncio.sleep(9)  # more than twice the token life
             assert not fresh_access(emu, out / "arm.token")  # the outage was felt
             emu.clear_failures()
-            took = await until(
+            took = await wait_for(
                 lambda: (
                     fresh_access(emu, out / "arm.token")
                     and fresh_access(emu, out / "kv.token")
@@ -161,18 +134,10 @@ class TestOutages:
     async def test_exec_keeps_the_childs_federated_token_file_fresh_after_an_outage(
         self, workdir, emu
     ):
-        child = (
-            "import os, time, pathlib\n"
-            "path = pathlib.Path(os.environ['AZURE_FEDERATED_TOKEN_FILE'])\n"
-            "stop = pathlib.Path('stop')\n"
-            "with open('samples', 'a') as samples:\n"
-            "    while not stop.exists():\n"
-            "        samples.write(f'{time.time()} {path.read_text()}\\n'); samples.flush()\n"
-            "        time.sleep(0.1)\n"
-        )
-        proc = await start(workdir, "exec", "--", sys.executable, "-c", child)
+        child = python_program("sample_federated_token_file.py")
+        proc = await start(workdir, "exec", "--", *child)
         try:
-            await until((workdir / "samples").exists, 15)
+            await wait_for((workdir / "samples").exists, 15)
             outage(emu)
             await asyncio.sleep(9)
             emu.clear_failures()
@@ -204,7 +169,7 @@ class TestPartialFailures:
         proc = await start(workdir, "run", "--watch")
         out = workdir / "out"
         try:
-            took = await until(
+            took = await wait_for(
                 lambda: fresh_access(emu, out / "arm.token") and fresh_jwt(out / "prod.jwt"), 15
             )
             assert took < 10
@@ -276,7 +241,7 @@ class TestBadAnswers:
             assert proc.returncode is None  # still running
             assert fresh_jwt(out / "prod.jwt")  # the OIDC token is not affected
             emu.expires_in = None
-            await until(
+            await wait_for(
                 lambda: (
                     fresh_access(emu, out / "arm.token") and fresh_access(emu, out / "kv.token")
                 ),
@@ -320,7 +285,7 @@ class TestSkewedClock:
         monkeypatch.delenv("LD_PRELOAD")
         out = workdir / "out"
         try:
-            await until(
+            await wait_for(
                 lambda: fresh_jwt(out / "prod.jwt") and fresh_access(emu, out / "arm.token"), 20
             )
             emu.reset_counts()
