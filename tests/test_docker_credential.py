@@ -23,7 +23,7 @@ import pytest
 from agent import docker_credential as dc
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT, spawn_azauth
+from tests.support import CLIENT, SC, TENANT, python_program, spawn_azauth
 
 BIN = Path(sys.executable).parent
 HELPER = BIN / "docker-credential-azauth"
@@ -462,19 +462,8 @@ async def test_skopeo_without_credentials_is_refused_by_the_registry(
     assert "authentication required" in result.stderr
 
 
-PROBE = """
-import sys
-sys.argv = ["docker-credential-azauth", "get"]
-from agent._entry import docker_credential_main
-try:
-    docker_credential_main()
-except SystemExit as exc:
-    code = exc.code
-heavy = [m for m in sys.modules if m.split(".")[0] in {"aiohttp", "pydantic", "structlog", "azure"}]
-heavy += [m for m in sys.modules if m in {"agent.exceptions", "agent.config.models", "agent.acr"}]
-print("LOADED=" + ",".join(sorted(heavy)), file=sys.stderr)
-sys.exit(code)
-"""
+# What the warm `get` must not import: the HTTP stack, the profile models, the exchange.
+HEAVY = "aiohttp,pydantic,structlog,azure,agent.exceptions,agent.config.models,agent.acr"
 
 
 async def test_a_warm_get_loads_no_heavy_module(acr: Emulator, helper_env: dict[str, str]) -> None:
@@ -482,7 +471,7 @@ async def test_a_warm_get_loads_no_heavy_module(acr: Emulator, helper_env: dict[
 
     def probe() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", PROBE],
+            python_program("entry_point_modules.py", "docker_credential_main", HEAVY, "get"),
             input=registry_of(acr),
             capture_output=True,
             text=True,

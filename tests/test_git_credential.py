@@ -25,7 +25,7 @@ from agent.credential_process import (
     render_git_credential,
 )
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT, spawn_azauth
+from tests.support import CLIENT, SC, TENANT, python_program, spawn_azauth
 
 AZURE_DEVOPS = "499b84ac-1321-427f-aa17-267ca6975798"
 REQUEST = "protocol=https\nhost=dev.azure.com\npath=contoso/azauth/_git/azauth\n\n"
@@ -39,18 +39,7 @@ HEAVY = (
     "agent.config.models",
     "agent.exceptions",
 )
-PROBE = f"""
-import sys
-sys.argv = ["azauth", *sys.argv[1:]]
-from agent._entry import main
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-heavy = [m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in {HEAVY!r})]
-print("LOADED=" + ",".join(sorted(heavy)), file=sys.stderr)
-sys.exit(code)
-"""
+PROBE = python_program("entry_point_modules.py", "main", ",".join(HEAVY))
 
 
 def details(token: str = "eyJ0eXAi.eyJhdWQi.c2ln") -> TokenDetails:
@@ -385,16 +374,14 @@ class TestCommand:
         """A cached token answers git without importing the heavy libraries."""
         _, expected, _ = await helper(capsys, monkeypatch, REQUEST, "get")
 
-        result = await run(sys.executable, "-c", PROBE, "git-credential", "get", stdin=REQUEST)
+        result = await run(*PROBE, "git-credential", "get", stdin=REQUEST)
 
         assert result.returncode == 0
         assert result.stdout == expected
         assert "LOADED=\n" in result.stderr
         # A request the warm path does not answer (plain http) reaches the full command intact.
         result = await run(
-            sys.executable,
-            "-c",
-            PROBE,
+            *PROBE,
             "git-credential",
             "get",
             stdin="protocol=http\nhost=localhost:1\n\n",

@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import _internal_error
-from tests.support import CLIENT, PROD_CI_TOKEN_FILE, SC, TENANT, spawn_azauth
+from tests import support
+from tests.support import (
+    AZAUTH,
+    CLIENT,
+    PROD_CI_TOKEN_FILE,
+    SC,
+    TENANT,
+    python_program,
+    spawn_azauth,
+)
 
 PROFILE = PROD_CI_TOKEN_FILE
 
@@ -38,16 +47,14 @@ def azauth(
     *args: str, cwd: Path, env: dict[str, str], timeout: float = 60, shell_suffix: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """Run azauth; ``shell_suffix`` (``>&-``, ``| head -c1``) runs it through bash."""
-    command = [sys.executable, "-m", "agent", *args]
+    command = [*AZAUTH, *args]
     if shell_suffix:
         line = f'{shlex.join(command)} {shell_suffix}; echo "rc=${{PIPESTATUS[0]}}" >&2'
         return subprocess.run(
             ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True,
             timeout=timeout, check=False,
         )  # fmt: skip
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return support.azauth(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -503,7 +510,7 @@ def test_exec_never_prints_pipeline_variables_on_the_commands_stdout(work):
     assert (cwd / "out/arm.token").exists()  # the other outputs are still delivered
 
 
-SHOW_ENV = "import json, os, sys; print(json.dumps({n: os.environ.get(n) for n in sys.argv[1:]}))"
+SHOW_ENV = python_program("show_variables.py")
 
 
 @pytest.mark.parametrize(
@@ -524,7 +531,7 @@ def test_exec_removes_what_competes_with_the_preset(work, preset, competing, kep
     names = [*competing, *kept]
 
     result = azauth(
-        "exec", "--preset", preset, "--", sys.executable, "-c", SHOW_ENV, *names,
+        "exec", "--preset", preset, "--", *SHOW_ENV, *names,
         cwd=cwd, env=env,
     )  # fmt: skip
 
