@@ -21,7 +21,7 @@ from agent.cli.main import main
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import skewed_clock_environment
 from agent.tokencache import CacheEntry, decode_entry, encode_entry
-from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT
+from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT, toml_connection
 
 OTHER_TENANT = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
 ARM = "https://management.azure.com"
@@ -60,18 +60,10 @@ sys.exit(code)
 """
 
 TWO_CONNECTIONS = f"""
-[connections.a]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUBSCRIPTION}"
+{toml_connection("a")}subscription_id = "{SUBSCRIPTION}"
 additionally_allowed_tenants = ["{OTHER_TENANT}"]
 
-[connections.b]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-scope = "{VAULT}/.default"
+{toml_connection("b", client=CLIENT2, service_connection=SC2)}scope = "{VAULT}/.default"
 
 [profiles.two]
 connections = ["a", "b"]
@@ -82,18 +74,12 @@ connections = ["b"]
 
 
 @pytest.fixture(autouse=True)
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workspace(empty_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory and home, and a private cache directory."""
-    work = tmp_path / "work"
-    home = tmp_path / "home"
-    work.mkdir()
-    home.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "PYTHONPYCACHEPREFIX"):
+    for name in ("XDG_CACHE_HOME", "PYTHONPYCACHEPREFIX"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZAUTH_CACHE_DIR", str(tmp_path / "cache"))
-    return work
+    return empty_home
 
 
 @pytest.fixture

@@ -17,22 +17,23 @@ from agent.cli.main import main
 from agent.credential_process import TokenDetails
 from agent.testing.emulator import Emulator
 from agent.tokencache import CacheEntry, TokenCache
-from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT, spawn_azauth
+from tests.support import (
+    CLIENT,
+    CLIENT2,
+    SC,
+    SC2,
+    SUBSCRIPTION,
+    TENANT,
+    spawn_azauth,
+    toml_connection,
+)
 
 PROFILES = f"""
 default_profile = "dev"
 
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUBSCRIPTION}"
+{toml_connection("prod")}subscription_id = "{SUBSCRIPTION}"
 
-[connections.dev]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-system_access_token_env = "DEV_TOKEN"
+{toml_connection("dev", client=CLIENT2, service_connection=SC2)}system_access_token_env = "DEV_TOKEN"
 
 [profiles.prod]
 connections = ["prod"]
@@ -42,11 +43,7 @@ connections = ["dev"]
 """
 
 ONE_PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("prod")}
 [profiles.only]
 connections = ["prod"]
 """

@@ -35,23 +35,16 @@ from tests.support import (
     TENANT,
     python_program,
     spawn_azauth,
+    toml_connection,
     wait_for,
 )
 
 PROFILE = f"""
 default_profile = "ci"
 
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUBSCRIPTION}"
+{toml_connection("prod")}subscription_id = "{SUBSCRIPTION}"
 
-[connections.other]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-
+{toml_connection("other", client=CLIENT2, service_connection=SC2)}
 [profiles.ci]
 connections = ["prod"]
 

@@ -62,20 +62,14 @@ def answer(text: str) -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workspace(empty_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory and home (no git config), and a private cache directory."""
-    work = tmp_path / "work"
-    home = tmp_path / "home"
-    work.mkdir()
-    home.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "GIT_ASKPASS", "SSH_ASKPASS"):
+    for name in ("XDG_CACHE_HOME", "GIT_ASKPASS", "SSH_ASKPASS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
     monkeypatch.setenv("AZAUTH_CACHE_DIR", str(tmp_path / "cache"))
-    return work
+    return empty_home
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from agent.testing._tls import create_tls_material
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, toml_connection
 
 # The AKS AAD server application: the audience of tokens for AKS clusters with Entra auth.
 AKS = "6dae42f8-4368-4678-94ff-3960e28e3630"
@@ -32,11 +32,7 @@ KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 PROFILE = f"""
-[connections.aks]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-scope = "{AKS}/.default"
+{toml_connection("aks")}scope = "{AKS}/.default"
 
 [profiles.deploy]
 connections = ["aks"]

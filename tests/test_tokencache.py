@@ -61,17 +61,10 @@ def entry(
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(empty_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory and home, so discovery finds only what a test writes."""
-    work = tmp_path / "work"
-    home = tmp_path / "home"
-    work.mkdir()
-    home.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    return home
+    return empty_home.parent / "home"
 
 
 class TestCacheDir:

@@ -8,13 +8,6 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(empty_home: Path) -> Path:
     """Run each test in an empty directory, with a home and config dir that hold nothing."""
-    work = tmp_path / "work"
-    home = tmp_path / "home"
-    work.mkdir()
-    home.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    return work
+    return empty_home

@@ -19,6 +19,7 @@ from agent.config import (
     load_config,
 )
 from agent.exceptions import ConfigError
+from tests.support import toml_connection
 
 TENANT = "3f6c2a4e-8b1d-4c7a-9e25-6d0f1b8a7c43"
 CLIENT = "9a1e7b52-4c3d-4f8e-b6a0-2d5c8e1f3b74"
@@ -28,11 +29,7 @@ BASIC = f"""
 [settings]
 concurrency = 3
 
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("prod")}
 [profiles.only]
 connections = ["prod"]
 """
@@ -40,11 +37,7 @@ connections = ["prod"]
 TWO_PROFILES = f"""
 default_profile = "second"
 
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("prod")}
 [profiles.first]
 connections = ["prod"]
 
@@ -318,11 +311,7 @@ class TestImplicitConfig:
 
 
 EXTENDS = f"""
-[connections.a]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("a")}
 [connections.b]
 tenant_id = "{TENANT}"
 client_id = "second-client"

@@ -25,7 +25,7 @@ from agent.config import load_config
 from agent.runner import Runner
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, toml_connection
 
 USER_LINES = ["; mine", "save-exact=true", "//npm.example.invalid/:_authToken=users-own"]
 HOURS = 3
@@ -34,11 +34,7 @@ LIFETIME = 1800
 
 def profile_text(feed_url: str) -> str:
     return f"""
-[connections.artifacts]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("artifacts")}
 [profiles.ci]
 connections = ["artifacts"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT, CLIENT2, ROOT, SC, SC2, TENANT
+from tests.support import CLIENT, CLIENT2, ROOT, SC, SC2, TENANT, toml_connection
 
 SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 SUB2 = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d02"
@@ -38,17 +38,9 @@ pytestmark = [
 ]
 
 PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUB}"
+{toml_connection("prod")}subscription_id = "{SUB}"
 
-[connections.other]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT2}"
-service_connection_id = "{SC2}"
-subscription_id = "{SUB2}"
+{toml_connection("other", client=CLIENT2, service_connection=SC2)}subscription_id = "{SUB2}"
 
 [profiles.ci]
 connections = ["prod", "other"]
@@ -133,11 +125,7 @@ async def test_sovereign_cloud_is_selected(az, run):
     tunnel = az.tunnel
     (az.workdir / "azauth.toml").write_text(
         f"""
-[connections.gov]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUB}"
+{toml_connection("gov")}subscription_id = "{SUB}"
 cloud = "usgovernment"
 
 [profiles.ci]

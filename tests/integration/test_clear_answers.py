@@ -29,6 +29,7 @@ from tests.support import (
     TENANT,
     python_program,
     spawn_azauth,
+    toml_connection,
 )
 
 PROFILE = PROD_CI_TOKEN_FILE
@@ -974,11 +975,7 @@ def hostile_profile(text: str) -> str:
     path = text.replace("\r", "")  # paths may not hold control characters
     description = text.replace("\r", "\\r")
     return f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("prod")}
 [profiles.ci]
 description = "{description}"
 connections = ["prod"]

@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from tests.support import CLIENT, SC, SUBSCRIPTION, TENANT
+from tests.support import CLIENT, SC, SUBSCRIPTION, TENANT, toml_connection
 
 LIFETIME = 8
 SLEEP = 11
@@ -33,11 +33,7 @@ pytestmark = [
 ]
 
 PROFILE = f"""
-[connections.prod]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-subscription_id = "{SUBSCRIPTION}"
+{toml_connection("prod")}subscription_id = "{SUBSCRIPTION}"
 
 [profiles.ci]
 connections = ["prod"]

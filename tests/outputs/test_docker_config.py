@@ -19,7 +19,7 @@ from agent.report import render_summary
 from agent.runner import Runner
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import FakeClock
-from tests.support import ARM, CLIENT, SC, TENANT
+from tests.support import ARM, CLIENT, SC, TENANT, toml_connection
 
 NULL_GUID = "00000000-0000-0000-0000-000000000000"
 ACR_SCOPE = "https://containerregistry.azure.net/.default"
@@ -96,11 +96,7 @@ def write_profile(workdir, emu: Emulator, mode: str, *, extra: str = "") -> None
     registry = emu.url.removeprefix("http://").removeprefix("https://")
     (workdir / "azauth.toml").write_text(
         f"""
-[connections.acr]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
+{toml_connection("acr")}
 [profiles.ci]
 connections = ["acr"]
 
@@ -314,11 +310,7 @@ def test_a_docker_config_registry_the_profile_does_not_serve_is_a_config_error(t
 
     (tmp_path / "azauth.toml").write_text(
         f"""
-[connections.acr]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-[profiles.ci]
+{toml_connection("acr")}[profiles.ci]
 connections = ["acr"]
 [profiles.ci.registries."contoso.azurecr.io"]
 [[profiles.ci.outputs]]
@@ -339,15 +331,7 @@ registries = ["contoso.azurecr.io", "contoso.azurecr.i"]
 
 
 TWO_CONNECTIONS = f"""
-[connections.acr]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-[connections.other]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-"""
+{toml_connection("acr")}{toml_connection("other")}"""
 ONE_CONNECTION = TWO_CONNECTIONS.split("[connections.other]", maxsplit=1)[0]
 
 
@@ -519,11 +503,7 @@ def test_profiles_lists_the_registries_and_the_docker_config_mode(tmp_path, caps
 
     (tmp_path / "azauth.toml").write_text(
         f"""
-[connections.acr]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-[profiles.ci]
+{toml_connection("acr")}[profiles.ci]
 connections = ["acr"]
 [profiles.ci.registries."contoso.azurecr.io"]
 [[profiles.ci.outputs]]
