@@ -109,6 +109,19 @@ PROD_OTHER_CI = (
 )
 """Connections ``prod`` (CLIENT, SC) and ``other`` (CLIENT2, SC2); profile ``ci`` uses both."""
 
+
+def feed_profile(feed_url: str, extra: str = "") -> str:
+    """Profile ``ci`` (the default) of connection ``artifacts`` with feed ``shared`` at
+    ``feed_url``, then ``extra`` TOML (outputs, feed keys)."""
+    return (
+        'version = 1\ndefault_profile = "ci"\n'
+        + toml_connection("artifacts")
+        + toml_profile("ci", "artifacts")
+        + toml_table("[[profiles.ci.feeds]]", name="shared", url=feed_url)
+        + extra
+    )
+
+
 PROD_CI_TOKEN_FILE = PROD_CI + toml_output("token_file", path="out/arm.token")
 """``PROD_CI`` plus the ARM token written to ``out/arm.token``."""
 

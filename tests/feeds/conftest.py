@@ -13,7 +13,7 @@ import pytest
 
 from agent.testing._feeds import EmulatedFeed
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT, toml_connection
+from tests.support import CLIENT, SC, TENANT, feed_profile
 
 BIN = str(Path(sys.executable).parent)
 
@@ -35,7 +35,7 @@ class FeedSetup:
 
     def write_profile(self, extra: str) -> None:
         """Rewrite the profile file: the feed, plus ``extra`` TOML (outputs, feed keys)."""
-        self.config.write_text(profile_text(self.feed_url) + extra)
+        self.config.write_text(feed_profile(self.feed_url) + extra)
 
     def tokens_seen(self) -> list[str]:
         """Distinct access tokens the feed accepted, in order of first use."""
@@ -44,22 +44,6 @@ class FeedSetup:
             if record not in seen:
                 seen.append(record)
         return seen
-
-
-def profile_text(feed_url: str, extra: str = "") -> str:
-    return f"""
-version = 1
-default_profile = "ci"
-
-{toml_connection("artifacts")}
-[profiles.ci]
-connections = ["artifacts"]
-
-[[profiles.ci.feeds]]
-name = "shared"
-url = "{feed_url}"
-{extra}
-"""
 
 
 @pytest.fixture
@@ -74,7 +58,7 @@ async def feed_setup(tmp_path: Path) -> FeedSetup:
     work.mkdir()
     home.mkdir()
     config = work / "azauth.toml"
-    config.write_text(profile_text(feed_url))
+    config.write_text(feed_profile(feed_url))
     # pip's subprocess provider skips a `keyring` in its own environment's scripts directory (it
     # wants one installed apart, as with `pipx install keyring; pipx inject keyring azauth`):
     # this directory holds such a separate command, running the keyring azauth is installed in.

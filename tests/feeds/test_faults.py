@@ -24,35 +24,18 @@ from dotenv import dotenv_values
 from agent.config import load_config
 from agent.runner import Runner
 from agent.testing.fakes import FakeClock
-from tests.support import CLIENT, SC, TENANT, toml_connection
+from tests.support import CLIENT, SC, TENANT, feed_profile, toml_output
 
 USER_LINES = ["; mine", "save-exact=true", "//npm.example.invalid/:_authToken=users-own"]
 HOURS = 3
 LIFETIME = 1800
 
 
-def profile_text(feed_url: str) -> str:
-    return f"""
-{toml_connection("artifacts")}
-[profiles.ci]
-connections = ["artifacts"]
-
-[[profiles.ci.feeds]]
-name = "shared"
-url = "{feed_url}"
-
-[[profiles.ci.outputs]]
-kind = "npmrc"
-path = "user.npmrc"
-
-[[profiles.ci.outputs]]
-kind = "maven_settings"
-path = "settings.xml"
-
-[[profiles.ci.outputs]]
-kind = "feed_env_file"
-path = "feeds.env"
-"""
+OUTPUTS = (
+    toml_output("npmrc", path="user.npmrc")
+    + toml_output("maven_settings", path="settings.xml")
+    + toml_output("feed_env_file", path="feeds.env")
+)
 
 
 @pytest.fixture
@@ -62,7 +45,7 @@ async def feed_emulator(start_emulator, tmp_path, monkeypatch):
     emu = await start_emulator((SC, TENANT, CLIENT), clock=clock, token_lifetime=LIFETIME)
     feed = emu.feeds.add_feed("contoso", "shared", project="azauth")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "azauth.toml").write_text(profile_text(emu.feeds.url_of(feed)))
+    (tmp_path / "azauth.toml").write_text(feed_profile(emu.feeds.url_of(feed), OUTPUTS))
     (tmp_path / "user.npmrc").write_text("\n".join(USER_LINES) + "\n")
     return emu, clock
 
