@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import pytest
 
 if TYPE_CHECKING:
+    from agent.credential import AzurePipelinesCredential
     from agent.testing.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +136,21 @@ def enter_pipeline(monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> None:
         monkeypatch.setenv(name, value)
 
 
+def pipeline_credential(emulator: Emulator, **options: Any) -> AzurePipelinesCredential:
+    """``AzurePipelinesCredential`` for TENANT/CLIENT/SC with ``emulator``'s system token and
+    authority; ``options`` are further keyword arguments (or replace these)."""
+    from agent.credential import AzurePipelinesCredential  # noqa: PLC0415 - import cost
+
+    arguments: dict[str, Any] = {
+        "tenant_id": TENANT,
+        "client_id": CLIENT,
+        "service_connection_id": SC,
+        "system_access_token": emulator.system_access_token,
+        "authority": emulator.authority,
+    }
+    return AzurePipelinesCredential(**(arguments | options))
+
+
 def environ(**extra: str) -> dict[str, str]:
     """A copy of ``os.environ`` with ``extra`` added: a child's environment."""
     return {**os.environ, **extra}
@@ -209,6 +225,29 @@ async def azauth_async(
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+# ----------------------------------------------------------------------------- clocks
+
+
+class ManualClock:
+    """A clock that stands still at ``now`` until the test moves it; ``sleep`` just adds.
+
+    Unlike :class:`agent.testing.FakeClock` (sleepers wait for fake time to reach them), a
+    sleep returns at once: for code that only reads the time, or retries on a schedule.
+    """
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 # ----------------------------------------------------------------------------- waiting

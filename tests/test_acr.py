@@ -14,7 +14,7 @@ from agent import docker_credential as dc
 from agent.protocol import HttpResponse
 from agent.testing._jwt_signing import SigningKey
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, ManualClock, pipeline_credential
 
 
 def response(status: int, body: object) -> HttpResponse:
@@ -215,16 +215,8 @@ async def emu() -> Emulator:
 
 
 async def entra_token(emu: Emulator, scope: str = acr.ACR_SCOPE) -> str:
-    from agent.credential import AzurePipelinesCredential
 
-    async with AzurePipelinesCredential(
-        tenant_id=TENANT,
-        client_id=CLIENT,
-        service_connection_id=SC,
-        system_access_token=emu.system_access_token,
-        oidc_request_uri=emu.oidc_request_uri,
-        authority=emu.authority,
-    ) as credential:
+    async with pipeline_credential(emu, oidc_request_uri=emu.oidc_request_uri) as credential:
         return (await credential.get_token(scope)).token
 
 
@@ -332,7 +324,7 @@ async def test_exchange_refusals_use_the_registry_error_body(
     else:
         token = await entra_token(emu)
     if change == "expired":
-        emu.clock = _Later(emu.clock.time() + 7200)
+        emu.clock = ManualClock(emu.clock.time() + 7200)
     if change == "tenant":
         tenant = "00000000-0000-0000-0000-00000000dead"
 
@@ -376,27 +368,11 @@ async def test_expired_or_revoked_refresh_tokens_get_no_access_token(emu: Emulat
     emu.registry.revoked_before = emu.clock.time() + 1
     revoked, revoked_body = await post(emu, "/oauth2/token", form)
     emu.registry.revoked_before = 0
-    emu.clock = _Later(emu.clock.time() + emu.registry.refresh_token_lifetime + 1)
+    emu.clock = ManualClock(emu.clock.time() + emu.registry.refresh_token_lifetime + 1)
     expired, _ = await post(emu, "/oauth2/token", form)
 
     assert (revoked, expired) == (401, 401)
     assert revoked_body["errors"][0]["message"].startswith("authentication required")
-
-
-class _Later:
-    """A clock standing still at ``now``."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_a_registry_echoing_the_sent_token_does_not_put_it_in_the_error() -> None:

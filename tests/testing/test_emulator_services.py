@@ -9,7 +9,7 @@ import pytest
 
 from agent.testing._tunnel import ConnectTunnel
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, pipeline_credential
 
 SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 BLOB = "https://acct.blob.core.windows.net/state/ci.tfstate"
@@ -31,16 +31,9 @@ async def world():
 
 
 async def token_for(emu, http, context, scope):
-    from agent.credential import AzurePipelinesCredential
 
-    async with AzurePipelinesCredential(
-        tenant_id=TENANT,
-        client_id=CLIENT,
-        service_connection_id=SC,
-        system_access_token=emu.system_access_token,
-        authority=emu.authority,
-        oidc_request_uri=emu.oidc_request_uri,
-        env={"SSL_CERT_FILE": emu.ca_file},
+    async with pipeline_credential(
+        emu, oidc_request_uri=emu.oidc_request_uri, env={"SSL_CERT_FILE": emu.ca_file}
     ) as credential:
         return (await credential.get_token(scope)).token
 

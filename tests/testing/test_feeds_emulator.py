@@ -12,26 +12,18 @@ import pytest
 
 from agent.testing._feeds import build_npm_tarball, build_wheel
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT
+from tests.support import CLIENT, SC, TENANT, pipeline_credential
 
 DEVOPS = "499b84ac-1321-427f-aa17-267ca6975798/.default"
 
 
 @pytest.fixture
 async def emu():
-    from agent.credential import AzurePipelinesCredential
 
     emulator = Emulator()
     await emulator.start()
     emulator.add_connection(SC, TENANT, CLIENT)
-    credential = AzurePipelinesCredential(
-        tenant_id=TENANT,
-        client_id=CLIENT,
-        service_connection_id=SC,
-        system_access_token=emulator.system_access_token,
-        oidc_request_uri=emulator.oidc_request_uri,
-        authority=emulator.authority,
-    )
+    credential = pipeline_credential(emulator, oidc_request_uri=emulator.oidc_request_uri)
     emulator.tokens = {}  # type: ignore[attr-defined]
     async with credential:
         emulator.tokens["devops"] = (await credential.get_token(DEVOPS)).token  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from agent.retry import RetryPolicy
 from agent.server import TokenServer
 from agent.testing.emulator import Emulator
 from agent.testing.proxy import ConnectProxy
-from tests.support import ARM, CLIENT, SC, TENANT, spawn_azauth
+from tests.support import ARM, CLIENT, SC, TENANT, pipeline_credential, spawn_azauth
 
 PASSWORD = "pr0xy-Pa55word-42"  # noqa: S105 - the test proxy's password
 FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.01, deadline=10)
@@ -207,14 +207,7 @@ async def test_407_to_a_plain_http_request_is_the_same_error(proxy, monkeypatch)
         emu.add_connection(SC, TENANT, CLIENT)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)  # no credentials
         monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri)
-        cred = AzurePipelinesCredential(
-            tenant_id=TENANT,
-            client_id=CLIENT,
-            service_connection_id=SC,
-            system_access_token=emu.system_access_token,
-            authority=emu.authority,
-            retry=FAST_RETRY,
-        )
+        cred = pipeline_credential(emu, retry=FAST_RETRY)
         async with cred:
             with pytest.raises(ProxyAuthenticationError, match="no credentials were configured"):
                 await cred.get_token(ARM)
