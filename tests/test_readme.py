@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import yaml
 
-from tests.support import ROOT
+from tests.support import ROOT, azauth
 
 README = (ROOT / "README.md").read_text()
 
@@ -37,14 +35,7 @@ def test_pipeline_example_profile_runs_against_the_emulator(tmp_path):
     )
     (tmp_path / "azauth.toml").write_text(profile)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "run", "--emulate"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = azauth("run", "--emulate", cwd=tmp_path, timeout=60)
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / ".azauth/platform.env").read_text().count("ARM_") >= 4
@@ -67,14 +58,7 @@ def test_container_registries_example_profile_and_pipeline(tmp_path):
     )
     (tmp_path / "azauth.toml").write_text(profile)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "run", "--emulate"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = azauth("run", "--emulate", cwd=tmp_path, timeout=60)
 
     assert result.returncode == 0, result.stderr
     config = (tmp_path / ".azauth/docker/config.json").read_text()

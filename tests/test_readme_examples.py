@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from agent.cli.main import build_parser
-from tests.support import CLIENT, ROOT, SC, TENANT
+from tests.support import CLIENT, ROOT, SC, TENANT, azauth
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"^```(\w+)\n(.*?)^```", README, re.S | re.M)
@@ -92,10 +92,7 @@ PROFILES = [b for b in blocks("toml") if "[profiles." in b]
 @pytest.mark.parametrize("index", range(len(PROFILES)))
 def test_every_profile_snippet_validates(index, tmp_path):
     (tmp_path / "azauth.toml").write_text(PROFILES[index])
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "validate"], cwd=tmp_path,
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    result = azauth("validate", cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
 
 

@@ -7,8 +7,6 @@ Every case goes through the real command line, ``azauth validate --config FILE``
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from textwrap import dedent
@@ -16,6 +14,7 @@ from textwrap import dedent
 import pytest
 
 from agent.cli.main import main
+from tests.support import azauth
 
 PROD = """
 [connections.prod]
@@ -193,14 +192,7 @@ def test_broken_file_is_refused(
 
     if case.id in SUBPROCESS_CASES:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AZAUTH_")}
-        proc = subprocess.run(
-            [sys.executable, "-m", "agent", "validate", "--config", str(path)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        proc = azauth("validate", "--config", str(path), env=env, timeout=60)
         assert proc.returncode == 3, proc.stderr
         assert proc.stdout == ""
         _check(proc.stderr, path, case)

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT, CLIENT2, PROD_OTHER_CI, ROOT, SC2, TENANT
+from tests.support import CLIENT, CLIENT2, PROD_OTHER_CI, ROOT, SC2, TENANT, azauth
 
 MODULES = ROOT / ".venv" / "node" / "node_modules"
 SCRIPT = Path(__file__).with_name("js") / "identity_clients.js"
@@ -44,13 +42,10 @@ def test_javascript_clients_against_the_server(tmp_path):
         "TEST_CLIENT2": CLIENT2,
         "TEST_SC2": SC2,
     }
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "agent", "exec", "--emulate", "--serve", "--no-preset",
-            "--connection", "prod", "--",
-            "sh", "-c", f'NODE_EXTRA_CA_CERTS="$SSL_CERT_FILE" exec node "{SCRIPT}"',
-        ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90, check=False,
+    result = azauth(
+        "exec", "--emulate", "--serve", "--no-preset", "--connection", "prod", "--",
+        "sh", "-c", f'NODE_EXTRA_CA_CERTS="$SSL_CERT_FILE" exec node "{SCRIPT}"',
+        cwd=tmp_path, env=env, timeout=90,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
