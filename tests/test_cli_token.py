@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,17 @@ from agent.cli.main import main
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import skewed_clock_environment
 from agent.tokencache import CacheEntry, decode_entry, encode_entry
-from tests.support import CLIENT, CLIENT2, SC, SC2, SUBSCRIPTION, TENANT, toml_connection
+from tests.support import (
+    AZAUTH,
+    CLIENT,
+    CLIENT2,
+    SC,
+    SC2,
+    SUBSCRIPTION,
+    TENANT,
+    python_program,
+    toml_connection,
+)
 
 OTHER_TENANT = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
 ARM = "https://management.azure.com"
@@ -41,23 +50,7 @@ SHALLOW = (
     "agent.clock",
 )
 # Runs the console-script entry point, then reports what it imported on stderr.
-PROBE = f"""
-import sys
-sys.argv = ["azauth", *sys.argv[1:]]
-from agent._entry import main
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-heavy = {HEAVY!r}
-shallow = {SHALLOW!r}
-loaded = sorted(
-    name for name in sys.modules
-    if name.split(".")[0] in heavy or any(name == s or name.startswith(s + ".") for s in shallow)
-)
-print("LOADED=" + ",".join(loaded), file=sys.stderr)
-sys.exit(code)
-"""
+PROBE = python_program("entry_point_modules.py", "main", ",".join(HEAVY + SHALLOW))
 
 TWO_CONNECTIONS = f"""
 {toml_connection("a")}subscription_id = "{SUBSCRIPTION}"
@@ -113,7 +106,7 @@ async def azauth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, s
 
 async def subprocess_azauth(*args: str, probe: bool = False) -> tuple[int, str, str]:
     """Run `python -m agent ARGS` (or the import probe) as a real process."""
-    command = [sys.executable, "-c", PROBE] if probe else [sys.executable, "-m", "agent"]
+    command = PROBE if probe else [*AZAUTH]
     process = await asyncio.create_subprocess_exec(
         *command,
         *args,

@@ -23,7 +23,7 @@ import pytest
 from agent import docker_credential as dc
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT, python_program, spawn_azauth
+from tests.support import AZAUTH, CLIENT, SC, TENANT, python_program, spawn_azauth
 
 BIN = Path(sys.executable).parent
 HELPER = BIN / "docker-credential-azauth"
@@ -553,7 +553,7 @@ async def azauth_exec(
 ) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "agent", "exec", *args],
+        [*AZAUTH, "exec", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -339,7 +339,7 @@ class TestExitStatus:
 
     async def test_nesting_is_refused(self, workdir, emu):
         """azauth exec inside azauth exec is a usage error, unless --allow-nested."""
-        inner = [sys.executable, "-m", "agent", "exec", "--", sys.executable, "-c", "pass"]
+        inner = [*AZAUTH, "exec", "--", sys.executable, "-c", "pass"]
         code, _, err = await azauth_exec("--keep-system-token", "--", *inner, cwd=workdir)
 
         assert code == 2

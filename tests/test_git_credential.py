@@ -25,7 +25,7 @@ from agent.credential_process import (
     render_git_credential,
 )
 from agent.testing.emulator import Emulator
-from tests.support import CLIENT, SC, TENANT, python_program, spawn_azauth
+from tests.support import AZAUTH, CLIENT, SC, TENANT, python_program, spawn_azauth
 
 AZURE_DEVOPS = "499b84ac-1321-427f-aa17-267ca6975798"
 REQUEST = "protocol=https\nhost=dev.azure.com\npath=contoso/azauth/_git/azauth\n\n"
@@ -114,7 +114,7 @@ async def run(
 
 def helper_setting() -> str:
     """credential.helper value running this interpreter's azauth (a shell snippet)."""
-    return "!" + shlex.join([sys.executable, "-m", "agent", "git-credential"])
+    return "!" + shlex.join([*AZAUTH, "git-credential"])
 
 
 class TestProtocol:
@@ -331,7 +331,7 @@ class TestCommand:
     async def test_answers_while_stdin_stays_open(self, pipeline: Emulator, warm: bool) -> None:
         """The answer comes after the blank line, even if the caller has not closed stdin."""
         if warm:
-            await run(sys.executable, "-m", "agent", "git-credential", "get", stdin=REQUEST)
+            await run(*AZAUTH, "git-credential", "get", stdin=REQUEST)
         process = await spawn_azauth("git-credential", "get", stdin=asyncio.subprocess.PIPE)
         assert process.stdin is not None
         assert process.stdout is not None

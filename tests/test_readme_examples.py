@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from agent.cli.main import build_parser
-from tests.support import CLIENT, ROOT, SC, TENANT, azauth
+from tests.support import AZAUTH, CLIENT, ROOT, SC, TENANT, azauth
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"^```(\w+)\n(.*?)^```", README, re.S | re.M)
@@ -171,7 +171,7 @@ def test_every_command_line_parses(line, argv):
 
 def _run_readme_command(argv: list[str], cwd: Path, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "agent", *argv], cwd=cwd, capture_output=True, text=True,
+        [*AZAUTH, *argv], cwd=cwd, capture_output=True, text=True,
         timeout=90, check=False, **kwargs,
     )  # fmt: skip
 
@@ -214,7 +214,7 @@ def test_exec_examples_run_with_the_profile_shown(tmp_path, prefix):
 def test_serve_examples_start_with_the_profile_shown(tmp_path, argv):
     (tmp_path / "azauth.toml").write_text(pipeline_profile())
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "agent", *argv, "--emulate"], cwd=tmp_path,
+        [*AZAUTH, *argv, "--emulate"], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

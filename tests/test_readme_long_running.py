@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 import yaml
 
-from tests.support import ROOT
+from tests.support import AZAUTH, ROOT
 
 README = (ROOT / "README.md").read_text()
 TITLE = "## Long-running tools: staying signed in for the whole job"
@@ -53,13 +52,13 @@ def test_the_pipeline_example_maps_each_secret_it_uses():
 
 def test_the_options_it_names_exist():
     exec_help = subprocess.run(
-        [sys.executable, "-m", "agent", "exec", "--help"],
+        [*AZAUTH, "exec", "--help"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     serve_help = subprocess.run(
-        [sys.executable, "-m", "agent", "serve", "--help"],
+        [*AZAUTH, "serve", "--help"],
         capture_output=True,
         text=True,
         check=True,

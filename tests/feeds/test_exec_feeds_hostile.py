@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import spawn_azauth
+from tests.support import AZAUTH, spawn_azauth
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -46,7 +45,7 @@ async def test_a_fifo_as_the_users_npmrc_is_an_error_not_a_hang(feed_setup, run_
     os.mkfifo(fifo)
     env = {**setup.env, "NPM_CONFIG_USERCONFIG": str(fifo)}
     result = await run_client(
-        sys.executable, "-m", "agent", "exec", "--feeds", "--no-preset", "--", "true",
+        *AZAUTH, "exec", "--feeds", "--no-preset", "--", "true",
         env=env, cwd=setup.work, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0

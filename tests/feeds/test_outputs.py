@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from dotenv import dotenv_values
 
-from tests.support import python_program
+from tests.support import AZAUTH, python_program
 
 OUTPUTS = """
 [[profiles.ci.outputs]]
@@ -32,9 +31,7 @@ async def test_run_writes_every_feed_output(feed_setup, run_client):
     home = Path(setup.env["HOME"])
     (home / ".npmrc").write_text(USER_LINES)
     setup.write_profile(OUTPUTS.format(home=home))
-    result = await run_client(
-        sys.executable, "-m", "agent", "run", "-q", env=setup.env, cwd=setup.work
-    )
+    result = await run_client(*AZAUTH, "run", "-q", env=setup.env, cwd=setup.work)
     assert result.returncode == 0, result.stderr
     token = setup.emulator.issued[-1].token
     assert (
@@ -69,9 +66,7 @@ async def test_remove_on_exit_takes_only_azauths_lines_out(feed_setup, run_clien
     (home / ".npmrc").write_text(USER_LINES)
     setup.write_profile(OUTPUTS.format(home=home))
     result = await run_client(
-        sys.executable,
-        "-m",
-        "agent",
+        *AZAUTH,
         "exec",
         "--remove-on-exit",
         "--no-preset",
@@ -93,9 +88,7 @@ async def test_npmrc_created_by_azauth_is_removed_whole(feed_setup, run_client):
     setup = feed_setup
     setup.write_profile('[[profiles.ci.outputs]]\nkind = "npmrc"\npath = "project.npmrc"\n')
     result = await run_client(
-        sys.executable,
-        "-m",
-        "agent",
+        *AZAUTH,
         "exec",
         "--remove-on-exit",
         "--no-preset",
@@ -114,7 +107,7 @@ async def test_npmrc_symlink_is_refused(feed_setup, run_client):
     target.write_text("keep\n")
     (setup.work / "link.npmrc").symlink_to(target)
     setup.write_profile('[[profiles.ci.outputs]]\nkind = "npmrc"\npath = "link.npmrc"\n')
-    result = await run_client(sys.executable, "-m", "agent", "run", env=setup.env, cwd=setup.work)
+    result = await run_client(*AZAUTH, "run", env=setup.env, cwd=setup.work)
     assert result.returncode == 6, result.stderr
     assert "link.npmrc" in result.stderr
     assert target.read_text() == "keep\n"

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import CLIENT, CLIENT2, ROOT, SC, SC2, TENANT, toml_connection
+from tests.support import AZAUTH, CLIENT, CLIENT2, ROOT, SC, SC2, TENANT, toml_connection
 
 SUB = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d01"
 SUB2 = "5b8d0f2a-6c4e-4a1b-9d3f-7e2a4c6b8d02"
@@ -76,7 +75,7 @@ def az_exec(run, world, *options, path=None):
     """``azauth exec --az-login OPTIONS`` with az (or only ``path``) on PATH."""
     path = path or f"{Path(AZ).parent}{os.pathsep}{os.environ['PATH']}"
     return run(
-        sys.executable, "-m", "agent", "exec", "--az-login", *options,
+        *AZAUTH, "exec", "--az-login", *options,
         cwd=world.workdir, env=world.env(PATH=path),
     )  # fmt: skip
 

@@ -73,7 +73,7 @@ def emulator_env() -> Iterator[dict[str, str]]:
         if not k.upper().startswith(leaky) and not k.upper().endswith("_PROXY") and k != "TF_BUILD"
     }
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "agent", "emulator", "--trust-any-app"],
+        [*AZAUTH, "emulator", "--trust-any-app"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -444,7 +444,7 @@ def test_an_environment_that_is_not_a_pipeline_job_is_exit_3_with_a_hint(
         command, COMMANDS.get(command, ())
     )
     result = subprocess.run(
-        [sys.executable, "-m", "agent", *argv],
+        [*AZAUTH, *argv],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=30, check=False,
         input="protocol=https\nhost=dev.azure.com\n\n",
     )  # fmt: skip

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 
 import pytest
 
-from tests.support import CLIENT, SC, SUBSCRIPTION, TENANT, toml_connection
+from tests.support import AZAUTH, CLIENT, SC, SUBSCRIPTION, TENANT, toml_connection
 
 LIFETIME = 8
 SLEEP = 11
@@ -85,7 +84,7 @@ def terraform_env(world, **extra):
 
 async def run_exec(run, world, *options, preset="terraform", script=SCRIPT):
     return await run(
-        sys.executable, "-m", "agent", "exec", *options, "--preset", preset, "--", "sh", "-c",
+        *AZAUTH, "exec", *options, "--preset", preset, "--", "sh", "-c",
         script, cwd=world.workdir, env=terraform_env(world),
     )  # fmt: skip
 
@@ -135,7 +134,7 @@ async def test_the_token_file_flow_goes_stale_in_the_same_apply(tf, run):
 async def test_a_later_step_uses_the_background_server(tf, run):
     """Pipeline shape: step 1 starts the server, step 2 runs Terraform with the ##vso variables."""
     state = tf.workdir / "agent-temp" / "serve.json"
-    azauth = (sys.executable, "-m", "agent", "serve")
+    azauth = (*AZAUTH, "serve")
     code, out = await run(
         *azauth, "--background", "--preset", "terraform", "--state-file", str(state),
         cwd=tf.workdir, env=tf.env(),
