@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support import CLIENT, SC, TENANT, enter_pipeline
+from tests.support import CLIENT, CLIENT2, SC, SC2, TENANT, enter_pipeline
 
 if TYPE_CHECKING:
     # Imported inside the fixture: tests that check what `import agent` loads must not find
@@ -115,6 +115,13 @@ def connected_emulator(emulator: Emulator) -> Emulator:
     """The ``emulator`` with service connection ``SC`` of app ``CLIENT`` in ``TENANT``."""
     emulator.add_connection(SC, TENANT, CLIENT)
     return emulator
+
+
+@pytest.fixture
+def two_connection_emulator(connected_emulator: Emulator) -> Emulator:
+    """``connected_emulator`` plus ``SC2`` of app ``CLIENT2`` (``PROD_OTHER_CI``'s ``other``)."""
+    connected_emulator.add_connection(SC2, TENANT, CLIENT2)
+    return connected_emulator
 
 
 @pytest.fixture(autouse=True)

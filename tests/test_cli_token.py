@@ -90,11 +90,10 @@ def pipeline(connected_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> E
 
 
 @pytest.fixture
-def two_connections(connected_emulator: Emulator, workspace: Path) -> Emulator:
+def two_connections(two_connection_emulator: Emulator, workspace: Path) -> Emulator:
     """A profile file with connections a and b, both registered with the emulator."""
-    connected_emulator.add_connection(SC2, TENANT, CLIENT2)
     (workspace / "azauth.toml").write_text(TWO_CONNECTIONS)
-    return connected_emulator
+    return two_connection_emulator
 
 
 async def azauth(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from agent.cli.env import render_exports, render_unset
 from agent.cli.main import main
 from agent.credential_process import TokenDetails
-from agent.testing.emulator import Emulator
 from agent.tokencache import CacheEntry, TokenCache
 from tests.support import (
     CLIENT,
@@ -24,7 +21,7 @@ from tests.support import (
     SC2,
     SUBSCRIPTION,
     TENANT,
-    spawn_azauth,
+    azauth_async,
     toml_connection,
 )
 
@@ -276,23 +273,14 @@ class TestStatus:
         assert "due for renewal" in text
 
 
-async def azauth(*args: str, cwd: Path) -> tuple[int, str, str]:
-    proc = await spawn_azauth(*args, cwd=cwd)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+azauth = azauth_async
 
 
 @pytest.fixture
-async def emu(monkeypatch):
-    async with Emulator() as emulator:
-        emulator.add_connection(SC, TENANT, CLIENT)
-        emulator.add_connection(SC2, TENANT, CLIENT2)
-        monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emulator.oidc_request_uri)
-        monkeypatch.setenv("SYSTEM_ACCESSTOKEN", emulator.system_access_token)
-        monkeypatch.setenv("DEV_TOKEN", emulator.system_access_token)
-        monkeypatch.setenv("AZURE_AUTHORITY_HOST", emulator.authority)
-        yield emulator
+async def emu(start_emulator, monkeypatch):
+    emulator = await start_emulator((SC, TENANT, CLIENT), (SC2, TENANT, CLIENT2))
+    monkeypatch.setenv("DEV_TOKEN", emulator.system_access_token)
+    return emulator
 
 
 class TestStatusCheck:

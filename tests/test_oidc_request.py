@@ -32,9 +32,9 @@ OTHER = Connection(tenant_id=TENANT, client_id=CLIENT2, service_connection_id=SC
 
 
 @pytest.fixture
-def emu(connected_emulator):
-    connected_emulator.add_connection(SC2, TENANT, CLIENT2)
-    return connected_emulator
+def emu(two_connection_emulator):
+    """The emulator with both connections registered."""
+    return two_connection_emulator
 
 
 @pytest.fixture

@@ -62,10 +62,9 @@ PROFILE_TOML = PROD_OTHER_CI + toml_profile("single")
 
 
 @pytest.fixture
-def emu(connected_emulator):
+def emu(two_connection_emulator):
     """The emulator with both connections registered."""
-    connected_emulator.add_connection(SC2, TENANT, CLIENT2)
-    return connected_emulator
+    return two_connection_emulator
 
 
 @pytest.fixture
