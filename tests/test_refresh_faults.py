@@ -63,6 +63,9 @@ def schedules(draw: st.DrawFn) -> Schedule:
     )
 
 
+# Not traced by coverage (pytest-cov's marker): under the tracer the simulation runs a few times
+# slower in real time and the run differs (seen under `pytest --cov` on a loaded machine).
+@pytest.mark.no_cover
 @settings(
     max_examples=1000,
     derandomize=True,

@@ -193,6 +193,9 @@ class TestWatch:
         assert emu.counts["oidc"] > 4
         assert after == before
 
+    # Not traced by coverage (pytest-cov's marker): FakeClock jumps after a real quiet period
+    # that the writes must finish within, and the tracer slows them down several times.
+    @pytest.mark.no_cover
     async def test_schedule_renews_the_oidc_token_at_half_life_and_access_tokens_before_expiry(
         self, workdir, emu
     ):
