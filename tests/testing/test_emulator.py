@@ -24,7 +24,7 @@ from agent.cli.emulator import render_exports
 from agent.cli.main import main as cli_main
 from agent.testing._jwt_signing import SigningKey
 from agent.testing.emulator import Emulator
-from tests.support import ARM, CLIENT, SC, TENANT, ManualClock, pipeline_credential, spawn_azauth
+from tests.support import ARM, CLIENT, SC, TENANT, ManualClock, spawn_azauth
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -825,13 +825,21 @@ class TestTls:
     async def test_azure_identity_gets_a_token_from_the_emulator(self, monkeypatch):
         """The reference client, azure-identity's AzurePipelinesCredential, works end to end."""
         # Imported here: loading azure.identity changes which exception classes azauth builds.
+        from azure.identity import AzurePipelinesCredential  # noqa: PLC0415
 
         emu = Emulator()
         await emu.start(tls=True)
         try:
             emu.add_connection(SC, TENANT, CLIENT)
             monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", emu.oidc_request_uri)
-            credential = pipeline_credential(emu, connection_verify=emu.ca_file)
+            credential = AzurePipelinesCredential(
+                tenant_id=TENANT,
+                client_id=CLIENT,
+                service_connection_id=SC,
+                system_access_token=emu.system_access_token,
+                authority=emu.authority,
+                connection_verify=emu.ca_file,
+            )
             token = await asyncio.to_thread(credential.get_token, ARM)
             oidc_headers = emu.requests[0].headers
         finally:
