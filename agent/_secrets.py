@@ -8,6 +8,8 @@ value wherever it appears, and anything shaped like a JWT. Stdlib only, because 
 
 from __future__ import annotations
 
+import bisect
+import operator
 import re
 import threading
 from collections import OrderedDict
@@ -42,14 +44,71 @@ MAX_SERVER_TEXT = 400
 
 _lock = threading.Lock()
 _order: OrderedDict[str, None] = OrderedDict()  # every registered value, oldest first
-# Values indexed by their first MIN_SECRET_LENGTH characters, each entry longest first. A scan
-# costs one dict lookup per character of the text however many secrets a long run registered
-# (one regex alternation of all of them grows too slow to compile and match).
-_by_prefix: dict[str, tuple[str, ...]] = {}
+
+
+class _Bucket:
+    """The registered values sharing one ``MIN_SECRET_LENGTH``-character prefix.
+
+    ``values`` answers "is this exact slice a secret" in O(1); ``lengths`` lists the distinct
+    lengths present, longest first, with ``counts`` telling when one disappears. Registering or
+    forgetting a value is O(1) unless it brings a new length (a bisect into the few distinct
+    lengths). JWTs of one issuer share their first characters (``eyJ0eXAi``), so one bucket can
+    hold thousands of values: nothing here walks or re-sorts them.
+    """
+
+    __slots__ = ("counts", "lengths", "values")
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        self.counts: dict[int, int] = {}
+        self.lengths: list[int] = []  # distinct lengths, longest first
+
+    def add(self, value: str) -> None:
+        self.values.add(value)
+        size = len(value)
+        count = self.counts.get(size, 0)
+        self.counts[size] = count + 1
+        if not count:
+            # ``lengths`` is descending; bisect on the negated values.
+            position = bisect.bisect_left(self.lengths, -size, key=operator.neg)
+            self.lengths.insert(position, size)
+
+    def discard(self, value: str) -> None:
+        if value not in self.values:
+            return
+        self.values.remove(value)
+        size = len(value)
+        count = self.counts[size] - 1
+        if count:
+            self.counts[size] = count
+        else:
+            del self.counts[size]
+            self.lengths.remove(size)
+
+    def longest_at(self, text: str, index: int) -> int:
+        """Length of the longest value found at ``text[index:]``, or 0."""
+        room = len(text) - index
+        values = self.values
+        for size in self.lengths:
+            if size <= room and text[index : index + size] in values:
+                return size
+        return 0
+
+
+# Values indexed by their first MIN_SECRET_LENGTH characters. A scan costs one dict lookup per
+# character of the text however many secrets a long run registered (one regex alternation of
+# all of them grows too slow to compile and match), plus one set lookup per distinct length
+# where a prefix matches.
+_by_prefix: dict[str, _Bucket] = {}
 
 
 def register_secret(value: str | None) -> None:
-    """Mask ``value`` wherever it appears from now on (also inside longer text)."""
+    """Mask ``value`` wherever it appears from now on (also inside longer text).
+
+    O(1) per call (amortised; a value of a length not seen before in its bucket costs a bisect
+    into the distinct lengths). At most 4096 values are kept: the oldest registered is
+    forgotten first, and registering a known value again makes it the newest.
+    """
     if not value or len(value) < MIN_SECRET_LENGTH:
         return
     with _lock:
@@ -72,17 +131,20 @@ def forget_secrets() -> None:
 
 def _index(value: str) -> None:
     key = value[:MIN_SECRET_LENGTH]
-    # Longest first, so a secret that starts like a shorter one is masked whole.
-    _by_prefix[key] = tuple(sorted((*_by_prefix.get(key, ()), value), key=len, reverse=True))
+    bucket = _by_prefix.get(key)
+    if bucket is None:
+        bucket = _by_prefix[key] = _Bucket()
+    bucket.add(value)
 
 
 def _unindex(value: str) -> None:
     key = value[:MIN_SECRET_LENGTH]
-    remaining = tuple(v for v in _by_prefix.get(key, ()) if v != value)
-    if remaining:
-        _by_prefix[key] = remaining
-    else:
-        _by_prefix.pop(key, None)
+    bucket = _by_prefix.get(key)
+    if bucket is None:
+        return
+    bucket.discard(value)
+    if not bucket.values:
+        del _by_prefix[key]
 
 
 def _mask_registered(text: str) -> str:
@@ -92,16 +154,15 @@ def _mask_registered(text: str) -> str:
     start = index = 0
     last = len(text) - MIN_SECRET_LENGTH
     while index <= last:
-        candidates = _by_prefix.get(text[index : index + MIN_SECRET_LENGTH])
-        match = (
-            next((c for c in candidates if text.startswith(c, index)), None) if candidates else None
-        )
-        if match is None:
+        bucket = _by_prefix.get(text[index : index + MIN_SECRET_LENGTH])
+        # Longest first, so a secret that starts like a shorter one is masked whole.
+        size = bucket.longest_at(text, index) if bucket is not None else 0
+        if not size:
             index += 1
             continue
         parts.append(text[start:index])
         parts.append(MASK)
-        index += len(match)
+        index += size
         start = index
     if not parts:
         return text
