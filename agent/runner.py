@@ -34,7 +34,7 @@ from agent.exceptions import (
 )
 from agent.feeds.writer import MergedNpmrc
 from agent.logs import get_logger
-from agent.outputs._atomic import atomic_write, remove_output
+from agent.outputs._atomic import StaleTempSweeps, atomic_write, remove_output
 from agent.outputs.fields import TokenFields
 from agent.outputs.kinds import Rendered, kind_of, output_fields
 from agent.pool import CredentialPool
@@ -75,14 +75,18 @@ class ConnectionPlan:
     needs_oidc: bool
 
 
-def plan_connection(profile: ResolvedProfile, name: str) -> ConnectionPlan:
+def plan_connection(
+    profile: ResolvedProfile, name: str, outputs: tuple[Output, ...] | None = None
+) -> ConnectionPlan:
     """Work out what connection ``name`` of ``profile`` must acquire for its outputs.
 
     A connection without outputs still acquires its default scope, so ``azauth run`` with an
-    implicit (environment-only) profile proves the identity works.
+    implicit (environment-only) profile proves the identity works. ``outputs``: the
+    connection's outputs when the caller has grouped them already (else found in the profile).
     """
     connection = profile.connections[name]
-    outputs = tuple(o for o in profile.outputs if o.connection == name)
+    if outputs is None:
+        outputs = tuple(o for o in profile.outputs if o.connection == name)
     scopes: dict[str, None] = {}
     for output in outputs:
         if output.needs_access_token():
@@ -130,11 +134,30 @@ class Runner:
             profile, env=env, clock=self._clock, session=session
         )
         self._retry = self._pool.retry
-        self._plans = [plan_connection(profile, name) for name in profile.connections]
+        # Outputs grouped by connection in one pass (not one pass over all outputs per connection).
+        grouped: dict[str, list[Output]] = {name: [] for name in profile.connections}
+        for output in profile.outputs:
+            if output.connection in grouped:
+                grouped[output.connection].append(output)
+        self._plans = [
+            plan_connection(profile, name, tuple(grouped[name])) for name in profile.connections
+        ]
+        # Per connection: token item key -> the outputs showing it, with all the keys they need;
+        # a delivery looks up its own key instead of walking every output.
+        self._showing: dict[str, dict[str, list[tuple[Output, frozenset[str]]]]] = {}
+        for plan in self._plans:
+            showing: dict[str, list[tuple[Output, frozenset[str]]]] = {}
+            for output in plan.outputs:
+                keys = frozenset(_item_keys(output, profile))
+                for key in keys:
+                    showing.setdefault(key, []).append((output, keys))
+            self._showing[plan.name] = showing
         self.reports = {plan.name: ConnectionReport(plan.name) for plan in self._plans}
         for plan in self._plans:
             self.reports[plan.name].expected_outputs = len(plan.outputs)
         self._written: dict[str, None] = {}
+        # Leftover temporary files are swept per directory on the runner's clock.
+        self._sweeps = StaleTempSweeps(monotonic=self._clock.monotonic)
         # docker_config outputs: their ACR refresh tokens and when those are due again.
         self._registries = RegistryDelivery(profile, env=env, clock=self._clock, retry=self._retry)
         self._tokens = _HeldTokens(profile, env, self.reports, self._registries)
@@ -411,9 +434,7 @@ class Runner:
             report.acquired[key] = self._clock.time()
             held = {item.key for item in self._items[plan.name] if item.state.held is not None}
             ready = [
-                output
-                for output in plan.outputs
-                if key in (keys := _item_keys(output, self.profile)) and set(keys) <= held
+                output for output, keys in self._showing[plan.name].get(key, ()) if keys <= held
             ]
             await self._write_outputs(plan, ready)
             await self._print_outputs(plan, ready)
@@ -462,7 +483,7 @@ class Runner:
             try:
                 # Rendered inside the lock: whoever writes last writes the newest tokens.
                 files = self._render(output).files
-                await asyncio.to_thread(_write_files, files)
+                await asyncio.to_thread(_write_files, files, self._sweeps)
             except AzauthError as exc:
                 _log.error("output_failed", connection=plan.name, path=label, error=str(exc))
                 raise
@@ -508,12 +529,12 @@ class Runner:
                 labels.append(label)
 
 
-def _write_files(files: list[tuple[str, bytes | MergedNpmrc]]) -> None:
+def _write_files(files: list[tuple[str, bytes | MergedNpmrc]], sweeps: StaleTempSweeps) -> None:
     for path, data in files:
         if isinstance(data, MergedNpmrc):
             data.write()
         else:
-            atomic_write(path, data)
+            atomic_write(path, data, sweeps=sweeps)
 
 
 def _item_keys(output: Output, profile: ResolvedProfile) -> list[str]:

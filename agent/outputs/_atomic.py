@@ -20,8 +20,13 @@ Guarantees of :func:`atomic_write`:
   names the path (never the data).
 
 Temporary files are named ``.<target name>.azauth-<16 hex digits>.tmp``. A process killed
-between creating and renaming one (SIGKILL, power loss) leaves it behind; the next write to the
-same target removes such leftovers once they are older than :data:`STALE_TEMP_SECONDS`.
+between creating and renaming one (SIGKILL, power loss) leaves it behind. Writes sweep such
+leftovers (of any target) out of their directory once they are older than
+:data:`STALE_TEMP_SECONDS`: the first write into a directory sweeps it, later writes only when
+:data:`SWEEP_INTERVAL_SECONDS` have passed since its last sweep (:class:`StaleTempSweeps`), so a
+run writing 2,000 files into one directory lists it once, not 2,000 times, and a long watch still
+cleans a leftover that appears later. :func:`remove_output` sweeps in the same way on its own
+schedule, so the first removal in a directory cleans it too.
 """
 
 # pathlib's resolve() follows symbolic links, which this module must never do; it works on the
@@ -36,18 +41,34 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
+from collections.abc import Callable
 
 from agent._dirtrust import TrustedDirectory, UntrustedDirectoryError, trusted_directory
 from agent.exceptions import OutputError
 
-__all__ = ["STALE_TEMP_SECONDS", "atomic_write", "remove_output", "temp_name_pattern"]
+__all__ = [
+    "STALE_TEMP_SECONDS",
+    "SWEEP_INTERVAL_SECONDS",
+    "StaleTempSweeps",
+    "atomic_write",
+    "remove_output",
+    "temp_name_pattern",
+]
 
 STALE_TEMP_SECONDS = 60.0
 """Age after which a leftover temporary file is removed.
 
 A write takes milliseconds; a minute leaves ample room for another azauth process that is
 writing the same target right now, whose temporary file must not be pulled from under it.
+"""
+
+SWEEP_INTERVAL_SECONDS = STALE_TEMP_SECONDS
+"""Seconds between two sweeps of one directory for leftover temporary files.
+
+A leftover becomes removable :data:`STALE_TEMP_SECONDS` after its last change, so it is gone at
+most this much later, at the next write into its directory.
 """
 
 _TEMP_SUFFIX = ".tmp"
@@ -69,13 +90,73 @@ def temp_name_pattern(target_name: str) -> re.Pattern[str]:
     )
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
+# Any target's temporary file: one pattern, matched once per entry of a sweep.
+_ANY_TEMP = re.compile(
+    r"\..+" + re.escape(_TEMP_MARK) + f"[0-9a-f]{{{_TEMP_RANDOM_HEX}}}" + re.escape(_TEMP_SUFFIX),
+    re.DOTALL,
+)
+
+
+class StaleTempSweeps:
+    """When each directory is due for a sweep of leftover temporary files.
+
+    Args:
+        interval: seconds between two sweeps of one directory (default
+            :data:`SWEEP_INTERVAL_SECONDS`).
+        monotonic: the clock the interval is counted on (default ``time.monotonic``; the runner
+            passes its own clock's, so a watch on a ``FakeClock`` sweeps on simulated time).
+
+    Thread-safe: :func:`atomic_write` runs in worker threads. Remembers at most 1,024
+    directories (the least recently swept are forgotten first, which only makes them due).
+    """
+
+    _MAX_DIRECTORIES = 1024
+
+    def __init__(
+        self,
+        *,
+        interval: float = SWEEP_INTERVAL_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}  # directory -> when it was last swept
+
+    def claim(self, directory: str) -> bool:
+        """Whether ``directory`` is due; if so, it counts as swept from now on."""
+        now = self._monotonic()
+        with self._lock:
+            last = self._last.get(directory)
+            if last is not None and now - last < self.interval:
+                return False
+            self._last.pop(directory, None)  # re-inserted last: dict order is sweep order
+            self._last[directory] = now
+            while len(self._last) > self._MAX_DIRECTORIES:
+                del self._last[next(iter(self._last))]
+            return True
+
+
+# The schedules of writes and of removals in this process (removals have their own, so the
+# first removal in a directory sweeps it even right after a write did).
+_WRITE_SWEEPS = StaleTempSweeps()
+_REMOVE_SWEEPS = StaleTempSweeps()
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    mode: int = 0o600,
+    sweeps: StaleTempSweeps | None = None,
+) -> None:
     """Replace the content of ``path`` with ``data`` atomically (see the module docstring).
 
     Args:
         path: the file to write; relative paths are relative to the working directory.
         data: the complete new content.
         mode: permission bits of the file, applied exactly (the umask cannot widen or narrow it).
+        sweeps: the schedule of leftover sweeps (default: this process's).
 
     Raises:
         OutputError: the file could not be written, or its directory is not trusted
@@ -86,7 +167,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
     directory, name = os.path.split(target)
     with _open_directory(directory, target, create=True) as folder:
         _check_target(folder, name, target)
-        _remove_stale_temps(folder, name)
+        if (sweeps or _WRITE_SWEEPS).claim(directory):
+            _remove_stale_temps(folder)
         temp = f".{name}{_TEMP_MARK}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         try:
             fd = folder.open(
@@ -119,7 +201,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
 def remove_output(path: str | os.PathLike[str]) -> bool:
     """Remove a file azauth wrote, without following symbolic links.
 
-    Also removes stale temporary files of the same target.
+    Also sweeps stale temporary files out of its directory (see the module docstring).
 
     Returns:
         ``True`` if the file was removed, ``False`` if it (or its directory) did not exist.
@@ -135,7 +217,8 @@ def remove_output(path: str | os.PathLike[str]) -> bool:
     except FileNotFoundError:
         return False
     with folder:
-        _remove_stale_temps(folder, name)
+        if _REMOVE_SWEEPS.claim(directory):
+            _remove_stale_temps(folder)
         try:
             info = folder.lstat(name)
         except FileNotFoundError:
@@ -187,21 +270,21 @@ def _check_target(folder: TrustedDirectory, name: str, target: str) -> None:
         raise OutputError(f"refusing to replace {_describe(info.st_mode)}", path=target)
 
 
-def _remove_stale_temps(folder: TrustedDirectory, name: str) -> None:
-    """Remove our leftover temporary files for ``name`` older than STALE_TEMP_SECONDS.
+def _remove_stale_temps(folder: TrustedDirectory) -> None:
+    """Remove our leftover temporary files in ``folder`` older than STALE_TEMP_SECONDS.
 
     Best effort: a leftover we cannot remove does no harm, so errors are ignored. Only regular
-    files owned by the current user are touched.
+    files owned by the current user, named as :func:`atomic_write` names them, are touched.
     """
-    pattern = temp_name_pattern(name)
     try:
         entries = folder.listdir()
     except OSError:
         return
     deadline = time.time() - STALE_TEMP_SECONDS
     euid = os.geteuid() if hasattr(os, "geteuid") else None
+    mark = _TEMP_MARK
     for entry in entries:
-        if not pattern.fullmatch(entry):
+        if mark not in entry or not _ANY_TEMP.fullmatch(entry):
             continue
         try:
             info = folder.lstat(entry)

@@ -19,10 +19,12 @@ import pytest
 from agent.exceptions import OutputError
 from agent.outputs._atomic import (
     STALE_TEMP_SECONDS,
+    StaleTempSweeps,
     atomic_write,
     remove_output,
     temp_name_pattern,
 )
+from agent.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX-only file semantics")
 
@@ -348,24 +350,79 @@ class TestCrashSafety:
         assert target.read_bytes() == b"final"
 
 
+def stale_leftover(directory: Path, target: str, *, number: int = 0) -> Path:
+    """A temporary file of ``target`` as a killed writer leaves it, already stale."""
+    path = directory / f".{target}.azauth-{number:016x}.tmp"
+    path.write_bytes(b"partial")
+    old = time.time() - STALE_TEMP_SECONDS - 5
+    os.utime(path, (old, old))
+    return path
+
+
 class TestStaleTemps:
-    def test_only_stale_temps_of_the_same_target_are_removed(self, tmp_path):
-        """Stale temp files of this target go; fresh ones, other targets' and look-alikes stay."""
+    def test_stale_temps_of_every_target_in_the_directory_are_removed(self, tmp_path):
+        """One sweep cleans the directory: stale temps of any target go; fresh ones and
+        look-alikes stay."""
         old = time.time() - STALE_TEMP_SECONDS - 5
         stale = tmp_path / ".token.azauth-0123456789abcdef.tmp"
         fresh = tmp_path / ".token.azauth-fedcba9876543210.tmp"
         other_target = tmp_path / ".other.azauth-0123456789abcdef.tmp"
         look_alike = tmp_path / ".token.azauth-notours.tmp"
-        for path in (stale, fresh, other_target, look_alike):
+        not_hidden = tmp_path / "token.azauth-0123456789abcdef.tmp"
+        for path in (stale, fresh, other_target, look_alike, not_hidden):
             path.write_bytes(b"partial")
-        for path in (stale, other_target, look_alike):
+        for path in (stale, other_target, look_alike, not_hidden):
             os.utime(path, (old, old))
 
-        atomic_write(tmp_path / "token", b"x")
+        atomic_write(tmp_path / "token", b"x", sweeps=StaleTempSweeps())
 
         assert leftovers(tmp_path, "token") == sorted(
-            p.name for p in (fresh, other_target, look_alike)
+            p.name for p in (fresh, look_alike, not_hidden)
         )
+
+    def test_a_directory_is_swept_at_most_once_per_interval(self, tmp_path):
+        """Writes within the interval do not sweep again: a stale leftover waits for the next."""
+        clock = FakeClock()
+        sweeps = StaleTempSweeps(interval=60.0, monotonic=clock.monotonic)
+        atomic_write(tmp_path / "a", b"1", sweeps=sweeps)  # the first write sweeps
+        leftover = stale_leftover(tmp_path, "a")
+        clock.advance(59.0)
+
+        for name in ("a", "b", "c"):
+            atomic_write(tmp_path / name, b"2", sweeps=sweeps)
+
+        assert leftover.exists()
+        clock.advance(1.0)
+        atomic_write(tmp_path / "b", b"3", sweeps=sweeps)
+        assert not leftover.exists()
+
+    def test_a_long_watch_cleans_leftovers_that_appear_later(self, tmp_path):
+        """Hours of renewals on a FakeClock: each leftover is gone within one interval."""
+        clock = FakeClock()
+        sweeps = StaleTempSweeps(interval=60.0, monotonic=clock.monotonic)
+        for hour in range(8):
+            atomic_write(tmp_path / "token", f"{hour}".encode(), sweeps=sweeps)
+            leftover = stale_leftover(tmp_path, "token", number=hour)
+            for _ in range(12):  # renewals every 5 minutes
+                clock.advance(300.0)
+                atomic_write(tmp_path / "token", f"{hour}".encode(), sweeps=sweeps)
+            assert not leftover.exists(), f"hour {hour}"
+
+        assert os.listdir(tmp_path) == ["token"]
+
+    def test_each_directory_has_its_own_schedule(self, tmp_path):
+        """A sweep of one directory does not stand in for another's."""
+        clock = FakeClock()
+        sweeps = StaleTempSweeps(interval=60.0, monotonic=clock.monotonic)
+        first, second = tmp_path / "one", tmp_path / "two"
+        first.mkdir(mode=0o700)
+        second.mkdir(mode=0o700)
+        atomic_write(first / "token", b"x", sweeps=sweeps)
+        leftover = stale_leftover(second, "token")
+
+        atomic_write(second / "token", b"x", sweeps=sweeps)
+
+        assert not leftover.exists()
 
     def test_temp_name_pattern_matches_the_documented_form(self):
         """The documented temp name form is what the pattern accepts."""
