@@ -47,6 +47,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "HttpClient",
     "Proxy",
+    "ProxySettings",
     "new_session",
     "proxy_for",
     "ssl_context_from_env",
@@ -246,36 +247,92 @@ def _proxy_from_url(url: str, username: str | None = None, password: str | None 
 
 def proxy_for(url: str, env: Mapping[str, str]) -> Proxy | None:
     """Return the proxy for ``url`` under the environment, or None (see the module docstring)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    proxies: dict[str, str] = {}
-    # Lower-case names win over upper-case ones, as in curl and urllib.
-    for name, value in env.items():
-        lowered = name.lower()
-        if value and lowered.endswith("_proxy"):
-            scheme = lowered[: -len("_proxy")]
-            if name == lowered or scheme not in proxies:
-                proxies[scheme] = value
-    if not any(name in proxies for name in ("http", "https", "all")):
-        return _agent_proxy_for(url, env)
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy:
-        return None
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined] # untyped
-    if "no" in proxies and bypass(host, proxies):
-        return None
-    return _proxy_from_url(proxy)
+    return ProxySettings.from_env(env).proxy_for(url)
 
 
-def _agent_proxy_for(url: str, env: Mapping[str, str]) -> Proxy | None:
-    """The Azure Pipelines agent's proxy (``AGENT_PROXY*``) for ``url``, or None."""
+class ProxySettings:
+    """The proxy variables of one environment, read once: the proxy of each URL is a lookup.
+
+    :class:`HttpClient` takes one snapshot when it opens its session (as it loads its TLS
+    trust), so a session sending 2,000 requests scans the environment once; a new session sees
+    the environment as it is then. The choice for each URL is kept (at most 256 URLs: token
+    endpoints are few).
+    """
+
+    __slots__ = ("_answers", "_env", "_proxies")
+    _MAX_ANSWERS = 256
+
+    def __init__(self, proxies: dict[str, str], env: Mapping[str, str]) -> None:
+        self._proxies = proxies
+        # The agent's proxy variables only (used when no *_proxy variable is set).
+        self._env = env
+        self._answers: dict[str, tuple[str, str | None, str | None] | None] = {}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProxySettings:
+        """Read ``*_proxy`` (lower case winning) and the agent's ``AGENT_PROXY*`` variables."""
+        proxies: dict[str, str] = {}
+        # Lower-case names win over upper-case ones, as in curl and urllib.
+        for name, value in env.items():
+            lowered = name.lower()
+            if value and lowered.endswith("_proxy"):
+                scheme = lowered[: -len("_proxy")]
+                if name == lowered or scheme not in proxies:
+                    proxies[scheme] = value
+        agent = {
+            name: env[name]
+            for name in (
+                _AGENT_PROXY_URL,
+                _AGENT_PROXY_USERNAME,
+                _AGENT_PROXY_PASSWORD,
+                _AGENT_PROXY_BYPASS,
+            )
+            if name in env
+        }
+        return cls(proxies, agent)
+
+    def proxy_for(self, url: str) -> Proxy | None:
+        """The proxy for ``url``, or None (see the module docstring).
+
+        The choice is kept per URL; the :class:`Proxy` is built anew each time, which registers
+        its password again, so a long run never lets it age out of the secret registry.
+        """
+        try:
+            chosen = self._answers[url]
+        except KeyError:
+            chosen = self._choose(url)
+            if len(self._answers) >= self._MAX_ANSWERS:
+                self._answers.clear()
+            self._answers[url] = chosen
+        return None if chosen is None else _proxy_from_url(*chosen)
+
+    def _choose(self, url: str) -> tuple[str, str | None, str | None] | None:
+        """The proxy URL and explicit credentials for ``url``, or None."""
+        proxies = self._proxies
+        if not any(name in proxies for name in ("http", "https", "all")):
+            return _agent_proxy_for(url, self._env)
+        parts = urlsplit(url)
+        proxy = proxies.get(parts.scheme) or proxies.get("all")
+        if not proxy:
+            return None
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined] # untyped
+        if "no" in proxies and bypass(parts.hostname or "", proxies):
+            return None
+        return (proxy, None, None)
+
+
+def _agent_proxy_for(url: str, env: Mapping[str, str]) -> tuple[str, str | None, str | None] | None:
+    """The Azure Pipelines agent's proxy (``AGENT_PROXY*``) for ``url``, or None.
+
+    Returns the proxy URL, user name and password, as :func:`_proxy_from_url` takes them.
+    """
     proxy_url = env.get(_AGENT_PROXY_URL, "").strip()
     if not proxy_url:
         return None
     for pattern in _bypass_patterns(env.get(_AGENT_PROXY_BYPASS, "")):
         if pattern.search(url):
             return None
-    return _proxy_from_url(
+    return (
         proxy_url,
         env.get(_AGENT_PROXY_USERNAME) or None,
         env.get(_AGENT_PROXY_PASSWORD) or None,
@@ -327,7 +384,8 @@ class HttpClient:
         timeout: seconds one attempt may take.
         retry: the retry policy.
         clock: time source for the retry deadline and sleeps.
-        env: environment for proxies and TLS trust (default ``os.environ``, read at first use).
+        env: environment for proxies and TLS trust (default ``os.environ``); read once, when
+            the session opens (:class:`ProxySettings`).
     """
 
     def __init__(
@@ -346,6 +404,7 @@ class HttpClient:
         self._clock = clock or SystemClock()
         self._env = env
         self._ssl: ssl.SSLContext | None = None
+        self._proxies: ProxySettings | None = None
         self._closed = False
 
     @property
@@ -369,6 +428,8 @@ class HttpClient:
             )
         if self._ssl is None:
             self._ssl = ssl_context_from_env(self._environment())
+        if self._proxies is None:
+            self._proxies = ProxySettings.from_env(self._environment())
         if self._session is None:
             self._session = _SharedSession.acquire()
         return self._session
@@ -385,7 +446,8 @@ class HttpClient:
         session = self._get_session()
         policy = self._retry
         host = _endpoint_host(request.url)
-        proxy = proxy_for(request.url, self._environment())
+        assert self._proxies is not None  # set with the session
+        proxy = self._proxies.proxy_for(request.url)
         started = self._clock.monotonic()
         attempt = 0
         while True:

@@ -12,8 +12,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent import AzurePipelinesCredential
-from agent._http import proxy_for
-from agent._secrets import forget_secrets, redact_text
+from agent._http import ProxySettings, proxy_for
+from agent._secrets import forget_secrets, redact_text, register_secret
 from agent.config import Connection
 from agent.exceptions import ProxyAuthenticationError
 from agent.retry import RetryPolicy
@@ -213,3 +213,62 @@ async def test_407_to_a_plain_http_request_is_the_same_error(proxy, monkeypatch)
                 await cred.get_token(ARM)
         assert proxy.refused == 1
         assert emu.counts["oidc"] == 0
+
+
+class TestProxySnapshot:
+    """The proxy variables are read once per HTTP session, not scanned on every request."""
+
+    async def test_a_session_keeps_its_snapshot_and_a_new_one_sees_the_change(
+        self, tls_emu, proxy, monkeypatch
+    ):
+        """HTTPS_PROXY set mid-session: that session stays direct; the next session tunnels."""
+        vault = "https://vault.azure.net/.default"
+        async with credential(tls_emu) as cred:
+            assert (await cred.get_token(ARM)).token
+            monkeypatch.setenv("HTTPS_PROXY", proxy.url_with_credentials)
+            assert (await cred.get_token(vault)).token  # a new Entra request, same session
+        assert proxy.tunnels == 0
+        assert tls_emu.counts == {"oidc": 1, "token": 2}
+
+        async with credential(tls_emu) as cred:
+            assert (await cred.get_token(ARM)).token
+        assert proxy.tunnels >= 1
+        assert proxy.refused == 0
+
+    def test_settings_read_the_environment_once(self):
+        """A ProxySettings answers from its snapshot; later changes need a new snapshot."""
+        env = {"HTTPS_PROXY": "http://p1.example:1", "NO_PROXY": "direct.example"}
+        settings = ProxySettings.from_env(env)
+        env["HTTPS_PROXY"] = "http://p2.example:2"
+
+        chosen = settings.proxy_for("https://login.example/token")
+        assert chosen is not None and chosen.url == "http://p1.example:1"
+        assert settings.proxy_for("https://direct.example/") is None
+        assert settings.proxy_for("http://login.example/") is None  # no http_proxy
+        fresh = ProxySettings.from_env(env).proxy_for("https://login.example/token")
+        assert fresh is not None and fresh.url == "http://p2.example:2"
+
+    def test_agent_bypass_list_is_matched_per_url(self):
+        """Cached choices are per URL: the agent's bypass regexes still see each URL."""
+        settings = ProxySettings.from_env(
+            {
+                "AGENT_PROXYURL": "http://p.example:8080",
+                "AGENT_PROXYBYPASSLIST": json.dumps([r"direct\.example/"]),
+            }
+        )
+        for _ in range(2):
+            assert settings.proxy_for("https://direct.example/x") is None
+            chosen = settings.proxy_for("https://login.example/x")
+            assert chosen is not None and chosen.url == "http://p.example:8080"
+
+    def test_the_password_stays_masked_in_a_long_run(self):
+        """Thousands of tokens later, each use of the proxy registers its password again."""
+        forget_secrets()
+        settings = ProxySettings.from_env({"HTTPS_PROXY": f"http://u:{PASSWORD}@p.example:3128"})
+        for number in range(3):
+            assert settings.proxy_for("https://login.example/") is not None
+            for other in range(5000):  # more than the registry keeps
+                register_secret(f"token-{number}-{other:05d}-padding")
+            assert PASSWORD in redact_text(PASSWORD)  # aged out ...
+            settings.proxy_for("https://login.example/")
+            assert PASSWORD not in redact_text(f"the value {PASSWORD} leaked")  # ... until used
