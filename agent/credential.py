@@ -271,6 +271,9 @@ class AzurePipelinesCredential:
         if oidc_request_uri is not None:
             oidc_request_uri = oidc_request_url(oidc_request_uri, source="oidc_request_uri")
         self._oidc_request_uri = oidc_request_uri
+        # The last SYSTEM_OIDCREQUESTURI read from the environment and its checked form: a
+        # cached answer re-reads the variable but checks the URL again only when it changed.
+        self._checked_env_uri: tuple[str, str] | None = None
         self._clock = clock or SystemClock()
         self._http = HttpClient(
             session=session, timeout=timeout, retry=retry, clock=self._clock, env=env
@@ -424,7 +427,12 @@ class AzurePipelinesCredential:
         uri = self._environ().get(envvars.SYSTEM_OIDCREQUESTURI)
         if uri is None:
             raise credential_unavailable(MISSING_OIDC_URI)
-        return oidc_request_url(uri, source="environment variable SYSTEM_OIDCREQUESTURI")
+        checked = self._checked_env_uri
+        if checked is not None and checked[0] == uri:
+            return checked[1]
+        url = oidc_request_url(uri, source="environment variable SYSTEM_OIDCREQUESTURI")
+        self._checked_env_uri = (uri, url)
+        return url
 
     async def _get(
         self,

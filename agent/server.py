@@ -37,6 +37,7 @@ Use :func:`serve_profile` (an async context manager) to run one around other wor
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import uuid
@@ -115,7 +116,27 @@ MAX_REQUEST_BYTES = 1024
 _MAX_LINE = 4096  # request line (the query string) and each header line
 _MAX_HEADERS = 64
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The headers of a token answer, as web.json_response sets them, built once.
+_TOKEN_HEADERS = (("Content-Type", "application/json; charset=utf-8"), *_NO_STORE.items())
 _RETRY_AFTER_BUSY = 1
+# Parsed requests and encoded answers kept per distinct query / resource (bounded: clients
+# choose these strings, so a full cache is emptied rather than grown).
+_MAX_CACHED = 256
+
+
+class _CorrelationId:
+    """A request's correlation id, drawn only when an answer or a log line needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            self._value = str(uuid.uuid4())
+        return self._value
+
 
 _log = get_logger("agent.server")
 _T = TypeVar("_T")
@@ -200,6 +221,10 @@ class TokenServer:
         self._runner: web.AppRunner | None = None
         self._listener = GuardedListener()
         self._slots = asyncio.Semaphore(max_concurrency)
+        # App Service query string -> its parsed request and the connection it selects.
+        self._parsed: dict[str, tuple[TokenRequest, str]] = {}
+        # (protocol, resource, connection) -> the token, second and JSON answer encoded for them.
+        self._bodies: dict[tuple[str, str, str], tuple[str, float, str, int, bytes]] = {}
         self._url: str | None = None
         self._port = 0
         #: Requests answered with a token, and requests refused (any error status).
@@ -355,16 +380,16 @@ class TokenServer:
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if request.path == OIDC_REQUEST_PATH:
+        path = request.path
+        if path == OIDC_REQUEST_PATH:
             return await self._handle_oidc_request(request)
-        protocol = self._routes.get(request.path)
-        correlation_id = str(uuid.uuid4())
+        protocol = self._routes.get(path)
+        correlation_id = _CorrelationId()
         try:
-            token_request = self._check(request, protocol)
-            name = select_connection(self._connections, token_request.selector, self._default)
+            token_request, name = self._check(request, protocol)
             return await self._answer(token_request, name, correlation_id)
         except Refusal as refusal:
-            return self._refuse(protocol, refusal, correlation_id, request.path)
+            return self._refuse(protocol, refusal, str(correlation_id), path)
 
     def _check_origin(self, request: web.Request) -> None:
         """The DNS-rebinding, relay and web-page guards every endpoint shares."""
@@ -376,8 +401,15 @@ class TokenServer:
             )
         check_forwarding(request.headers)
 
-    def _check(self, request: web.Request, protocol: WireProtocol | None) -> TokenRequest:
-        """Every guard, cheapest and least revealing first; nothing here touches a credential."""
+    def _check(
+        self, request: web.Request, protocol: WireProtocol | None
+    ) -> tuple[TokenRequest, str]:
+        """Every guard, cheapest and least revealing first; nothing here touches a credential.
+
+        Returns the request and the connection it selects. A query string seen before is not
+        parsed again (parsing and selection are pure functions of it and the server's fixed
+        connections); every other check runs on every request.
+        """
         self._check_origin(request)
         if protocol is None:
             paths = " and ".join([*self._routes, OIDC_REQUEST_PATH])
@@ -388,8 +420,19 @@ class TokenServer:
             raise Refusal(413, "invalid_request", "token requests carry no body")
         if protocol == "app_service":
             authorize(request.headers, self._secret)
-            return parse_app_service_request(request.query.items())
-        return parse_imds_request(request.query.items(), request.headers)
+            query = request.rel_url.raw_query_string
+            parsed = self._parsed.get(query)
+            if parsed is None:
+                token_request = parse_app_service_request(request.query.items())
+                name = select_connection(self._connections, token_request.selector, self._default)
+                if len(self._parsed) >= _MAX_CACHED:
+                    self._parsed.clear()
+                parsed = self._parsed[query] = (token_request, name)
+            return parsed
+        token_request = parse_imds_request(request.query.items(), request.headers)
+        return token_request, select_connection(
+            self._connections, token_request.selector, self._default
+        )
 
     @asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -405,22 +448,19 @@ class TokenServer:
             yield
 
     async def _answer(
-        self, token_request: TokenRequest, name: str, correlation_id: str
+        self, token_request: TokenRequest, name: str, correlation_id: _CorrelationId
     ) -> web.Response:
-        async with self._slot():
+        slots = self._slots
+        if slots.locked():  # as _slot(), without a context manager on the hot path
+            raise Refusal(
+                429,
+                "too_many_requests",
+                f"more than {self._max_concurrency} requests at once; retry shortly",
+                retry_after=_RETRY_AFTER_BUSY,
+            )
+        async with slots:
             info = await self._token(name, token_request.scope, correlation_id)
-        connection = self._connections[name]
-        render = (
-            app_service_token_body if token_request.protocol == "app_service" else imds_token_body
-        )
-        body = render(
-            access_token=info.token,
-            expires_on=int(info.expires_on),
-            resource=token_request.resource,
-            client_id=connection.client_id,
-            token_type=info.token_type or "Bearer",
-            now=int(self._clock.time()),
-        )
+        body = self._token_body(token_request, name, info)
         self.counts["served"] += 1
         _log.debug(
             "token_served",
@@ -429,7 +469,40 @@ class TokenServer:
             connection=name,
             status=200,
         )
-        return web.json_response(body, headers=_NO_STORE)
+        return web.Response(body=body, headers=_TOKEN_HEADERS)
+
+    def _token_body(self, token_request: TokenRequest, name: str, info: Any) -> bytes:
+        """The JSON answer, encoded once per token, resource and second (``expires_in``)."""
+        now = int(self._clock.time())
+        token, expires_on = info.token, int(info.expires_on)
+        token_type = info.token_type or "Bearer"
+        key = (token_request.protocol, token_request.resource, name)
+        cached = self._bodies.get(key)
+        if (
+            cached is not None
+            and cached[0] is token
+            and cached[1] == now
+            and cached[2] == token_type
+            and cached[3] == expires_on
+        ):
+            return cached[4]
+        render = (
+            app_service_token_body if token_request.protocol == "app_service" else imds_token_body
+        )
+        body = json.dumps(
+            render(
+                access_token=token,
+                expires_on=expires_on,
+                resource=token_request.resource,
+                client_id=self._connections[name].client_id,
+                token_type=token_type,
+                now=now,
+            )
+        ).encode()
+        if len(self._bodies) >= _MAX_CACHED:
+            self._bodies.clear()
+        self._bodies[key] = (token, now, token_type, expires_on, body)
+        return body
 
     async def _handle_oidc_request(self, request: web.Request) -> web.Response:
         """The OIDC request endpoint: a connection's Azure DevOps OIDC token, in either shape."""
@@ -484,7 +557,7 @@ class TokenServer:
         )
         return oidc.token
 
-    async def _token(self, name: str, scope: str, correlation_id: str) -> Any:
+    async def _token(self, name: str, scope: str, correlation_id: _CorrelationId | str) -> Any:
         return await self._borrow(
             name,
             correlation_id,
@@ -496,7 +569,7 @@ class TokenServer:
     async def _borrow(
         self,
         name: str,
-        correlation_id: str,
+        correlation_id: _CorrelationId | str,
         acquire: Callable[[AzurePipelinesCredential], Awaitable[_T]],
         *,
         crashed: str,
@@ -516,9 +589,9 @@ class TokenServer:
                 "upstream_failed",
                 connection=name,
                 error=redact_text(str(exc)),
-                correlation_id=correlation_id,
+                correlation_id=str(correlation_id),
             )
-            raise _upstream_refusal(exc, correlation_id) from None
+            raise _upstream_refusal(exc, str(correlation_id)) from None
         except invalid as exc:
             raise Refusal(400, "invalid_resource", redact_text(str(exc))) from None
         except Exception as exc:  # noqa: BLE001 - one request fails, the server keeps serving

@@ -121,7 +121,9 @@ async def main_async(repeats: int, json_path: str | None) -> int:
     try:
         for i in range(max(c for c, _ in SIZES)):
             await emu.add_connection(
-                f"{i:08d}-aaaa-bbbb-cccc-000000000000", TENANT, f"{i:08d}-1111-2222-3333-444444444444"
+                f"{i:08d}-aaaa-bbbb-cccc-000000000000",
+                TENANT,
+                f"{i:08d}-1111-2222-3333-444444444444",
             )
         isolate_environment(emu.client_environment())
         assert emu.ca_file is not None

@@ -6,20 +6,27 @@ Service protocol (``X-IDENTITY-HEADER``) exactly as azure-identity's async clien
 After one warm-up request (the only one that reaches the emulated Entra), it measures:
 
 (a) sequential: one client, one request at a time: latency p50 / p99;
-(b) concurrent: 50 clients sharing the load of N requests: latency p50 / p99 and requests/s.
+(b) concurrent: 50 clients sharing the load of N requests: latency p50 / p99 and requests/s;
+(c) CPU per cached answer, side by side with ``bench/bare_token_server.py`` (a bare aiohttp
+    handler doing the same secret check and answering the same JSON): the same load (10 clients,
+    keep-alive) goes to each server in turns, and each server's CPU time (``/proc/PID/stat``) over
+    its rounds is divided by the answers; the verdict compares the medians against the target
+    azauth <= 1.4 x bare.
 
 Every answer must be 200 and carry the same token (the credential's cache served them all).
 Traffic stays on 127.0.0.1. Numbers on a shared 2-core machine are noisy: compare runs on one
 machine, not across machines.
 
 Usage: ``python bench/bench_server.py [--quick] [--json FILE]`` (default 20,000 concurrent
-requests; ``--quick``: 3,000).
+requests and 7 rounds of 5,000 answers per server for (c); ``--quick``: 3,000 and 3 rounds of
+1,500).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shlex
 import signal
@@ -47,15 +54,22 @@ connections = ["prod"]
 """
 
 
+CPU_CLIENTS = 1
+CPU_TARGET = 1.4
+BARE_SERVER = Path(__file__).resolve().parent / "bare_token_server.py"
+
+
 @dataclass(frozen=True)
 class Mode:
     name: str
     sequential: int
     concurrent: int
+    cpu_rounds: int
+    cpu_answers: int
 
 
-FULL = Mode("full", sequential=2_000, concurrent=20_000)
-QUICK = Mode("quick", sequential=500, concurrent=3_000)
+FULL = Mode("full", sequential=2_000, concurrent=20_000, cpu_rounds=7, cpu_answers=5_000)
+QUICK = Mode("quick", sequential=500, concurrent=3_000, cpu_rounds=3, cpu_answers=1_500)
 
 
 @dataclass
@@ -98,6 +112,64 @@ async def start_server(workdir: Path) -> tuple[asyncio.subprocess.Process, dict[
         raise RuntimeError(f"azauth serve did not start: {stderr.decode(errors='replace')}")
     exported = dict(word.split("=", 1) for word in words[1:])
     return process, exported
+
+
+async def start_bare_server() -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """The bare aiohttp handler in a child process, announced like ``azauth serve``."""
+    env = _common._child_environment()  # noqa: SLF001
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(BARE_SERVER), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), _common.CONTROL_TIMEOUT)
+    words = shlex.split(line.decode())
+    if not words or words[0] != "export":
+        raise RuntimeError("the bare token server did not start")
+    return process, dict(word.split("=", 1) for word in words[1:])
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_per_answer(
+    mode: Mode, azauth: tuple[Any, dict[str, str]], clients_count: int = CPU_CLIENTS
+) -> dict[str, Any]:
+    """(c): the same load to azauth serve and the bare handler in turns; CPU per answer each."""
+    bare = await start_bare_server()
+    servers = {"azauth serve": azauth, "bare aiohttp handler": bare}
+    samples: dict[str, list[float]] = {name: [] for name in servers}
+    try:
+        connector = aiohttp.TCPConnector(limit=clients_count * 2)
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            clients = {name: Client(session, exported) for name, (_, exported) in servers.items()}
+            for client in clients.values():  # warm both: connections, the token, caches
+                await concurrent(client, 200, clients_count)
+            order = list(servers)
+            for _ in range(mode.cpu_rounds):
+                for name in order:
+                    pid = servers[name][0].pid
+                    before = process_cpu(pid)
+                    await concurrent(clients[name], mode.cpu_answers, clients_count)
+                    samples[name].append((process_cpu(pid) - before) / mode.cpu_answers)
+                order.reverse()  # take turns going first
+    finally:
+        await stop_server(bare[0])
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    ratio = medians["azauth serve"] / medians["bare aiohttp handler"]
+    return {
+        "answers_per_round": mode.cpu_answers,
+        "rounds": mode.cpu_rounds,
+        "clients": clients_count,
+        "samples_s": samples,
+        "median_s": medians,
+        "ratio": ratio,
+        "target": CPU_TARGET,
+        "pass": ratio <= CPU_TARGET,
+    }
 
 
 async def stop_server(process: asyncio.subprocess.Process) -> int:
@@ -153,7 +225,7 @@ async def concurrent(client: Client, count: int, clients: int) -> Result:
     return Result(f"concurrent, {clients} clients", count, wall, latencies)
 
 
-async def run(mode: Mode) -> dict[str, Any]:
+async def run(mode: Mode, cpu_clients: int = CPU_CLIENTS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="azauth-bench-serve-") as directory:
         process, exported = await start_server(Path(directory))
         try:
@@ -165,13 +237,14 @@ async def run(mode: Mode) -> dict[str, Any]:
                     await sequential(client, mode.sequential),
                     await concurrent(client, mode.concurrent, CLIENTS),
                 ]
+            cpu = await cpu_per_answer(mode, (process, exported), cpu_clients)
         finally:
             code = await stop_server(process)
     if len(client.tokens) != 1:
         raise RuntimeError(f"expected one cached token, got {len(client.tokens)}")
     if code != 0:
         raise RuntimeError(f"azauth serve exited {code} on SIGTERM")
-    return {"mode": mode.name, "warm_up_s": warm_up, "results": results}
+    return {"mode": mode.name, "warm_up_s": warm_up, "results": results, "cpu": cpu}
 
 
 def render(outcome: dict[str, Any]) -> str:
@@ -188,17 +261,39 @@ def render(outcome: dict[str, Any]) -> str:
     ]
     table = _common.render_table(("scenario", "requests", "p50", "p99", "max", "req/s"), rows)
     first = f"warm-up (first request, mints via the emulator): {outcome['warm_up_s'] * 1000:.1f} ms"
-    return f"{table}{first}\nevery answer 200, one distinct token; server exited 0 on SIGTERM\n"
+    cpu = outcome["cpu"]
+    cpu_rows = [
+        (
+            name,
+            f"{statistics.median(values) * 1e6:.1f} us",
+            f"{min(values) * 1e6:.1f}-{max(values) * 1e6:.1f} us",
+        )
+        for name, values in cpu["samples_s"].items()
+    ]
+    cpu_table = _common.render_table(("server", "CPU per answer", "range"), cpu_rows)
+    return (
+        f"{table}{first}\nevery answer 200, one distinct token; server exited 0 on SIGTERM\n\n"
+        f"(c) CPU per cached answer, {cpu['rounds']} rounds of {cpu['answers_per_round']:,} "
+        f"answers per server in turns, {cpu['clients']} clients, median [range]\n\n{cpu_table}"
+        f"azauth / bare: {cpu['ratio']:.2f}x (target <= {cpu['target']}x): "
+        f"{_common.verdict(cpu['pass'])}\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3,000 concurrent requests")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--cpu-answers", type=int, help="answers per server and round in (c)")
+    parser.add_argument(
+        "--cpu-clients", type=int, default=CPU_CLIENTS, help="concurrent clients in (c)"
+    )
     args = parser.parse_args()
     mode = QUICK if args.quick else FULL
+    if args.cpu_answers:
+        mode = dataclasses.replace(mode, cpu_answers=args.cpu_answers)
     os.chdir(_common.REPO)
-    outcome = asyncio.run(run(mode))
+    outcome = asyncio.run(run(mode, args.cpu_clients))
     facts = _common.machine_facts()
     print(_common.render_machine_facts(facts), end="")
     print(f"azauth serve benchmark ({mode.name}): App Service protocol, cached token\n")
@@ -209,6 +304,7 @@ def main() -> None:
             "mode": mode.name,
             "warm_up_ms": outcome["warm_up_s"] * 1000,
             "results": {r.scenario: r.as_dict() for r in outcome["results"]},
+            "cpu_per_answer": outcome["cpu"],
         }
         _common.write_json(args.json, payload)
 
