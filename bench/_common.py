@@ -145,6 +145,11 @@ class EmulatorProcess:
         answer = await self._call("cpu_time")
         return float(answer["cpu_time"])
 
+    async def first_request_time(self) -> float | None:
+        """Wall-clock arrival (``time.time()``) of the first request since the last reset."""
+        answer = await self._call("first_request")
+        return None if answer["time"] is None else float(answer["time"])
+
     async def reset_counts(self) -> None:
         """Zero the counters and forget recorded requests and issued tokens."""
         await self._call("reset_counts")
@@ -258,6 +263,8 @@ async def _serve(latency: float, tls: bool) -> None:
                 reply(dict(emu.counts))
             elif op == "cpu_time":
                 reply({"cpu_time": time.process_time()})
+            elif op == "first_request":
+                reply({"time": min((r.time for r in emu.requests), default=None)})
             elif op == "reset_counts":
                 emu.reset_counts()
                 reply({"ok": True})

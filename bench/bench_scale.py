@@ -161,8 +161,10 @@ async def main_async(repeats: int, json_path: str | None) -> int:
             f"{f['requests']:.0f}",
             f"{f['wall_s'] * 1000:.0f} ms",
             f"{f['cpu_s'] * 1000:.0f} ms",
-            f"{f['cpu_per_request_s'] * 1e6:.0f} us "
-            f"[{f['cpu_per_request_min_s'] * 1e6:.0f}-{f['cpu_per_request_max_s'] * 1e6:.0f}]",
+            (
+                f"{f['cpu_per_request_s'] * 1e6:.0f} us "
+                f"[{f['cpu_per_request_min_s'] * 1e6:.0f}-{f['cpu_per_request_max_s'] * 1e6:.0f}]"
+            ),
             f"{f['emulator_cpu_s'] * 1000:.0f} ms",
         )
         for label, f in figures.items()
