@@ -36,6 +36,8 @@ from typing import Any, Self
 
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parents[1]
+# Bytecode of the benchmarks' long-running children (emulator, servers): compiled once, kept.
+CHILD_PYCACHE = Path(tempfile.gettempdir()) / f"azauth-bench-pycache-{os.getuid()}"
 # Seconds any single control exchange with the child may take (start-up included).
 CONTROL_TIMEOUT = 30.0
 
@@ -181,8 +183,13 @@ def _child_environment() -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name.upper() not in _PROXY_NAMES and not name.upper().startswith(_CLEARED_PREFIXES)
+        if name.upper() not in _PROXY_NAMES
+        and not name.upper().startswith(_CLEARED_PREFIXES)
+        # Children run from compiled bytecode, as an installed tool does (a benchmark must not
+        # inherit a setting that makes every start recompile the sources).
+        and name.upper() != "PYTHONDONTWRITEBYTECODE"
     }
+    env.setdefault("PYTHONPYCACHEPREFIX", str(CHILD_PYCACHE))
     # The child imports `agent` from the working tree even when run from elsewhere.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
