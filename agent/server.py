@@ -224,7 +224,7 @@ class TokenServer:
         # App Service query string -> its parsed request and the connection it selects.
         self._parsed: dict[str, tuple[TokenRequest, str]] = {}
         # (protocol, resource, connection) -> the token, second and JSON answer encoded for them.
-        self._bodies: dict[tuple[str, str, str], tuple[str, float, str, int, bytes]] = {}
+        self._bodies: dict[tuple[str, str, str], tuple[str, int, str, int, bytes]] = {}
         self._url: str | None = None
         self._port = 0
         #: Requests answered with a token, and requests refused (any error status).
@@ -438,26 +438,25 @@ class TokenServer:
     async def _slot(self) -> AsyncIterator[None]:
         """One of the ``max_concurrency`` request slots, or a 429 refusal when none is free."""
         if self._slots.locked():
-            raise Refusal(
-                429,
-                "too_many_requests",
-                f"more than {self._max_concurrency} requests at once; retry shortly",
-                retry_after=_RETRY_AFTER_BUSY,
-            )
+            raise self._busy()
         async with self._slots:
             yield
+
+    def _busy(self) -> Refusal:
+        """The 429 answer when every request slot is taken."""
+        return Refusal(
+            429,
+            "too_many_requests",
+            f"more than {self._max_concurrency} requests at once; retry shortly",
+            retry_after=_RETRY_AFTER_BUSY,
+        )
 
     async def _answer(
         self, token_request: TokenRequest, name: str, correlation_id: _CorrelationId
     ) -> web.Response:
         slots = self._slots
         if slots.locked():  # as _slot(), without a context manager on the hot path
-            raise Refusal(
-                429,
-                "too_many_requests",
-                f"more than {self._max_concurrency} requests at once; retry shortly",
-                retry_after=_RETRY_AFTER_BUSY,
-            )
+            raise self._busy()
         async with slots:
             info = await self._token(name, token_request.scope, correlation_id)
         body = self._token_body(token_request, name, info)
