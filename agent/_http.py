@@ -253,10 +253,10 @@ def proxy_for(url: str, env: Mapping[str, str]) -> Proxy | None:
 class ProxySettings:
     """The proxy variables of one environment, read once: the proxy of each URL is a lookup.
 
-    :class:`HttpClient` takes one snapshot when it opens its session (as it loads its TLS
-    trust), so a session sending 2,000 requests scans the environment once; a new session sees
-    the environment as it is then. The choice for each URL is kept (at most 256 URLs: token
-    endpoints are few).
+    Each :class:`HttpClient` takes one snapshot at its first request (when it loads its TLS
+    trust), so a client sending 2,000 requests scans the environment once; a new client (a new
+    credential, the next command) sees the environment as it is then. The choice for each URL
+    is kept (at most 256 URLs: token endpoints are few).
     """
 
     __slots__ = ("_answers", "_env", "_proxies")
@@ -384,8 +384,8 @@ class HttpClient:
         timeout: seconds one attempt may take.
         retry: the retry policy.
         clock: time source for the retry deadline and sleeps.
-        env: environment for proxies and TLS trust (default ``os.environ``); read once, when
-            the session opens (:class:`ProxySettings`).
+        env: environment for proxies and TLS trust (default ``os.environ``); read once, at
+            the first request (:class:`ProxySettings`).
     """
 
     def __init__(
@@ -446,7 +446,7 @@ class HttpClient:
         session = self._get_session()
         policy = self._retry
         host = _endpoint_host(request.url)
-        assert self._proxies is not None  # set with the session
+        assert self._proxies is not None  # set at the first request, with the TLS trust
         proxy = self._proxies.proxy_for(request.url)
         started = self._clock.monotonic()
         attempt = 0
