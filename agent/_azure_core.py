@@ -2,7 +2,7 @@
 
 A program using the library gets the real ``azure.core.exceptions.ClientAuthenticationError``
 and ``azure.core.credentials.AccessToken`` / ``AccessTokenInfo`` as the bases of
-:class:`agent.exceptions.AuthenticationError` and :mod:`agent.protocol`'s token types, so
+:class:`agent.exceptions.AuthenticationError` and :mod:`agent.exchange`'s token types, so
 ``except ClientAuthenticationError`` and azure-identity's chains work with azauth's credential.
 
 The ``azauth`` command (marked by :func:`agent._standalone.mark_command` before any of these

@@ -2,8 +2,9 @@
 
 Kept tiny on purpose: ``azauth token`` answers from the on-disk cache without importing aiohttp,
 pydantic, structlog or azure-core, so this module imports nothing heavy before it knows it must.
-A warm ``azauth token`` or ``azauth git-credential get`` is answered by :mod:`agent.fastpath`;
-everything else, and every miss, runs the full command line (:mod:`agent.cli.main`).
+A warm ``azauth token`` or ``azauth git-credential get`` is answered by
+:mod:`agent.credential_helpers.warm`; everything else, and every miss, runs the full command line
+(:mod:`agent.cli.main`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def docker_credential_main() -> None:
         import time  # noqa: PLC0415
 
         from agent._hardening import limit_core  # noqa: PLC0415
-        from agent.docker_credential import read_request  # noqa: PLC0415 - stdlib only
-        from agent.registry_tokens import warm_get  # noqa: PLC0415 - stdlib only
+        from agent.credential_helpers.docker import read_request  # noqa: PLC0415 - stdlib only
+        from agent.registries.tokens import warm_get  # noqa: PLC0415 - stdlib only
 
         limit_core()
         data = read_request(sys.stdin.buffer if sys.stdin is not None else None)
@@ -82,7 +83,7 @@ def main() -> None:
     try:
         if command in _FAST_COMMANDS and not closed:
             from agent._hardening import limit_core  # noqa: PLC0415
-            from agent.fastpath import serve  # noqa: PLC0415 - only these commands need it
+            from agent.credential_helpers.warm import serve  # noqa: PLC0415 - only these commands need it
 
             limit_core()
             fast = serve(argv)

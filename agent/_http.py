@@ -39,8 +39,8 @@ from agent import envvars
 from agent._secrets import redact_text, register_secret, strip_userinfo
 from agent.clock import Clock, SystemClock
 from agent.exceptions import ConfigError, ProxyAuthenticationError, TransportError
+from agent.exchange import HttpRequest, HttpResponse
 from agent.logs import get_logger
-from agent.protocol import HttpRequest, HttpResponse
 from agent.retry import RetryPolicy
 
 __all__ = [

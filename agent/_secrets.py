@@ -1,7 +1,7 @@
 """The one registry of secret values this process has handled, and redaction of text.
 
 The credential registers every system access token, OIDC token and access token it sees; log
-rendering (:mod:`agent.logs`) and error formatting (:mod:`agent.protocol`) mask any registered
+rendering (:mod:`agent.logs`) and error formatting (:mod:`agent.exchange`) mask any registered
 value wherever it appears, and anything shaped like a JWT. Stdlib only, because the
 ``azauth token`` fast path may use it.
 """

@@ -37,9 +37,7 @@ from agent.exceptions import (
     OidcRequestError,
     credential_unavailable,
 )
-from agent.jwt import unverified_claims
-from agent.logs import get_logger
-from agent.protocol import (
+from agent.exchange import (
     MISSING_OIDC_URI,
     HttpResponse,
     Token,
@@ -53,6 +51,8 @@ from agent.protocol import (
     resolve_tenant,
     validate_tenant_id,
 )
+from agent.jwt import unverified_claims
+from agent.logs import get_logger
 from agent.refresh import RefreshPolicy, describe_offset, oidc_lifetime
 from agent.retry import RetryPolicy, parse_http_date
 

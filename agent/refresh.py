@@ -148,7 +148,7 @@ def describe_offset(local: float, remote: float, remote_name: str) -> str | None
     offset = local - remote
     if abs(offset) <= 60:
         return None
-    from agent.credential_process import rfc3339 as iso  # noqa: PLC0415 - rarely needed
+    from agent.credential_helpers.protocols import rfc3339 as iso  # noqa: PLC0415 - rarely needed
     from agent.report import format_delta  # noqa: PLC0415 - the one duration format
 
     direction = "ahead of" if offset > 0 else "behind"

@@ -46,7 +46,7 @@ from agent.refresh import (
     acquired_access,
     acquired_oidc,
 )
-from agent.registry_delivery import RegistryDelivery
+from agent.registries.delivery import RegistryDelivery
 from agent.report import ConnectionReport, RunReport
 from agent.retry import RetryPolicy
 

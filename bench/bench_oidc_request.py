@@ -33,8 +33,8 @@ from _common import CLIENT, SC, TENANT
 
 from agent.config import Connection
 from agent.logs import configure_logging
-from agent.server import TokenServer
 from agent.testing.emulator import Emulator
+from agent.tokenserver.server import TokenServer
 
 
 async def drive(url: str, bearer: str, tools: int, rounds: int) -> dict[str, Any]:

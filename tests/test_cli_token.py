@@ -17,9 +17,9 @@ import pytest
 from azure.identity._credentials.azure_cli import parse_token
 
 from agent.cli.main import main
+from agent.credential_helpers.cache import CacheEntry, decode_entry, encode_entry
 from agent.testing.emulator import Emulator
 from agent.testing.fakes import skewed_clock_environment
-from agent.tokencache import CacheEntry, decode_entry, encode_entry
 from tests.support import (
     AZAUTH,
     CLIENT,
@@ -772,10 +772,10 @@ class TestProfileSettings:
         On simulated time, Entra asking for a retry after 50 s: attempts at 0, 50 and 100 s fit
         in 120 s; a 60 s deadline (the library's default) would stop after the second.
         """
+        from agent.credential_helpers.cache import TokenRequest
         from agent.credential_helpers.service import obtain_token
         from agent.exceptions import AuthenticationError
         from agent.testing.fakes import FakeClock
-        from agent.tokencache import TokenRequest
 
         (workspace / "azauth.toml").write_text(ONE_CONNECTION)
         connected_emulator.fail_next("token", 503, count=10, retry_after="50")

@@ -12,8 +12,8 @@ import pytest
 
 from agent.cli.env import render_exports, render_unset
 from agent.cli.main import main
-from agent.credential_process import TokenDetails
-from agent.tokencache import CacheEntry, TokenCache
+from agent.credential_helpers.cache import CacheEntry, TokenCache
+from agent.credential_helpers.protocols import TokenDetails
 from tests.support import (
     CLIENT,
     CLIENT2,

@@ -15,7 +15,8 @@ import pytest
 
 from agent.config import load_config
 from agent.exceptions import UsageError
-from agent.execmode import (
+from agent.jwt import unverified_claims
+from agent.supervisor import (
     CONFLICTING_VARIABLES,
     NESTING_VARIABLE,
     build_child_env,
@@ -24,7 +25,6 @@ from agent.execmode import (
     exec_profile,
     exit_status,
 )
-from agent.jwt import unverified_claims
 from tests.support import (
     AZAUTH,
     CLIENT,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import main
-from agent.credential_process import (
+from agent.credential_helpers.protocols import (
     AZURE_REPOS_SCOPE,
     TokenDetails,
     parse_git_credential,

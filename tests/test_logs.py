@@ -417,7 +417,7 @@ class TestOneFront:
         """Importing runner, server, execmode (and the credential) configures no logging."""
         code = (
             "import logging, structlog\n"
-            "import agent.runner, agent.server, agent.execmode, agent.credential, agent.refresh\n"
+            "import agent.runner, agent.tokenserver.server, agent.supervisor, agent.credential, agent.refresh\n"
             "from agent import AzurePipelinesCredential\n"
             "assert not structlog.is_configured(), 'structlog configured on import'\n"
             "assert logging.getLogger().handlers == [], logging.getLogger().handlers\n"

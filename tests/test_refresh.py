@@ -9,7 +9,7 @@ import pytest
 
 from agent.credential import oidc_token_from_response
 from agent.exceptions import EntraError, NoUsableLifeError, OidcRequestError, TransportError
-from agent.protocol import HttpResponse, parse_token_response
+from agent.exchange import HttpResponse, parse_token_response
 from agent.refresh import RefreshPolicy, describe_offset, is_permanent, oidc_lifetime
 from agent.testing.faults import _jwt
 

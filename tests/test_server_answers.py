@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from agent.config import Connection
-from agent.server import TokenServer
 from agent.testing import FakeClock
+from agent.tokenserver.server import TokenServer
 
 from .conftest import CLIENT, SC, TENANT
 

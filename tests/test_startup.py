@@ -166,7 +166,7 @@ async def test_an_authentication_failure_in_the_command_is_still_one_line(
 
 def test_library_classes_are_azure_cores() -> None:
     assert issubclass(agent.AuthenticationError, azure.core.exceptions.ClientAuthenticationError)
-    from agent.protocol import Token, TokenInfo  # noqa: PLC0415
+    from agent.exchange import Token, TokenInfo  # noqa: PLC0415
 
     assert issubclass(Token, azure.core.credentials.AccessToken)
     assert issubclass(TokenInfo, azure.core.credentials.AccessTokenInfo)
@@ -183,7 +183,7 @@ def test_the_command_gets_stand_ins_only_when_azure_core_is_not_loaded() -> None
         "from agent._standalone import mark_command\n"
         "mark_command()\n"
         "from agent.exceptions import EntraError\n"
-        "from agent.protocol import Token\n"
+        "from agent.exchange import Token\n"
         "err = EntraError('refused', status_code=400, error='invalid_client')\n"
         "print(sorted(m for m in sys.modules if m.startswith('azure')), err.message,\n"
         "      err.status_code, err.error, str(err), Token('t', 5).expires_on)\n"

@@ -2,7 +2,7 @@
 
 Docker, skopeo, podman, buildah, crane, oras and helm run it for the registries a Docker
 ``config.json`` points at it (``"credHelpers": {"contoso.azurecr.io": "azauth"}``), with one
-argument (the protocol of :mod:`agent.docker_credential`):
+argument (the protocol of :mod:`agent.credential_helpers.docker`):
 
 - ``get``: the server URL on stdin → ``{"ServerURL", "Username":
   "00000000-0000-0000-0000-000000000000", "Secret": <ACR refresh token>}``, exit 0. A
@@ -15,7 +15,7 @@ argument (the protocol of :mod:`agent.docker_credential`):
 
 The profile is the one ``azauth token`` uses (``AZAUTH_CONFIG``, ``AZAUTH_PROFILE``,
 ``AZAUTH_CACHE_DIR``, discovery from the working directory). A warm ``get`` is answered by
-:func:`agent.fastpath.serve_docker_get` without importing this module.
+:func:`agent.credential_helpers.warm.serve_docker_get` without importing this module.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from agent import docker_credential as dc
+from agent.credential_helpers import docker as dc
 
 __all__ = ["main"]
 
@@ -84,9 +84,9 @@ def _read_stdin(action: str) -> bytes:
 
 
 def _get(data: bytes, env: Mapping[str, str]) -> int:
-    from agent import registry_tokens  # noqa: PLC0415
-    from agent.acr import ACR_USERNAME, is_acr_host  # noqa: PLC0415 - imports azure-core
     from agent.exceptions import AzauthError  # noqa: PLC0415
+    from agent.registries import tokens as registry_tokens  # noqa: PLC0415
+    from agent.registries.acr import ACR_USERNAME, is_acr_host  # noqa: PLC0415 - imports azure-core
 
     server_url = dc.read_server_url(data)
     try:
@@ -118,9 +118,9 @@ def _failed(registry: str, exc: Exception) -> int:
 
 def _list(data: bytes, env: Mapping[str, str]) -> int:
     del data
-    from agent.acr import ACR_USERNAME  # noqa: PLC0415
     from agent.config import load_config  # noqa: PLC0415
     from agent.exceptions import ConfigError  # noqa: PLC0415
+    from agent.registries.acr import ACR_USERNAME  # noqa: PLC0415
 
     try:
         profile = load_config(None, env=env).profile(None, env=env)
@@ -133,7 +133,7 @@ def _list(data: bytes, env: Mapping[str, str]) -> int:
 
 
 def _erase(data: bytes, env: Mapping[str, str]) -> int:
-    from agent import registry_tokens  # noqa: PLC0415
+    from agent.registries import tokens as registry_tokens  # noqa: PLC0415
 
     server_url = dc.read_server_url(data)
     try:

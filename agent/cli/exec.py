@@ -1,7 +1,7 @@
 """``azauth exec``: run a command with a profile's credentials, kept fresh while it runs.
 
-The supervision (files, signals, exit status) is :mod:`agent.execmode`; this module turns the
-command line into an :class:`agent.execmode.ExecRequest`.
+The supervision (files, signals, exit status) is :mod:`agent.supervisor`; this module turns the
+command line into an :class:`agent.supervisor.ExecRequest`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from agent.exceptions import AuthenticationError, UsageError
 
 if TYPE_CHECKING:
     from agent.config import LoadedConfig, ResolvedProfile
-    from agent.execmode import EnvProvider, ExecContext, ExecOutcome
+    from agent.supervisor import EnvProvider, ExecContext, ExecOutcome
 
 __all__ = ["register", "run"]
 
@@ -148,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run COMMAND under supervision; return its exit status (see :func:`supervise`)."""
-    from agent.execmode import NESTING_VARIABLE, nested_profile  # noqa: PLC0415 - keep --help fast
+    from agent.supervisor import NESTING_VARIABLE, nested_profile  # noqa: PLC0415 - keep --help fast
 
     outer = nested_profile(os.environ)
     if outer and not args.allow_nested:
@@ -183,7 +183,7 @@ def _load(args: argparse.Namespace) -> tuple[LoadedConfig, ResolvedProfile]:
 async def _main(
     args: argparse.Namespace, command: list[str], loaded: LoadedConfig, profile: ResolvedProfile
 ) -> int:
-    from agent.execmode import DEFAULT_PRESETS, ExecRequest, supervise  # noqa: PLC0415
+    from agent.supervisor import DEFAULT_PRESETS, ExecRequest, supervise  # noqa: PLC0415
 
     az_login = args.az_login or profile.az_login
     presets: tuple[str, ...] = ()
@@ -215,7 +215,7 @@ async def _main(
     env: dict[str, str] = dict(os.environ)
     registries = None
     if args.registry:
-        from agent.exec_registries import registry_setup  # noqa: PLC0415
+        from agent.registries.exec_env import registry_setup  # noqa: PLC0415
 
         try:
             registries = registry_setup(profile, args.registry, env, outputs=not args.no_outputs)
@@ -282,7 +282,7 @@ def _token_server(profile: ResolvedProfile, *, imds: bool, az_login: bool = Fals
 
     @asynccontextmanager
     async def provide(context: ExecContext) -> AsyncIterator[Mapping[str, str]]:
-        from agent.server import serve_profile  # noqa: PLC0415 - only with --serve
+        from agent.tokenserver.server import serve_profile  # noqa: PLC0415 - only with --serve
 
         async with serve_profile(
             profile, env=context.env, imds=imds, default_connection=context.connection
@@ -291,7 +291,7 @@ def _token_server(profile: ResolvedProfile, *, imds: bool, az_login: bool = Fals
                 yield server.env
                 return
             from agent.azlogin import az_session  # noqa: PLC0415 - only with --az-login
-            from agent.execmode import SYSTEM_TOKEN_VARIABLE  # noqa: PLC0415
+            from agent.supervisor import SYSTEM_TOKEN_VARIABLE  # noqa: PLC0415
 
             hidden = {SYSTEM_TOKEN_VARIABLE}
             hidden.update(c.system_access_token_env for c in profile.connections.values())

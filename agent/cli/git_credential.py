@@ -1,7 +1,7 @@
 """``azauth git-credential get|store|erase``: a git credential helper minting Azure Repos tokens.
 
 git runs the helper with an operation and writes ``key=value`` lines on its stdin
-(:func:`agent.credential_process.parse_git_credential`).
+(:func:`agent.credential_helpers.protocols.parse_git_credential`).
 
 - ``get`` answers an Entra access token for Azure DevOps (scope
   ``499b84ac-1321-427f-aa17-267ca6975798/.default`` unless ``--scope`` says otherwise): as
@@ -16,7 +16,7 @@ git runs the helper with an operation and writes ``key=value`` lines on its stdi
 - Other operations are ignored, as the protocol asks of helpers.
 
 Tokens come from the cache shared with ``azauth token``; a warm ``get`` is answered by
-:mod:`agent.fastpath`.
+:mod:`agent.credential_helpers.warm`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import sys
 
 from agent.cli.options import add_logging_arguments, configure_logging_from_args
 from agent.cli.token import add_token_arguments, obtain, request_from_args
-from agent.credential_process import (
+from agent.credential_helpers.protocols import (
     AZURE_REPOS_SCOPE,
     GitCredentialRequest,
     parse_git_credential,

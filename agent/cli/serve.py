@@ -5,7 +5,7 @@ once the server listens, so a script can read one line and ``eval`` it. Logs go 
 SIGTERM and SIGINT stop the server (exit 0), and so does ``--max-lifetime``.
 
 ``--background`` starts it detached for the rest of the job and prints ``##vso`` variables
-instead; ``--stop`` ends it (see :mod:`agent.background`).
+instead; ``--stop`` ends it (see :mod:`agent.tokenserver.background`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from agent.exceptions import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from agent.config import ResolvedProfile
-    from agent.server import TokenServer
+    from agent.tokenserver.server import TokenServer
 
 __all__ = ["register", "run"]
 
@@ -134,7 +134,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Handler of ``azauth serve``."""
     from agent.config import load_config  # noqa: PLC0415 - keep --help fast
-    from agent.server import check_loopback_host  # noqa: PLC0415
+    from agent.tokenserver.server import check_loopback_host  # noqa: PLC0415
 
     try:
         check_loopback_host(args.host)
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _state_path(args: argparse.Namespace, profile: ResolvedProfile) -> Path:
-    from agent.background import default_state_file  # noqa: PLC0415
+    from agent.tokenserver.background import default_state_file  # noqa: PLC0415
 
     if args.state_file:
         return Path(args.state_file)
@@ -164,7 +164,7 @@ def _state_path(args: argparse.Namespace, profile: ResolvedProfile) -> Path:
 
 def _detached(args: argparse.Namespace, profile: ResolvedProfile, config: str | None) -> int:
     """``--background`` and ``--stop``."""
-    from agent.background import (  # noqa: PLC0415
+    from agent.tokenserver.background import (  # noqa: PLC0415
         DEFAULT_MAX_LIFETIME,
         check_private_directory,
         find_running,
@@ -225,8 +225,8 @@ def _preset_variables(
     """The request-flow variables of ``--preset`` for ``--connection`` (or the only one)."""
     if not args.preset:
         return {}
-    from agent.execmode import preset_environment  # noqa: PLC0415
     from agent.outputs.presets import RequestFlow  # noqa: PLC0415
+    from agent.supervisor import preset_environment  # noqa: PLC0415
 
     connection = _connection(args, profile)
     flow = RequestFlow(server.oidc_request_url, server.oidc_request_token)
@@ -243,7 +243,7 @@ def _record(
 ) -> None:
     import time  # noqa: PLC0415
 
-    from agent.background import ServerState, write_state  # noqa: PLC0415
+    from agent.tokenserver.background import ServerState, write_state  # noqa: PLC0415
 
     now = time.time()
     deadline = now + lifetime if lifetime is not None else 0.0
@@ -261,8 +261,8 @@ def _connection(args: argparse.Namespace, profile: ResolvedProfile) -> str:
 
 async def _serve(args: argparse.Namespace, profile: ResolvedProfile) -> int:
     from agent.logs import get_logger  # noqa: PLC0415
-    from agent.mi_protocol import render_export_line  # noqa: PLC0415
-    from agent.server import DEFAULT_MAX_CONCURRENCY, serve_profile  # noqa: PLC0415
+    from agent.tokenserver.managed_identity import render_export_line  # noqa: PLC0415
+    from agent.tokenserver.server import DEFAULT_MAX_CONCURRENCY, serve_profile  # noqa: PLC0415
 
     log = get_logger("agent.cli.serve")
     stop = asyncio.Event()
@@ -301,7 +301,7 @@ async def _serve(args: argparse.Namespace, profile: ResolvedProfile) -> int:
                 log.info("max_lifetime_reached", seconds=args.max_lifetime)
     finally:
         if args.state_file:
-            from agent.background import remove_state  # noqa: PLC0415
+            from agent.tokenserver.background import remove_state  # noqa: PLC0415
 
             remove_state(Path(args.state_file), os.getpid())
         if emulator is not None:

@@ -268,7 +268,7 @@ def cached_tokens(
     with the same connection would show too. Returns ``None`` when the cache cannot be read.
     Token values are never read into the result.
     """
-    from agent import tokencache  # noqa: PLC0415 - the warm-path cache, stdlib only
+    from agent.credential_helpers import cache as tokencache  # noqa: PLC0415 - stdlib only
 
     entries = tokencache.TokenCache(tokencache.cache_dir(environ)).entries()
     if entries is None:

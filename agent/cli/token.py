@@ -2,10 +2,11 @@
 
 Formats (``--output``): ``raw`` (default), ``json``, ``azure-cli`` (``az account
 get-access-token``) and ``exec-credential`` (kubectl exec plugins); see
-:mod:`agent.credential_process`. Tokens come from the cached-token service
+:mod:`agent.credential_helpers.protocols`. Tokens come from the cached-token service
 (:mod:`agent.credential_helpers.service`): the shared on-disk cache while they have enough
 validity left; concurrent processes that miss it wait for one refresh. A warm call never reaches
-this module: :mod:`agent.fastpath` answers it. This module is argparse and presentation only.
+this module: :mod:`agent.credential_helpers.warm` answers it. This module is argparse and
+presentation only.
 
 On failure the exit code follows the ExitCode table (2 usage, 3 configuration, 4
 authentication), one line goes to stderr and nothing to stdout.
@@ -24,7 +25,8 @@ from agent.cli.options import (
     configure_logging_from_args,
     connection_flag_error,
 )
-from agent.credential_process import (
+from agent.credential_helpers.cache import TokenRequest
+from agent.credential_helpers.protocols import (
     EXEC_INFO_ENV,
     OUTPUT_FORMATS,
     TokenDetails,
@@ -32,7 +34,6 @@ from agent.credential_process import (
     render,
 )
 from agent.exceptions import ExitCode, UsageError
-from agent.tokencache import TokenRequest
 
 __all__ = ["add_token_arguments", "obtain", "register", "request_from_args", "run"]
 

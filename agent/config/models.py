@@ -845,8 +845,8 @@ class DockerConfigOutput(_OutputModel):
         ``scope`` in the ``registries`` table, or their cloud's ACR audience: one scope,
         checked on load); else the ACR audience of the connection's cloud.
         """
-        from agent.acr import acr_scope  # noqa: PLC0415 - the registry concept stays there
-        from agent.registry_tokens import (  # noqa: PLC0415
+        from agent.registries.acr import acr_scope  # noqa: PLC0415 - the registry concept stays there
+        from agent.registries.tokens import (  # noqa: PLC0415
             RegistryNotServedError,
             served_registry,
         )
@@ -866,7 +866,7 @@ class DockerConfigOutput(_OutputModel):
 
     def registries_for(self, profile: ResolvedProfile) -> list[str]:
         """Its registries, else those of the profile's table (auths: of its connection)."""
-        from agent.registry_tokens import output_registries  # noqa: PLC0415
+        from agent.registries.tokens import output_registries  # noqa: PLC0415
 
         return output_registries(profile, self)
 
@@ -884,7 +884,7 @@ class DockerConfigOutput(_OutputModel):
         self, profile: str, where: KeyPath, served: set[str], *, implicit: bool
     ) -> Iterator[Problem]:
         """Each listed registry not in the profile's table (nor implicitly served)."""
-        from agent.acr import is_acr_host  # noqa: PLC0415 - the registry concept stays there
+        from agent.registries.acr import is_acr_host  # noqa: PLC0415 - the registry concept stays there
 
         for position, host in enumerate(self.registries):
             if host not in served and not (implicit and is_acr_host(host)):

@@ -98,7 +98,7 @@ class _Context:
     def _auths_problems(
         self, where: KeyPath, hosts: list[str], *, listed: bool, own: str | None
     ) -> Iterator[Problem]:
-        from agent.acr import acr_scope, is_acr_host  # noqa: PLC0415 - imports azure-core
+        from agent.registries.acr import acr_scope, is_acr_host  # noqa: PLC0415 - imports azure-core
 
         cloud = self.config.connections[self.connection].cloud
         scopes: dict[str, list[str]] = {}

@@ -1,11 +1,12 @@
 """The cached-token service of ``azauth token`` and ``git-credential``: lock, re-read, refresh.
 
-:func:`obtain_token` answers a :class:`agent.tokencache.TokenRequest` from the shared on-disk
-cache (:mod:`agent.tokencache`) while the token has enough validity left; processes that miss it
-take the key's lock, read the cache again, and only then ask Entra (stale-if-error: a cached
-token with a minute left is served when the refresh fails for a reason that may pass). Tokens
-come from the profile's :class:`agent.pool.CredentialPool`, so the profile's retry deadline
-applies. The warm path (:mod:`agent.fastpath`) answers fresh entries without importing this.
+:func:`obtain_token` answers a :class:`agent.credential_helpers.cache.TokenRequest` from the shared
+on-disk cache (:mod:`agent.credential_helpers.cache`) while the token has enough validity left;
+processes that miss it take the key's lock, read the cache again, and only then ask Entra
+(stale-if-error: a cached token with a minute left is served when the refresh fails for a reason
+that may pass). Tokens come from the profile's :class:`agent.pool.CredentialPool`, so the profile's
+retry deadline applies. The warm path (:mod:`agent.credential_helpers.warm`) answers fresh entries
+without importing this.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from agent import envvars, tokencache
-from agent.credential_process import TokenDetails
+from agent import envvars
+from agent.credential_helpers import cache as tokencache
+from agent.credential_helpers.cache import CacheEntry, TokenCache, TokenRequest
+from agent.credential_helpers.protocols import TokenDetails
 from agent.exceptions import AuthenticationError, ConfigError, OutputError, UsageError
-from agent.tokencache import CacheEntry, TokenCache, TokenRequest
 
 if TYPE_CHECKING:
     from agent.clock import Clock
@@ -30,7 +32,7 @@ __all__ = ["TokenRequestError", "check_scopes", "forget_token", "obtain_token"]
 
 
 class TokenRequestError(UsageError):
-    """A field of the :class:`agent.tokencache.TokenRequest` is wrong (exit code USAGE, 2).
+    """A field of the token request is wrong (exit code USAGE, 2).
 
     The message starts with the field's name (``scope``, ``tenant``), so a command line can
     name its flag instead (``azauth token`` says ``--scope``).
@@ -83,7 +85,7 @@ class _Slot(NamedTuple):
 
 def _plan(request: TokenRequest, env: Mapping[str, str]) -> tuple[LoadedConfig, _Plan]:
     from agent.config import load_config  # noqa: PLC0415 - imports pydantic
-    from agent.protocol import resolve_tenant  # noqa: PLC0415
+    from agent.exchange import resolve_tenant  # noqa: PLC0415
 
     check_scopes(request.scopes)
     loaded = load_config(request.config, env=env)

@@ -41,7 +41,7 @@ from agent.feeds.writer import read_text
 
 if TYPE_CHECKING:
     from agent.config import Output, ResolvedProfile
-    from agent.execmode import ExecContext
+    from agent.supervisor import ExecContext
 
 __all__ = ["KEYRING_PROVIDERS", "NPMRC_ENV", "FeedExec", "prepare", "user_npmrc"]
 
@@ -116,8 +116,8 @@ def prepare(profile: ResolvedProfile, env: Mapping[str, str], *, outputs: bool) 
         OutputError: the user's npmrc cannot be read, or the copy cannot be written.
     """
     from agent.config.models import NpmrcOutput, TokenFileOutput  # noqa: PLC0415
-    from agent.execmode import make_private_directory  # noqa: PLC0415
     from agent.outputs._atomic import atomic_write  # noqa: PLC0415
+    from agent.supervisor import make_private_directory  # noqa: PLC0415
 
     if not profile.feeds:
         raise ConfigError(

@@ -4,7 +4,8 @@
 
 1. ``azauth exec --feeds``: ``$AZAUTH_FEEDS_DIR/feeds.json`` routes the URL to a connection
    whose token file the running ``azauth exec`` keeps fresh (stdlib only, no network);
-2. the shared on-disk cache of ``azauth token`` (:mod:`agent.tokencache`): a *routing record*
+2. the shared on-disk cache of ``azauth token`` (:mod:`agent.credential_helpers.cache`): a *routing
+record*
    ``<selector>.feeds`` (written by the first full answer for this profile file and
    environment; the selector covers the file's bytes, so an edit makes a new one) routes the
    URL to a connection, whose cached token is served while fresh. No pydantic, aiohttp or
@@ -24,7 +25,8 @@ import os
 import sys
 import time
 
-from agent import envvars, tokencache
+from agent import envvars
+from agent.credential_helpers import cache as tokencache
 from agent.feeds.urls import AZURE_DEVOPS_SCOPE, parse_feed_url, route
 from agent.feeds.urls import split_service as _split
 

@@ -31,7 +31,7 @@ from agent.urls import (
     is_tls_or_loopback,
 )
 
-# Neither typing nor collections.abc at run time (see agent/fastpath.py).
+# Neither typing nor collections.abc at run time (see agent/credential_helpers/warm.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable

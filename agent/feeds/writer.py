@@ -4,9 +4,9 @@ An npmrc is usually the user's own file (``~/.npmrc``): azauth replaces only its
 (see :func:`agent.feeds.render.merge_npmrc`), reading and replacing the file under a lock so
 that the outputs of several connections merging into one file never lose each other's lines:
 a thread lock within the process, and across processes the token cache's ``flock``
-(:meth:`agent.tokencache.TokenCache.lock`, keyed by the SHA-256 of the file's absolute path).
-When the cross-process lock cannot be had (no cache directory, a 10 s wait), the merge goes on
-under the thread lock alone.
+(:meth:`agent.credential_helpers.cache.TokenCache.lock`, keyed by the SHA-256 of the file's absolute
+path). When the cross-process lock cannot be had (no cache directory, a 10 s wait), the merge goes
+on under the thread lock alone.
 """
 
 # ruff: noqa: PTH100 - str paths and O_NOFOLLOW, as in agent.outputs._atomic
@@ -20,7 +20,7 @@ import stat
 import threading
 from collections.abc import Iterator, Sequence
 
-from agent import tokencache
+from agent.credential_helpers import cache as tokencache
 from agent.exceptions import OutputError
 from agent.feeds.render import FeedTarget, merge_npmrc, unmerge_npmrc
 from agent.outputs._atomic import atomic_write, remove_output

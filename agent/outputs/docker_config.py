@@ -24,7 +24,7 @@ import base64
 import json
 from collections.abc import Mapping
 
-from agent.docker_credential import ACR_USERNAME
+from agent.credential_helpers.docker import ACR_USERNAME
 
 __all__ = ["HELPER_SUFFIX", "remove_registries", "render_docker_config", "users_entries"]
 

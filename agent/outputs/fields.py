@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from agent.clouds import cloud_for_authority
 
 # The one RFC 3339 formatter lives with the warm path, which may import nothing heavier.
-from agent.credential_process import rfc3339 as format_rfc3339
+from agent.credential_helpers.protocols import rfc3339 as format_rfc3339
 from agent.urls import normalize_authority
 
 __all__ = ["FIELD_NAMES", "SECRET_FIELDS", "FieldName", "TokenFields", "format_rfc3339"]

@@ -37,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.acr import ACR_USERNAME, registry_error_body
+from agent.registries.acr import ACR_USERNAME, registry_error_body
 from agent.testing._jwt_signing import SigningKey
 
 __all__ = ["ACR_AUDIENCE", "ARM_AUDIENCES", "Image", "Registry", "build_image"]

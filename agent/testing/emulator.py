@@ -46,6 +46,7 @@ from typing import Any, Literal, Self, get_args
 from aiohttp import web
 from multidict import CIMultiDict
 
+from agent import envvars
 from agent.clock import Clock, SystemClock
 from agent.testing import _acr as acr
 from agent.testing import _devops as devops
@@ -293,9 +294,9 @@ class Emulator:
         trusting :attr:`ca_file` is left to the caller. Raises RuntimeError before start().
         """
         return {
-            "SYSTEM_OIDCREQUESTURI": self.oidc_request_uri,
-            "SYSTEM_ACCESSTOKEN": self.system_access_token,
-            "AZURE_AUTHORITY_HOST": self.authority,
+            envvars.SYSTEM_OIDCREQUESTURI: self.oidc_request_uri,
+            envvars.SYSTEM_ACCESSTOKEN: self.system_access_token,
+            envvars.AZURE_AUTHORITY_HOST: self.authority,
         }
 
     @property

@@ -5,7 +5,7 @@ and ``azauth exec`` use) for hours of simulated time in milliseconds, against an
 stand-in of Azure DevOps and Entra that follows a :class:`Schedule` of faults: outages, 5xx and
 429 answers, one scope or one connection refused (permanently), malformed numbers, tokens with
 no life left, OIDC tokens whose ``exp`` is past, and a local clock off by hours. Every answer is
-an :class:`agent.protocol.HttpResponse` read by the production parsers, so what is simulated is
+an :class:`agent.exchange.HttpResponse` read by the production parsers, so what is simulated is
 the cloud, never azauth.
 
 Time: :class:`SimClock` moves only when every engine task is asleep, straight to the earliest
@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from agent.credential import oidc_token_from_response
 from agent.exceptions import TransportError
-from agent.protocol import HttpResponse, parse_token_response
+from agent.exchange import HttpResponse, parse_token_response
 from agent.refresh import (
     MAX_ATTEMPTS_PER_MINUTE,
     Acquired,

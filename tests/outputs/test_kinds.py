@@ -44,7 +44,7 @@ KIND_BLIND = [
     "agent/plan.py",
     "agent/config/resolution.py",
     "agent/cli/profiles.py",
-    "agent/registry_delivery.py",
+    "agent/registries/delivery.py",
     "agent/feeds/outputs.py",
     "agent/report.py",
     "agent/config/feeds.py",

@@ -17,9 +17,9 @@ from agent._secrets import forget_secrets, redact_text, register_secret
 from agent.config import Connection
 from agent.exceptions import ProxyAuthenticationError
 from agent.retry import RetryPolicy
-from agent.server import TokenServer
 from agent.testing.emulator import Emulator
 from agent.testing.proxy import ConnectProxy
+from agent.tokenserver.server import TokenServer
 from tests.support import ARM, CLIENT, SC, TENANT, pipeline_credential, spawn_azauth
 
 PASSWORD = "pr0xy-Pa55word-42"  # noqa: S105 - the test proxy's password

@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from agent._listener import connection_cap
+from agent.tokenserver._listener import connection_cap
 from tests.support import CLIENT, SC, TENANT, spawn_azauth
 
 ARM = "https://management.azure.com/"
@@ -106,7 +106,7 @@ async def test_a_connection_without_a_complete_request_is_closed_after_the_heade
 ):
     """Silent or half-sent requests are cut after 5 s, not kept for the keep-alive time."""
     from agent.config import Connection  # noqa: PLC0415
-    from agent.server import TokenServer  # noqa: PLC0415
+    from agent.tokenserver.server import TokenServer  # noqa: PLC0415
 
     monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", "http://127.0.0.1:9/oidc")
     monkeypatch.setenv("SYSTEM_ACCESSTOKEN", "system-access-token-value")
@@ -125,7 +125,7 @@ async def test_a_connection_without_a_complete_request_is_closed_after_the_heade
 async def test_at_the_cap_with_every_connection_busy_a_new_one_is_closed(connected_emulator):
     """Past the cap, with no idle connection to close, the newcomer is closed unanswered."""
     from agent.config import Connection  # noqa: PLC0415
-    from agent.server import TokenServer  # noqa: PLC0415
+    from agent.tokenserver.server import TokenServer  # noqa: PLC0415
 
     connected_emulator.latency = 2.0  # keeps the first requests busy in the handler
     connection = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
@@ -159,12 +159,12 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_is_closed(connect
 
 async def test_an_idle_keep_alive_connection_is_closed(connected_emulator, monkeypatch):
     """After an answered request, a connection left idle is closed at the keep-alive timeout."""
-    import agent.server  # noqa: PLC0415
+    import agent.tokenserver.server  # noqa: PLC0415
     from agent.config import Connection  # noqa: PLC0415
 
-    monkeypatch.setattr(agent.server, "DEFAULT_KEEPALIVE_TIMEOUT", 0.5)
+    monkeypatch.setattr(agent.tokenserver.server, "DEFAULT_KEEPALIVE_TIMEOUT", 0.5)
     connection = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)
-    async with agent.server.TokenServer({"prod": connection}) as server:
+    async with agent.tokenserver.server.TokenServer({"prod": connection}) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(
             (

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from agent._secrets import MAX_SERVER_TEXT, server_text
-from agent.protocol import HttpResponse, parse_token_response
+from agent.exchange import HttpResponse, parse_token_response
 from agent.testing.emulator import Emulator
 from tests.support import CLIENT, SC, TENANT, spawn_azauth
 

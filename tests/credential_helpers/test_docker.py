@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import docker_credential as dc
+from agent.credential_helpers import docker as dc
 from agent.jwt import unverified_claims
 from agent.testing.emulator import Emulator
 from tests.support import AZAUTH, CLIENT, SC, TENANT, python_program, spawn_azauth
@@ -463,7 +463,7 @@ async def test_skopeo_without_credentials_is_refused_by_the_registry(
 
 
 # What the warm `get` must not import: the HTTP stack, the profile models, the exchange.
-HEAVY = "aiohttp,pydantic,structlog,azure,agent.exceptions,agent.config.models,agent.acr"
+HEAVY = "aiohttp,pydantic,structlog,azure,agent.exceptions,agent.config.models,agent.registries.acr"
 
 
 async def test_a_warm_get_loads_no_heavy_module(acr: Emulator, helper_env: dict[str, str]) -> None:

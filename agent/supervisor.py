@@ -86,7 +86,7 @@ __all__ = [
     "terminal_delivers_sigint",
 ]
 
-_log = get_logger("agent.execmode")
+_log = get_logger("agent.supervisor")
 
 NESTING_VARIABLE = envvars.AZAUTH_EXEC_PROFILE
 """Set to the profile's name in the command's environment; ``azauth exec`` refuses to start

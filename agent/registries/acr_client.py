@@ -1,4 +1,4 @@
-"""The ACR token exchange over the network: :mod:`agent.acr`'s request, sent by :mod:`agent._http`.
+"""The ACR token exchange over the network: the request of :mod:`.acr`, sent by :mod:`agent._http`.
 
 One call, :func:`exchange_refresh_token`; retries (429, 5xx, network failures) follow the
 :class:`~agent.retry.RetryPolicy` of the :class:`~agent._http.HttpClient` it is given.
@@ -6,9 +6,9 @@ One call, :func:`exchange_refresh_token`; retries (429, 5xx, network failures) f
 
 from __future__ import annotations
 
-from agent import acr
 from agent._http import HttpClient
 from agent._secrets import register_secret
+from agent.registries import acr
 
 __all__ = ["exchange_refresh_token"]
 
@@ -32,7 +32,7 @@ async def exchange_refresh_token(
         access_token_expires_on: its expiry (epoch seconds), the refresh token's expiry when
             the refresh token carries none.
         now: the current time (epoch seconds): a refresh token already expired by then is
-            refused (a :class:`~agent.acr.RegistryError`, retryable).
+            refused (a :class:`~agent.registries.acr.RegistryError`, retryable).
 
     Raises:
         RegistryError: the registry refused or answered something unreadable.

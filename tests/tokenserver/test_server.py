@@ -28,7 +28,7 @@ from structlog.testing import capture_logs
 from agent.cli.main import main
 from agent.config import Connection, load_config
 from agent.exceptions import ConfigError, UsageError
-from agent.mi_protocol import (
+from agent.tokenserver.managed_identity import (
     IdentitySelector,
     Refusal,
     authorize,
@@ -40,7 +40,7 @@ from agent.mi_protocol import (
     resource_to_scope,
     select_connection,
 )
-from agent.server import TokenServer, check_loopback_host, serve_profile
+from agent.tokenserver.server import TokenServer, check_loopback_host, serve_profile
 from tests.support import (
     CLIENT,
     CLIENT2,

@@ -101,8 +101,8 @@ _IMDS_SELECTORS: dict[str, SelectorKind] = {
 class Refusal(Exception):  # noqa: N818 - a refusal is an answer, not a failure of ours
     """A request the server answers with an error; raised by the parsers and checks here.
 
-    Internal control flow of :mod:`agent.server`, never seen by users of azauth: it becomes an
-    HTTP answer in the shape of the protocol the request used (:func:`error_body`).
+    Internal control flow of :mod:`agent.tokenserver.server`, never seen by users of azauth: it
+    becomes an HTTP answer in the shape of the protocol the request used (:func:`error_body`).
 
     Attributes:
         status: the HTTP status to answer with.

@@ -21,7 +21,7 @@ audits and denies). azauth therefore asks for ACR's audience (:func:`acr_scope`)
 per registry overridable (``scope`` in the profile), and only when the cached ACR refresh token
 is stale.
 
-No I/O here: :mod:`agent.acr_client` sends what this module builds. Stdlib only.
+No I/O here: :mod:`agent.registries.acr_client` sends what this module builds. Stdlib only.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import json
 import urllib.parse
 
 from agent._secrets import server_text
-from agent.docker_credential import ACR_USERNAME, registry_host
+from agent.credential_helpers.docker import ACR_USERNAME, registry_host
 from agent.exceptions import AuthenticationError
+from agent.exchange import HttpRequest, HttpResponse
 from agent.jwt import unverified_claims
-from agent.protocol import HttpRequest, HttpResponse
 from agent.retry import is_retryable_status
 
 __all__ = [

@@ -9,9 +9,9 @@ import urllib.parse
 import aiohttp
 import pytest
 
-from agent import acr
-from agent import docker_credential as dc
-from agent.protocol import HttpResponse
+from agent.credential_helpers import docker as dc
+from agent.exchange import HttpResponse
+from agent.registries import acr
 from agent.testing._jwt_signing import SigningKey
 from agent.testing.emulator import Emulator
 from tests.support import CLIENT, SC, TENANT, ManualClock, pipeline_credential
@@ -396,7 +396,7 @@ def test_a_registry_echoing_the_sent_token_does_not_put_it_in_the_error() -> Non
 def test_refresh_tokens_are_served_until_30_minutes_or_half_their_life_remain(
     lifetime: int, served_for: int
 ) -> None:
-    from agent.registry_tokens import refresh_on
+    from agent.registries.tokens import refresh_on
 
     obtained = 1_800_000_000.0
 
@@ -449,7 +449,7 @@ def test_a_refresh_token_with_a_payload_nested_too_deeply_has_no_claims() -> Non
 
 
 def test_entra_and_devops_answers_nested_too_deeply_are_protocol_errors() -> None:
-    from agent import protocol
+    from agent import exchange as protocol
     from agent.exceptions import AuthenticationError
 
     deep = HttpResponse(200, "OK", {}, DEEP)
@@ -460,7 +460,7 @@ def test_entra_and_devops_answers_nested_too_deeply_are_protocol_errors() -> Non
 
 
 def test_a_cache_entry_nested_too_deeply_is_a_miss() -> None:
-    from agent.tokencache import decode_entry
+    from agent.credential_helpers.cache import decode_entry
 
     assert decode_entry(DEEP) is None
 

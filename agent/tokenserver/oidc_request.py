@@ -28,7 +28,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.mi_protocol import Identity, Refusal, default_connection, single_query_values
+from agent.tokenserver.managed_identity import (
+    Identity,
+    Refusal,
+    default_connection,
+    single_query_values,
+)
 
 __all__ = [
     "ADO_API_VERSIONS",

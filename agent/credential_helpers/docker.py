@@ -14,7 +14,7 @@ Source: docker/docker-credential-helpers ``credentials/credentials.go`` and
 - Username ``<token>`` would mean the secret is an identity token; ACR's convention is the null
   GUID with an ACR refresh token as the secret, which is what azauth answers.
 
-Stdlib only: the warm ``get`` (:mod:`agent.fastpath`) imports this module.
+Stdlib only: the warm ``get`` (:mod:`agent.credential_helpers.warm`) imports this module.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from pathlib import Path
 from agent import envvars
 from agent.config.models import DockerConfigOutput
 from agent.config.resolution import ResolvedProfile
-from agent.docker_credential import registry_host
+from agent.credential_helpers.docker import registry_host
 from agent.exceptions import UsageError
-from agent.execmode import EnvProvider, ExecContext, make_private_directory
-from agent.registry_tokens import RegistryNotServedError, served_registry
+from agent.registries.tokens import RegistryNotServedError, served_registry
+from agent.supervisor import EnvProvider, ExecContext, make_private_directory
 
 __all__ = ["RegistrySetup", "registry_setup"]
 

@@ -1,9 +1,9 @@
 """Delivery of ``docker_config`` outputs for the runner: exchanges, renewal times, rendering.
 
 The runner acquires the Entra token of an ``auths``-mode output like any other access token;
-this module exchanges it at each of the output's registries (:mod:`agent.acr_client`), keeps the
-ACR refresh tokens, tells the runner when a scope is due again because a refresh token will
-expire (:func:`agent.registry_tokens.refresh_on`: 30 minutes or half its life ahead), renders
+this module exchanges it at each of the output's registries (:mod:`agent.registries.acr_client`),
+keeps the ACR refresh tokens, tells the runner when a scope is due again because a refresh token
+will expire (:func:`agent.registries.tokens.refresh_on`: 30 minutes or half its life ahead), renders
 the merged ``config.json`` (:mod:`agent.outputs.docker_config`) and, for ``remove_on_exit``,
 takes azauth's registries back out of it.
 """
@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from agent._http import HttpClient
-from agent.acr import RefreshToken
-from agent.acr_client import exchange_refresh_token
 from agent.exceptions import AzauthError, OutputError
 from agent.jwt import unverified_claims
 from agent.logs import get_logger
@@ -29,7 +27,9 @@ from agent.outputs.docker_config import (
     render_docker_config,
     users_entries,
 )
-from agent.registry_tokens import refresh_on
+from agent.registries.acr import RefreshToken
+from agent.registries.acr_client import exchange_refresh_token
+from agent.registries.tokens import refresh_on
 
 if TYPE_CHECKING:
     import aiohttp
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RegistryDelivery"]
 
-_log = get_logger("agent.registry_delivery")
+_log = get_logger("agent.registries.delivery")
 _MAX_CONFIG_BYTES = 1024 * 1024
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)

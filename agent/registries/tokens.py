@@ -4,7 +4,7 @@ Which registries a profile serves: the hosts of its ``registries`` table, each w
 connection and Entra scope; without that table, a profile with exactly one connection serves
 every Azure Container Registry login server (``*.azurecr.io``, ``.us``, ``.cn``) with it.
 
-Refresh tokens live in the cache of ``azauth token`` (:mod:`agent.tokencache`): same
+Refresh tokens live in the cache of ``azauth token`` (:mod:`agent.credential_helpers.cache`): same
 directory, same file rules, same lock, same System.AccessToken binding. Their selector is the
 SHA-256 of ``["acr-refresh-token", registry, <the selector of the configuration>]``, so a
 warm ``get`` needs only the registry host, the environment and the profile file's bytes. A
@@ -12,9 +12,11 @@ refresh token is served while it has at least 30 minutes (or half its life, when
 left, so a pull or push started with it can trade it for access tokens all along.
 
 A miss takes the entry's lock, looks again, then asks for the connection's Entra token (itself
-served from the cache while fresh) and exchanges it at the registry (:mod:`agent.acr_client`).
+served from the cache while fresh) and exchanges it at the registry
+(:mod:`agent.registries.acr_client`).
 
-Stdlib only at import: :mod:`agent.fastpath` reads cached entries through this module.
+Stdlib only at import: :mod:`agent.credential_helpers.warm` reads cached entries through this
+module.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 
-from agent import tokencache
+from agent.credential_helpers import cache as tokencache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from agent.clock import Clock
     from agent.config import LoadedConfig, ResolvedProfile
-    from agent.credential_process import TokenDetails
+    from agent.credential_helpers.protocols import TokenDetails
 
 __all__ = [
     "REUSE_MARGIN",
@@ -104,7 +106,7 @@ def cached_refresh_token(registry: str, env: Mapping[str, str], now: float) -> s
 
 def warm_get(data: bytes, env: Mapping[str, str], now: float) -> str | None:
     """The answer to ``get`` of the server URL in ``data`` from the cache, or ``None``."""
-    from agent import docker_credential as dc  # noqa: PLC0415 - stdlib only
+    from agent.credential_helpers import docker as dc  # noqa: PLC0415 - stdlib only
 
     try:
         server_url = dc.read_server_url(data)
@@ -140,7 +142,7 @@ def served_registry(profile: ResolvedProfile, registry: str) -> tuple[str, str]:
     Raises:
         RegistryNotServedError: the profile does not serve it.
     """
-    from agent.acr import acr_scope, is_acr_host  # noqa: PLC0415 - imports azure-core
+    from agent.registries.acr import acr_scope, is_acr_host  # noqa: PLC0415 - imports azure-core
 
     binding = profile.registries.get(registry)
     if binding is not None:
@@ -291,10 +293,10 @@ def _exchange(
     import asyncio  # noqa: PLC0415
 
     from agent._http import HttpClient  # noqa: PLC0415 - imports aiohttp
-    from agent.acr_client import exchange_refresh_token  # noqa: PLC0415
+    from agent.credential_helpers.protocols import TokenDetails  # noqa: PLC0415
     from agent.credential_helpers.service import obtain_token  # noqa: PLC0415
-    from agent.credential_process import TokenDetails  # noqa: PLC0415
     from agent.pool import CredentialPool  # noqa: PLC0415
+    from agent.registries.acr_client import exchange_refresh_token  # noqa: PLC0415
 
     request = tokencache.TokenRequest(connection=connection_name, scopes=(scope,))
     entra = obtain_token(request, env, clock=clock)
@@ -341,4 +343,6 @@ def _tenant_id(access_token: str, fallback: str) -> str:
 def _warn_not_cached(exc: BaseException) -> None:
     from agent.logs import get_logger  # noqa: PLC0415 - the warm `get` never logs
 
-    get_logger("agent.registry_tokens").warning("refresh_token_cache_write_failed", error=str(exc))
+    get_logger("agent.registries.tokens").warning(
+        "refresh_token_cache_write_failed", error=str(exc)
+    )

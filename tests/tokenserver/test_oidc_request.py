@@ -15,16 +15,16 @@ import pytest
 
 from agent.config import Connection
 from agent.jwt import unverified_claims
-from agent.mi_protocol import Refusal
-from agent.oidc_request import (
+from agent.testing.fakes import FakeClock
+from agent.tokenserver.managed_identity import Refusal
+from agent.tokenserver.oidc_request import (
     DEFAULT_AUDIENCE,
     authorize_bearer,
     error_body,
     parse_oidc_request,
     select_oidc_connection,
 )
-from agent.server import TokenServer
-from agent.testing.fakes import FakeClock
+from agent.tokenserver.server import TokenServer
 from tests.support import CLIENT, CLIENT2, PROD_OTHER_CI, SC, SC2, TENANT, azauth, python_program
 
 PROD = Connection(tenant_id=TENANT, client_id=CLIENT, service_connection_id=SC)

@@ -11,8 +11,7 @@ import pytest
 
 from agent.config import load_config
 from agent.config.discovery import find_config_file as config_find_config_file
-from agent.credential_process import TokenDetails
-from agent.tokencache import (
+from agent.credential_helpers.cache import (
     MAX_MARGIN,
     SWEEP_AGE,
     CacheEntry,
@@ -30,6 +29,7 @@ from agent.tokencache import (
     refresh_margin,
     selector_for,
 )
+from agent.credential_helpers.protocols import TokenDetails
 from tests.support import CLIENT, SC, TENANT
 
 NOW = 1_800_000_000.0

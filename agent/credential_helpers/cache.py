@@ -56,7 +56,7 @@ from agent._dirtrust import (
     read_regular_file,
     trusted_directory,
 )
-from agent.credential_process import TokenDetails
+from agent.credential_helpers.protocols import TokenDetails
 
 # Neither typing nor collections.abc at run time: a warm call must not pay for importing them.
 TYPE_CHECKING = False

@@ -9,9 +9,9 @@ import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import ClientAuthenticationError
 
-from agent import protocol
+from agent import exchange as protocol
 from agent.exceptions import EntraError, OidcRequestError
-from agent.protocol import HttpResponse
+from agent.exchange import HttpResponse
 
 UA = "azauth/test"
 SECRET = "system-access-token-value-123"

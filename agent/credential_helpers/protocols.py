@@ -11,8 +11,8 @@ Formats of ``azauth token --output``:
 And the git credential helper protocol (``azauth git-credential``): :func:`parse_git_credential`
 reads what git sends, :func:`render_git_credential` writes the answer.
 
-Stdlib only and free of I/O: the warm ``azauth token`` path (:mod:`agent.fastpath`) renders with
-these functions without importing anything heavy. Records are plain classes with
+Stdlib only and free of I/O: the warm ``azauth token`` path (:mod:`agent.credential_helpers.warm`)
+renders with these functions without importing anything heavy. Records are plain classes with
 ``__slots__``: dataclasses or ``NamedTuple`` would import ``inspect``, ``ast`` or ``typing``,
 milliseconds on every call. Problems are reported as :class:`ValueError`;
 the command line turns them into usage errors. No message ever contains a token.

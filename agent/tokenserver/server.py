@@ -8,11 +8,11 @@ opt-in with ``imds=True``, the IMDS shape at ``ARM_MSI_ENDPOINT``. Each request 
 the profile's :class:`~agent.credential.AzurePipelinesCredential` of the chosen connection, whose
 single-flight cache makes many clients asking at once cost one exchange with Entra. No client
 ever sees the System.AccessToken. The same server also answers the OIDC *request* flow at
-``/oidc/token`` (:mod:`agent.oidc_request`): the connections' Azure DevOps OIDC tokens for tools
-that fetch a fresh assertion before every exchange (Terraform, Pulumi, AzurePipelinesCredential),
-behind a second per-run secret.
+``/oidc/token`` (:mod:`agent.tokenserver.oidc_request`): the connections' Azure DevOps OIDC tokens
+for tools that fetch a fresh assertion before every exchange (Terraform, Pulumi,
+AzurePipelinesCredential), behind a second per-run secret.
 
-Security model (the wire details are in :mod:`agent.mi_protocol`):
+Security model (the wire details are in :mod:`agent.tokenserver.managed_identity`):
 
 - it listens on 127.0.0.1, ::1 or localhost only; anything else is refused at start;
 - the App Service endpoint requires a random per-run secret (``secrets.token_urlsafe(32)``,
@@ -26,7 +26,7 @@ Security model (the wire details are in :mod:`agent.mi_protocol`):
   token. It is off unless asked for; ``Metadata: true`` is required;
 - requests are bounded: no body, short request lines and headers, at most ``max_concurrency``
   requests handled at once (more are answered 429 with ``Retry-After``);
-- connections are bounded (:mod:`agent._listener`): at most 512 open (a quarter of
+- connections are bounded (:mod:`agent.tokenserver._listener`): at most 512 open (a quarter of
   ``RLIMIT_NOFILE`` when lower; over the cap the oldest connection not handling a request is
   closed), 5 s to present a complete request, 15 s idle between keep-alive requests;
 - logs name the protocol, resource, connection and status, never a token or the secret.
@@ -50,7 +50,6 @@ from aiohttp import web
 
 from agent import envvars
 from agent._http import ssl_context_from_env
-from agent._listener import DEFAULT_KEEPALIVE_TIMEOUT, GuardedListener
 from agent.clock import Clock, SystemClock
 from agent.envvalues import oidc_request_uri
 from agent.exceptions import (
@@ -60,7 +59,9 @@ from agent.exceptions import (
     UsageError,
 )
 from agent.logs import get_logger, redact_text, register_secret
-from agent.mi_protocol import (
+from agent.pool import CredentialPool
+from agent.tokenserver._listener import DEFAULT_KEEPALIVE_TIMEOUT, GuardedListener
+from agent.tokenserver.managed_identity import (
     APP_SERVICE_PATH,
     IMDS_PATH,
     Refusal,
@@ -77,7 +78,7 @@ from agent.mi_protocol import (
     parse_imds_request,
     select_connection,
 )
-from agent.oidc_request import (
+from agent.tokenserver.oidc_request import (
     DEFAULT_AUDIENCE,
     OIDC_REQUEST_PATH,
     OIDC_REUSE_SECONDS,
@@ -88,8 +89,7 @@ from agent.oidc_request import (
     shape_of,
     token_body,
 )
-from agent.oidc_request import error_body as oidc_error_body
-from agent.pool import CredentialPool
+from agent.tokenserver.oidc_request import error_body as oidc_error_body
 from agent.urls import loopback_bind_address
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class _CorrelationId:
         return self._value
 
 
-_log = get_logger("agent.server")
+_log = get_logger("agent.tokenserver.server")
 _T = TypeVar("_T")
 
 
@@ -336,7 +336,7 @@ class TokenServer:
 
     @property
     def oidc_request_url(self) -> str:
-        """The OIDC request endpoint (both shapes; see :mod:`agent.oidc_request`)."""
+        """The OIDC request endpoint (both shapes; see :mod:`agent.tokenserver.oidc_request`)."""
         return self.url + OIDC_REQUEST_PATH
 
     @property

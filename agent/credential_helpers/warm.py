@@ -6,8 +6,8 @@ only (no aiohttp, pydantic, structlog or azure-core, not even :mod:`agent.except
 :mod:`agent.config`), so a warm call costs about as much as starting Python.
 
 :func:`serve` parses the command line itself, computes the cache key exactly as the full command
-does (:mod:`agent.tokencache`), reads the entry and prints it. Anything it does not handle (a
-miss, a stale entry, ``--no-cache``, ``--help``, an unknown flag, an unreadable file, an
+does (:mod:`agent.credential_helpers.cache`), reads the entry and prints it. Anything it does not
+handle (a miss, a stale entry, ``--no-cache``, ``--help``, an unknown flag, an unreadable file, an
 unusual git request) returns ``None`` and the full command line runs instead, which also
 produces every error message: this module never prints an error.
 """
@@ -19,8 +19,8 @@ import os
 import sys
 import time
 
-from agent import credential_process as cp
-from agent import tokencache
+from agent.credential_helpers import cache as tokencache
+from agent.credential_helpers import protocols as cp
 
 # Neither typing nor collections.abc at run time: a warm call must not pay for importing them.
 TYPE_CHECKING = False

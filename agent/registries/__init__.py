@@ -1,0 +1,1 @@
+"""Container registries: the ACR exchange, registry routing, Docker config delivery."""

@@ -1,0 +1,1 @@
+"""`azauth serve`: the loopback token server, its protocols, listener and detached mode."""
