@@ -37,6 +37,7 @@ import aiohttp
 
 from agent import envvars
 from agent._secrets import redact_text, register_secret, strip_userinfo
+from agent._standalone import client_trust_deferred
 from agent.clock import Clock, SystemClock
 from agent.exceptions import ConfigError, ProxyAuthenticationError, TransportError
 from agent.exchange import HttpRequest, HttpResponse
@@ -144,9 +145,14 @@ def _system_context() -> ssl.SSLContext:
     ALPN ``http/1.1``): when the process sets neither ``SSL_CERT_FILE`` nor ``SSL_CERT_DIR``
     (which OpenSSL reads there), that context trusts exactly what a new one would, so it is
     reused rather than loading the store a third time (about 20 ms with a full store). Any
-    other case, or an aiohttp without that context, gets a new one.
+    other case, or an aiohttp without that context, gets a new one; so does the ``azauth``
+    command, where aiohttp's contexts were built empty (:mod:`agent._standalone`).
     """
-    if not (os.environ.get(envvars.SSL_CERT_FILE) or os.environ.get(envvars.SSL_CERT_DIR)):
+    if not (
+        os.environ.get(envvars.SSL_CERT_FILE)
+        or os.environ.get(envvars.SSL_CERT_DIR)
+        or client_trust_deferred()
+    ):
         import aiohttp.connector  # noqa: PLC0415 - imported with aiohttp already
 
         context = getattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", None)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import ssl
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -20,6 +23,7 @@ from agent import _http
 from agent._version import __version__
 from agent.cli.main import COMMAND_HELP, COMMANDS, build_parser
 from agent.testing.emulator import Emulator
+from tests.support import python_program
 
 REPO = Path(__file__).resolve().parents[1]
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -325,3 +329,56 @@ def test_the_system_trust_store_is_aiohttps_default_context(
     # Trust overridden in the process: a context of its own, never aiohttp's.
     monkeypatch.setenv("SSL_CERT_DIR", "/nonexistent")
     assert _http._system_context() is not aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bundle", [True, False], ids=["SSL_CERT_FILE", "system store"])
+def test_the_command_loads_the_trust_store_once(tmp_path: Path, bundle: bool) -> None:
+    """aiohttp's import-time contexts load nothing in the command; azauth's own loads it once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSL_", "REQUESTS_CA"))}
+    env["PYTHONPATH"] = str(REPO)
+    if bundle:
+        env["SSL_CERT_FILE"] = ssl.get_default_verify_paths().openssl_cafile
+
+    def measure(mode: str) -> dict[str, int]:
+        result = subprocess.run(
+            python_program("trust_store_loads.py", mode),
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return json.loads(result.stdout)
+
+    command, library = measure("command"), measure("library")
+
+    assert command["loads"] == 1
+    assert command["aiohttp_default"] == 0  # built empty: trusts nothing, so never lets through
+    assert command["ours"] == library["ours"] > 0  # the same trust for what azauth sends
+    assert command["restored"] and library["restored"]  # ssl.SSLContext is left as it was
+    assert library["aiohttp_default"] > 0  # programs using the library keep aiohttp's defaults
+    assert library["loads"] >= 2
+
+
+async def test_run_once_over_https_in_the_command(
+    workspace: tuple[Path, dict[str, str]],
+) -> None:
+    """With aiohttp's defaults empty, the command's requests still verify through its own CA."""
+    cwd, env = workspace
+    emu = await Emulator().start(tls=True)
+    try:
+        emu.add_connection(SC, TENANT, CLIENT)
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+            SSL_CERT_FILE=str(emu.ca_file),
+        )
+        code, _, err = await probe(cwd, env, "run", "--once", "-q")
+
+        assert code == 0, err
+        emu.verify_access_token((cwd / "out" / "arm.token").read_text().strip())
+        # Without the emulator's CA the same run is refused: nothing trusts everything.
+        (cwd / "out" / "arm.token").unlink()
+        del env["SSL_CERT_FILE"]
+        code, _, err = await probe(cwd, env, "run", "--once", "-q")
+        assert code != 0
+        assert not (cwd / "out" / "arm.token").exists()
+    finally:
+        await emu.close()

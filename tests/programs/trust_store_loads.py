@@ -1,0 +1,53 @@
+"""Count the trust-store loads of a process that imports aiohttp and builds azauth's TLS context.
+
+Usage: ``trust_store_loads.py command|library``. ``command`` marks the process as the ``azauth``
+command first (as the console scripts do). Prints one JSON line: ``loads`` (calls that read
+certificates: ``load_verify_locations`` and ``set_default_verify_paths``), ``ours`` (CA
+certificates in the context azauth sends with) and ``aiohttp_default`` (CA certificates in
+aiohttp's import-time verifying context).
+"""
+
+import json
+import os
+import ssl
+import sys
+
+from agent._standalone import mark_command
+
+if sys.argv[1] == "command":
+    mark_command()
+
+loads = [0]
+load_verify_locations = ssl.SSLContext.load_verify_locations
+set_default_verify_paths = ssl.SSLContext.set_default_verify_paths
+
+
+def counted_load(self, *args, **kwargs):
+    loads[0] += 1
+    return load_verify_locations(self, *args, **kwargs)
+
+
+def counted_paths(self):
+    loads[0] += 1
+    return set_default_verify_paths(self)
+
+
+ssl.SSLContext.load_verify_locations = counted_load
+ssl.SSLContext.set_default_verify_paths = counted_paths
+
+import aiohttp.connector  # noqa: E402
+
+from agent import _http  # noqa: E402
+
+ours = _http.ssl_context_from_env(os.environ)
+default = aiohttp.connector._SSL_CONTEXT_VERIFIED
+print(
+    json.dumps(
+        {
+            "loads": loads[0],
+            "ours": ours.cert_store_stats()["x509_ca"],
+            "aiohttp_default": default.cert_store_stats()["x509_ca"],
+            "restored": ssl.SSLContext.set_default_verify_paths is counted_paths,
+        }
+    )
+)
