@@ -23,13 +23,9 @@ from agent import _http
 from agent._version import __version__
 from agent.cli.main import COMMAND_HELP, COMMANDS, build_parser
 from agent.testing.emulator import Emulator
-from tests.support import python_program
+from tests.support import ARM, CLIENT, PROD_CI, SC, TENANT, python_program, toml_output
 
 REPO = Path(__file__).resolve().parents[1]
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "11111111-2222-3333-4444-555555555555"
-SC = "00000000-aaaa-bbbb-cccc-000000000001"
-ARM = "https://management.azure.com/.default"
 
 # Runs the console-script entry point as `azauth ARGS`, then lists what the process imported.
 PROBE = """
@@ -44,21 +40,7 @@ print("LOADED=" + ",".join(sorted(sys.modules)), file=sys.stderr)
 sys.exit(code)
 """
 
-PROFILE = f"""
-[connections.main]
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-service_connection_id = "{SC}"
-
-[profiles.ci]
-connections = ["main"]
-
-[[profiles.ci.outputs]]
-kind = "token_file"
-connection = "main"
-scope = "{ARM}"
-path = "out/arm.token"
-"""
+PROFILE = PROD_CI + toml_output("token_file", connection="prod", scope=ARM, path="out/arm.token")
 
 
 async def probe(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, set[str], str]:
