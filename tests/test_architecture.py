@@ -140,3 +140,46 @@ def test_the_check_sees_an_upward_import():
     assert "agent.cli" not in imports
     runner_row = _row_of("runner.py")
     assert runner_row is not None and runner_row > _row_of("urls.py")  # type: ignore[operator]
+
+
+_DOTTED = re.compile(r"\bagent(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _resolves(reference: str) -> bool:
+    """Whether ``agent.x.y`` names a module of the tree, or a name defined in one."""
+    import importlib  # noqa: PLC0415
+
+    parts = reference.split(".")
+    for cut in range(len(parts), 0, -1):
+        if _module_file(".".join(parts[:cut])) is None:
+            continue
+        obj: object = importlib.import_module(".".join(parts[:cut]))
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_every_dotted_name_in_docstrings_and_docs_exists():
+    """A regroup leaves no ``agent.old_module`` (or renamed function) behind in prose.
+
+    Scans the sources of ``agent/`` and ``bench/``, README.md and docs/; logger names count too
+    (each module logs under its ``__name__``).
+    """
+    texts = [*_sources(), *sorted((ROOT / "bench").rglob("*.py")), ROOT / "README.md"]
+    texts += sorted((ROOT / "docs").glob("*.md"))
+    stale = sorted(
+        f"{path.relative_to(ROOT)}: {reference}"
+        for path in texts
+        for reference in set(_DOTTED.findall(path.read_text()))
+        if not _resolves(reference)
+    )
+    assert stale == []
+
+
+def test_the_dotted_name_check_sees_an_old_module():
+    assert _resolves("agent.credential_helpers.warm.serve")
+    assert not _resolves("agent.fastpath")
+    assert not _resolves("agent.credential_helpers.warm.serve_docker_get")

@@ -15,7 +15,7 @@ argument (the protocol of :mod:`agent.credential_helpers.docker`):
 
 The profile is the one ``azauth token`` uses (``AZAUTH_CONFIG``, ``AZAUTH_PROFILE``,
 ``AZAUTH_CACHE_DIR``, discovery from the working directory). A warm ``get`` is answered by
-:func:`agent.credential_helpers.warm.serve_docker_get` without importing this module.
+:func:`agent.registries.tokens.warm_get` without importing this module.
 """
 
 from __future__ import annotations

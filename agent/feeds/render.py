@@ -278,7 +278,7 @@ def feed_variables(feeds: Sequence[FeedTarget], token: str) -> dict[str, str]:
 
 
 class FeedLike(Protocol):
-    """What :func:`targets` reads of a feed (``agent.config.Feed`` has it)."""
+    """What :func:`targets` reads of a feed (``agent.config.models.Feed`` has it)."""
 
     @property
     def name(self) -> str:
