@@ -17,11 +17,11 @@ Pipelines normally provides it, and that ``--emulate`` exists for runs outside a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from agent import envvars
 from agent.exceptions import ConfigError
-from agent.urls import first_control_character, is_tls_or_loopback
+from agent.urls import first_control_character, host_problem, is_tls_or_loopback
 
 __all__ = [
     "EMULATE_HINT",
@@ -121,13 +121,23 @@ def _url_problem(url: str) -> str | None:
         return f"is not an http(s) URL (scheme {scheme!r})" if scheme else "is not an absolute URL"
     if not host:
         return "has no host"
-    if parts.username is not None or parts.password is not None:
-        return "holds a user name or password (the system access token is the credential)"
+    problem = _extra_problem(url, parts) or host_problem(host)
+    if problem is not None:
+        return problem
     if not is_tls_or_loopback(scheme, host):
         return (
             "is plain http to a host that is not loopback (the system access token would "
             "travel in clear text)"
         )
+    return None
+
+
+def _extra_problem(url: str, parts: SplitResult) -> str | None:
+    """What the OIDC request URI may not hold besides a scheme, host, port, path and query."""
+    if parts.username is not None or parts.password is not None:
+        return "holds a user name or password (the system access token is the credential)"
+    if parts.fragment or url.endswith("#"):
+        return "holds a fragment (#...): azauth appends its query to the URL"
     return None
 
 

@@ -22,9 +22,11 @@ from urllib.parse import SplitResult, urlsplit
 
 __all__ = [
     "LOCALHOST",
+    "NON_ASCII_HOST",
     "PLAIN_HTTP_REFUSED",
     "first_control_character",
     "host_of",
+    "host_problem",
     "is_loopback_host",
     "is_tls_or_loopback",
     "loopback_bind_address",
@@ -103,6 +105,18 @@ def loopback_bind_address(host: str) -> str | None:
     return str(address) if address.is_loopback else None
 
 
+NON_ASCII_HOST = "the host is not ASCII: give its punycode (xn--) form"
+
+
+def host_problem(host: str) -> str | None:
+    """Why a credential may not go to ``host`` whatever the scheme, or ``None``.
+
+    A host that is not ASCII is refused (its punycode ``xn--`` form is accepted): a look-alike
+    name must not receive the system access token or a client assertion.
+    """
+    return None if host.isascii() else NON_ASCII_HOST
+
+
 def _split(text: str) -> SplitResult:
     try:
         parts = urlsplit(text)
@@ -152,8 +166,8 @@ def _authority_problem(text: str, parts: SplitResult) -> str | None:
         return f"scheme {scheme!r} is not supported (https only)"
     if not host:
         return "the URL has no host"
-    if not host.isascii():
-        return "the host is not ASCII: give its punycode (xn--) form"
+    if host_problem(host) is not None:
+        return NON_ASCII_HOST
     if "@" in parts.netloc or "?" in text or "#" in text:
         return "an authority has no user name, password, query or fragment"
     if not is_tls_or_loopback(scheme, host):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import pytest
 
 from agent import AzurePipelinesCredential, urls
 from agent.config.loading import load_config
+from agent.envvalues import oidc_request_uri
 from agent.exceptions import ConfigError
+from agent.testing.emulator import Emulator
+from tests.support import azauth, environ
 
 TENANT = "3f6c2a4e-8b1d-4c7a-9e25-6d0f1b8a7c43"
 CLIENT = "9a1e7b52-4c3d-4f8e-b6a0-2d5c8e1f3b74"
@@ -278,3 +282,53 @@ def test_refused_authorities_never_show_a_password(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         _profile_connection(tmp_path, value)
     assert "s3cr3t-pw" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("https://dév.azure.com/contoso/_apis/distributedtask/oidctoken", "not ASCII"),
+        ("https://ｄev.azure.com/contoso/_apis/oidctoken", "not ASCII"),  # fullwidth d
+        ("https://dev.azure.com/contoso/_apis/oidctoken#top", "fragment"),
+    ],
+)
+def test_the_oidc_request_uri_follows_the_authoritys_host_rule(value: str, reason: str) -> None:
+    """The system access token goes where an access-token request may go: no look-alike host.
+
+    Bug: the authority refused a non-ASCII host but SYSTEM_OIDCREQUESTURI (which receives the
+    system access token) took it; and a fragment swallowed the query azauth appends.
+    """
+    with pytest.raises(ConfigError, match=f"SYSTEM_OIDCREQUESTURI.*{reason}"):
+        oidc_request_uri({"SYSTEM_OIDCREQUESTURI": value})
+    with pytest.raises(ConfigError, match=f"oidc_request_uri.*{reason}"):
+        AzurePipelinesCredential(
+            tenant_id=TENANT,
+            client_id=CLIENT,
+            service_connection_id=SC,
+            system_access_token="t",
+            oidc_request_uri=value,
+            env={},
+        )
+
+
+async def test_the_command_refuses_a_fragment_in_the_oidc_request_uri(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """One line, exit 3, nothing sent (before: a request without its query, refused as 400)."""
+    emulator.add_connection(SC, TENANT, CLIENT)
+    (tmp_path / "azauth.toml").write_text(
+        "[connections.prod]\n"
+        f'tenant_id = "{TENANT}"\nclient_id = "{CLIENT}"\nservice_connection_id = "{SC}"\n'
+        '[profiles.ci]\nconnections = ["prod"]\n',
+        encoding="utf-8",
+    )
+    env = environ(
+        SYSTEM_OIDCREQUESTURI=f"{emulator.oidc_request_uri}#x",
+        AZAUTH_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    result = await asyncio.to_thread(azauth, "token", "--no-cache", cwd=tmp_path, env=env)
+
+    assert result.returncode == 3, result.stderr
+    assert "SYSTEM_OIDCREQUESTURI" in result.stderr and "fragment" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert emulator.counts["oidc"] == 0
