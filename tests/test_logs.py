@@ -414,7 +414,7 @@ class TestOneFront:
     """Library modules configure nothing; without the CLI their events reach stdlib logging."""
 
     def test_importing_library_modules_leaves_logging_unconfigured(self):
-        """Importing runner, server, execmode (and the credential) configures no logging."""
+        """Importing the runner, token server, supervisor and credential configures no logging."""
         code = (
             "import logging, structlog\n"
             "import agent.runner, agent.tokenserver.server, agent.supervisor, agent.credential, agent.refresh\n"
