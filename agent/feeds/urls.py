@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from agent.urls import (
     PLAIN_HTTP_REFUSED,
     first_control_character,
+    host_problem,
     is_loopback_host,
     is_tls_or_loopback,
 )
@@ -207,7 +208,10 @@ def _checked_netloc(value: str) -> tuple[str, str, str, str]:
     if first_control_character(text) is not None:
         # urlsplit drops tabs and line breaks silently; XML and npmrc cannot hold the rest
         raise ValueError("a URL holds no spaces or control characters")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        raise ValueError("the host is not valid") from None
     scheme = parts.scheme.lower()
     host = parts.hostname
     if scheme not in {"https", "http"} or not host:
@@ -218,6 +222,9 @@ def _checked_netloc(value: str) -> tuple[str, str, str, str]:
         raise ValueError("a feed URL has no query or fragment")
     if not is_tls_or_loopback(scheme, host):
         raise ValueError(PLAIN_HTTP_REFUSED)
+    problem = host_problem(host)  # the authority's rule: no look-alike host gets a token
+    if problem is not None:
+        raise ValueError(problem)
     try:
         port = parts.port
     except ValueError:

@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from dotenv import dotenv_values
 
+from agent.config.loading import load_config
+from agent.exceptions import ConfigError
 from agent.feeds.render import (
     FeedTarget,
     feed_variables,
@@ -18,6 +20,7 @@ from agent.feeds.render import (
 )
 from agent.feeds.urls import parse_feed_url, route
 from agent.outputs.env_file import render_env_file
+from tests.support import feed_profile
 
 TOKEN = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiI0OTliODRhYyJ9.c2ln"
 FEED = "https://pkgs.dev.azure.com/contoso/azauth/_packaging/shared"
@@ -90,6 +93,10 @@ class TestParse:
             ("https://pkgs.dev.azure.com/_packaging/f", "organization"),
             ("ftp://pkgs.dev.azure.com/contoso", "http"),
             ("https://pkgs.dev.azure.com/contoso?x=1", "query"),
+            # A look-alike host gets no token (the authority's rule, agent.urls.host_problem).
+            ("https://pkgs.dév.azure.com/contoso/_packaging/f", "not ASCII"),
+            ("https://pkgs.dev.azure.cоm/contoso/_packaging/f", "not ASCII"),  # Cyrillic o
+            ("https://[::1/contoso/_packaging/f", "host is not valid"),
         ],
     )
     def test_refused(self, url, reason):
@@ -259,3 +266,12 @@ class TestVariables:
         path = tmp_path / "feeds.env"
         path.write_text(render_env_file(variables, "dotenv"))
         assert dotenv_values(path) == variables
+
+
+def test_a_profile_feed_on_a_look_alike_host_is_a_config_error(tmp_path):
+    """Refused when the profile loads, naming the key (before: accepted, token written for it)."""
+    path = tmp_path / "azauth.toml"
+    path.write_text(feed_profile("https://pkgs.dév.azure.com/contoso/_packaging/f"))
+    with pytest.raises(ConfigError, match="not ASCII") as refused:
+        load_config(path, env={})
+    assert refused.value.key_path is not None and "feeds" in refused.value.key_path
