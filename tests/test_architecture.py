@@ -183,3 +183,17 @@ def test_the_dotted_name_check_sees_an_old_module():
     assert _resolves("agent.credential_helpers.warm.serve")
     assert not _resolves("agent.fastpath")
     assert not _resolves("agent.credential_helpers.warm.serve_docker_get")
+
+
+def test_a_package_that_lists_its_modules_lists_every_one():
+    """A package docstring's ``name.py  what it holds`` listing is the tree: complete, real."""
+    wrong = []
+    for init in sorted(AGENT.rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        listed = set(re.findall(r"^\s+(\w+\.py)\s", doc, flags=re.MULTILINE))
+        if not listed:
+            continue  # a package without a listing (the table of docs/architecture.md covers it)
+        present = {path.name for path in init.parent.glob("*.py")} - {"__init__.py"}
+        wrong += [f"{init.relative_to(ROOT)} lists missing {name}" for name in listed - present]
+        wrong += [f"{init.relative_to(ROOT)} does not list {name}" for name in present - listed]
+    assert wrong == []

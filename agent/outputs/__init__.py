@@ -7,6 +7,8 @@
     env_file.py            render_env_file in the dotenv, docker, systemd, sh and pwsh dialects
     presets.py             terraform, pulumi and azure-identity variable sets; resolve_variables
     pipeline_variables.py  ##vso[task.setvariable] / ##vso[task.setsecret] logging commands
+    docker_config.py       render_docker_config: a Docker config.json for registries, merged
+    kinds.py               the output-kind registry: one renderer per kind (the runner's seam)
     _atomic.py             atomic_write / remove_output: 0600 files, 0700 dirs, no symlinks
 
 Renderers raise ``ValueError`` (naming a variable or field, never a value) for what their format
