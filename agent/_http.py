@@ -589,4 +589,10 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timed out"
     text = str(exc) or type(exc).__name__
+    # aiohttp names the TLS setting of the attempt (" ssl:<ssl.SSLContext object at 0x...>",
+    # " ssl:default"): a memory address tells a user nothing, and differs on every run.
+    text = _SSL_SETTING.sub("", text)
     return redact_text(f"{type(exc).__name__}: {text}")
+
+
+_SSL_SETTING = re.compile(r" ssl:(?:<[^>]*>|\S+)")

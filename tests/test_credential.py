@@ -833,3 +833,30 @@ async def test_a_skewed_wall_clock_neither_expires_cached_tokens_nor_storms(emu,
     assert len(warnings) == 1
     assert ("ahead of" if offset > 0 else "behind") in warnings[0]
     assert "1h59m" in warnings[0] or "2h00m" in warnings[0]  # iat has whole seconds
+
+
+async def test_a_refused_connection_names_the_host_and_reason_without_a_memory_address() -> None:
+    """Before: "... ssl:<ssl.SSLContext object at 0x7f...> [Connect call failed ...]"."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once the socket is closed
+    url = f"https://127.0.0.1:{port}"
+    async with AzurePipelinesCredential(
+        tenant_id=TENANT,
+        client_id=CLIENT,
+        service_connection_id=SC,
+        system_access_token="system-token",
+        authority=url,
+        oidc_request_uri=f"{url}/oidctoken",
+        retry=RetryPolicy(max_attempts=1),
+        env={},
+    ) as cred:
+        with pytest.raises(TransportError) as info:
+            await cred.get_token(ARM)
+
+    message = str(info.value)
+    assert message.startswith(f"Could not reach 127.0.0.1:{port}: ClientConnectorError: ")
+    assert "Connect call failed" in message
+    assert "ssl:" not in message and "0x" not in message
