@@ -147,7 +147,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run COMMAND under supervision; return its exit status (see :func:`supervise`)."""
+    """Run COMMAND under supervision; return its exit code (:func:`agent.supervisor.supervise`)."""
     from agent.supervisor import NESTING_VARIABLE, nested_profile  # noqa: PLC0415 - keep --help fast
 
     outer = nested_profile(os.environ)
