@@ -122,6 +122,8 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 """A log level of ``--log-level`` and ``settings.log_level``."""
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 _active_format: str = "auto"
+_our_chain: list[Any] | None = None  # the processors configure_logging installed, if current
+_our_level = logging.NOTSET  # and the level it filters at
 
 # The log viewer formats a line that starts with one of these prefixes (and group markers); the
 # agent runs a "##vso[" command found anywhere in a line.
@@ -367,17 +369,19 @@ def configure_logging(
     if resolved != "azure-pipelines" and in_pipeline():
         # JSON or console lines in a job log: the agent would run a "##vso[" found in a value.
         renderer = _Neutralized(renderer)
-    global _active_format  # noqa: PLW0603 - one process-wide logging configuration
+    global _active_format, _our_chain, _our_level  # noqa: PLW0603 - one process-wide configuration
     _active_format = resolved
+    _our_chain = [
+        redact_secrets,
+        merge_contextvars_redacted,
+        add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        renderer,
+    ]
+    _our_level = number
     structlog.configure(
-        processors=[
-            redact_secrets,
-            merge_contextvars_redacted,
-            add_logger_name,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
+        processors=_our_chain,
         wrapper_class=structlog.make_filtering_bound_logger(number),
         logger_factory=_NamedWriteLoggerFactory(target),
         # Not cached: a reconfiguration (another stream or level) must reach every logger.
@@ -463,6 +467,8 @@ class Logger:
         structlog = sys.modules.get("structlog")
         if structlog is not None and structlog.is_configured():
             chain = structlog.get_config()["processors"]
+            if chain is _our_chain and level < _our_level:
+                return  # below the CLI's level: skip building a logger for nothing (hot paths)
             if not chain or chain[0] is not redact_secrets:  # someone else's: redact first
                 fields = dict(redact_secrets(None, "", fields))
             structlog.get_logger(self.name).log(level, event, **fields)

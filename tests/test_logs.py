@@ -299,6 +299,26 @@ class TestLevels:
         with pytest.raises(ValueError, match="log format"):
             configure_logging(fmt="xml", stream=io.StringIO())  # type: ignore[arg-type]
 
+    def test_a_later_configuration_of_someone_else_sets_its_own_level(self):
+        """The early skip of events below azauth's level holds only while its chain is installed."""
+        configure_logging(fmt="json", level="error", stream=io.StringIO())
+        log = get_logger("agent.x")
+        captured: list[str] = []
+
+        def keep(_logger: object, _method: str, event_dict: dict[str, object]) -> str:
+            captured.append(str(event_dict["event"]))
+            return ""
+
+        # An application's own configuration, at debug level, replaces azauth's.
+        structlog.configure(
+            processors=[keep],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+            logger_factory=structlog.ReturnLoggerFactory(),
+        )
+        log.debug("token_served", connection="prod")
+
+        assert captured == ["token_served"]
+
     def test_reconfiguration_reaches_existing_loggers(self):
         """A logger created before a reconfiguration writes to the new stream."""
         first, second = io.StringIO(), io.StringIO()
