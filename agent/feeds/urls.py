@@ -113,13 +113,6 @@ class FeedLocation:
         """Whether the organization is named by the host (``ORG.pkgs.visualstudio.com``)."""
         return self.netloc.endswith(LEGACY_HOST_SUFFIX)
 
-    @property
-    def organization_url(self) -> str:
-        """The URL every feed of the organization lives under."""
-        if self.legacy_host:
-            return f"{self.scheme}://{self.netloc}"
-        return f"{self.scheme}://{self.netloc}/{self.organization}"
-
     def endpoint(self, suffix: str) -> str:
         """The feed URL joined with ``suffix`` (``"pypi/simple/"``, ``"npm/registry/"``...).
 
