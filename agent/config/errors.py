@@ -8,11 +8,9 @@ when they are short scalars that cannot be a token.
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -20,6 +18,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from agent.config.problems import (
+    KeyPath,
+    Problem,
+    connection_problems,
+    did_you_mean,
+    format_key_path,
+    looks_like_jwt,
+)
 from agent.exceptions import ConfigError
 
 __all__ = [
@@ -37,13 +43,9 @@ __all__ = [
     "looks_like_jwt",
 ]
 
-KeyPath = tuple[str | int, ...]
-
 # The pydantic error type our validators raise; its context carries the Problem objects.
 PROBLEMS_ERROR_TYPE = "azauth_problems"
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 # Longer strings are not echoed: they are unlikely to help and could be something secret.
 _MAX_ECHO = 60
 _TYPE_WORDS = {
@@ -56,21 +58,6 @@ _TYPE_WORDS = {
     "int_type": "an integer",
     "float_type": "a number",
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong, at ``path`` relative to the object that found it.
-
-    Attributes:
-        path: keys and list indexes below the validating object; empty for the object itself.
-        message: what is wrong, in words.
-        expected: what would have been accepted, in words (``None`` when the message says it).
-    """
-
-    path: KeyPath
-    message: str
-    expected: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,38 +83,6 @@ def invalid(*problems: Problem) -> PydanticCustomError:
     return PydanticCustomError(
         PROBLEMS_ERROR_TYPE, "{summary}", {"summary": summary, "problems": problems}
     )
-
-
-def format_key_path(path: Iterable[str | int]) -> str:
-    """Format ``path`` as a TOML-style key path: ``profiles.ci.outputs[1].path``.
-
-    Keys that are not bare TOML keys (a dot, a space) are quoted: ``connections."my.conn"``.
-    """
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            continue
-        key = part if _BARE_KEY.fullmatch(part) else json.dumps(part)
-        text += f".{key}" if text else key
-    return text
-
-
-def did_you_mean(word: object, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest of ``choices``, or an empty string."""
-    if not isinstance(word, str):
-        return ""
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not matches:
-        lowered = {choice.lower(): choice for choice in choices}
-        match = lowered.get(word.lower())
-        matches = [match] if match else []
-    return f" (did you mean {matches[0]!r}?)" if matches else ""
-
-
-def looks_like_jwt(value: object) -> bool:
-    """Whether ``value`` is a string holding something shaped like a JWT."""
-    return isinstance(value, str) and _JWT.search(value) is not None
 
 
 def describe_value(value: object) -> str | None:
@@ -419,22 +374,3 @@ def _field_words(field: FieldInfo | None) -> str | None:
     if len(text) > 1 and text[1].islower():
         text = text[0].lower() + text[1:]
     return text
-
-
-def connection_problems(
-    name: str, where: KeyPath, connection: str | None, connections: list[str]
-) -> Iterator[Problem]:
-    """A ``connection`` missing where profile ``name`` has several, or not one of them."""
-    if connection is None:
-        yield Problem(
-            (*where, "connection"),
-            f"missing required key: profile {name!r} uses several connections",
-            f"one of: {', '.join(connections)}",
-        )
-    elif connection not in connections:
-        yield Problem(
-            (*where, "connection"),
-            f"connection {connection!r} is not used by profile {name!r}"
-            f"{did_you_mean(connection, connections)}",
-            f"one of: {', '.join(connections)} (or add it to profiles.{name}.connections)",
-        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.config.errors import KeyPath, Problem, connection_problems, did_you_mean
+from agent.config.problems import KeyPath, Problem, connection_problems, did_you_mean
 from agent.feeds.urls import parse_feed_url
 
 if TYPE_CHECKING:

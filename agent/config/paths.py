@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agent import envvars
-from agent.config.errors import KeyPath, Problem
+from agent.config.problems import KeyPath, Problem
 
 __all__ = ["PATH_KEYS", "expand_output_paths", "expand_path"]
 

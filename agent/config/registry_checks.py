@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent.config.errors import KeyPath, Problem
+from agent.config.problems import KeyPath, Problem
+from agent.config.rules import DockerConfigRules
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from agent.config.models import AzauthConfig, DockerConfigOutput
+    from agent.config.models import AzauthConfig
 
 __all__ = ["docker_config_problems"]
 
@@ -29,14 +30,12 @@ def docker_config_problems(
     config: AzauthConfig, name: str, lineage: list[str]
 ) -> Iterator[Problem]:
     """The problems of profile ``name``'s docker_config outputs (``lineage``: root first)."""
-    from agent.config.models import DockerConfigOutput  # noqa: PLC0415 - models import us
-
     table = _registry_table(config, lineage)
     implicit = not table and len(_connection_names(config, lineage)) == 1
     for depth, owner in enumerate(lineage):
         owner_connections = _connection_names(config, lineage[: depth + 1])
         for index, output in enumerate(config.profiles[owner].outputs):
-            if not isinstance(output, DockerConfigOutput):
+            if not isinstance(output, DockerConfigRules):
                 continue
             connection = output.connection
             if connection is None and len(owner_connections) == 1:
@@ -68,7 +67,7 @@ class _Context:
         self.connection = connection
         self.suffix = "" if owner == name else f" (in profile {name!r}, which extends it)"
 
-    def problems(self, where: KeyPath, output: DockerConfigOutput) -> Iterator[Problem]:
+    def problems(self, where: KeyPath, output: DockerConfigRules) -> Iterator[Problem]:
         listed = list(output.registries)
         if listed:
             hosts = listed

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-from agent.config.errors import (
+from agent.config.feeds import feed_problems
+from agent.config.problems import (
     KeyPath,
     Problem,
     connection_problems,
     did_you_mean,
     format_key_path,
 )
-from agent.config.feeds import feed_problems
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
