@@ -43,6 +43,7 @@ __all__ = [
     "find_config_file",
     "find_config_path",
     "implicit_config_data",
+    "note_outside_environment",
     "syntax_of",
     "working_directory",
 ]
@@ -109,12 +110,26 @@ def candidate_paths(env: Mapping[str, str], cwd: Path) -> list[Path]:
     return [Path(candidate) for candidate in _candidates(env, os.fspath(cwd))]
 
 
+def note_outside_environment(env: Mapping[str, str], what: str) -> None:
+    """Tell ``env`` that a result also depends on ``what``, which is not in the environment.
+
+    A recording environment (:mod:`agent.config.compiled`) then does not cache the result;
+    any other mapping is left alone.
+    """
+    note = getattr(env, "note_outside_environment", None)
+    if note is not None:
+        note(what)
+
+
 def _candidates(env: Mapping[str, str], cwd: str) -> list[str]:
     config_home = env.get(envvars.XDG_CONFIG_HOME)
     if config_home:
         user_dir = os.path.join(config_home, "azauth")
     else:
-        home = env.get(envvars.HOME) or env.get(envvars.USERPROFILE) or os.path.expanduser("~")
+        home = env.get(envvars.HOME) or env.get(envvars.USERPROFILE)
+        if not home:
+            note_outside_environment(env, "the password database (no HOME)")
+            home = os.path.expanduser("~")
         user_dir = os.path.join(home, ".config", "azauth")
     return [os.path.join(cwd, name) for name in FILE_NAMES] + [
         os.path.join(user_dir, name) for name in FILE_NAMES

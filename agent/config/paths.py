@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agent import envvars
+from agent.config.discovery import note_outside_environment
 from agent.config.problems import KeyPath, Problem
 
 __all__ = ["PATH_KEYS", "expand_output_paths", "expand_path"]
@@ -92,6 +93,7 @@ def expand_path(value: str, env: Mapping[str, str]) -> str:
         if head == "~":
             home = _variable(envvars.HOME, env, "~")
         else:
+            note_outside_environment(env, "the password database (~user)")
             home = os.path.expanduser(head)  # noqa: PTH111 - ~user, through the password database
             if home == head:
                 raise PathProblemError(f"{head}: no such user")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from agent.config.feeds import feed_problems
+from agent.config.fschecks import filesystem_problem
 from agent.config.problems import (
     KeyPath,
     Problem,
@@ -37,7 +37,13 @@ if TYPE_CHECKING:
         Settings,
     )
 
-__all__ = ["ResolvedProfile", "check_config", "profile_lineage", "resolve_profile"]
+__all__ = [
+    "ResolvedProfile",
+    "check_config",
+    "profile_lineage",
+    "resolve_profile",
+    "written_paths",
+]
 
 _SHARED_FILE_RULE = (
     "a different path for each output (outputs may share a file only when both keep the same "
@@ -329,7 +335,7 @@ def _path_problems(resolved: list[tuple[KeyPath, Output, str]]) -> Iterator[Prob
                     _SHARED_FILE_RULE,
                 )
     for normalized, (_, key_path) in writers.items():
-        problem = _filesystem_problem(normalized)
+        problem = filesystem_problem(normalized)
         if problem is not None:
             yield Problem(key_path, f"{normalized!r} {problem}", _WRITABLE_RULE)
             continue
@@ -345,38 +351,22 @@ def _path_problems(resolved: list[tuple[KeyPath, Output, str]]) -> Iterator[Prob
                 break
 
 
-_NAME_MAX = 255  # bytes in one name: ext4, xfs, btrfs, tmpfs, NTFS (in UTF-16 units), APFS
 _WRITABLE_RULE = "a path where a regular file can be written (not a directory, no file on the way)"
 
 
-def _filesystem_problem(path: str) -> str | None:  # noqa: PLR0911 - one return per outcome
-    """Why the file system will refuse to write a file at absolute ``path`` now, or ``None``.
+def written_paths(config: AzauthConfig) -> list[str]:
+    """Every file the profiles of a valid ``config`` write, absolute and normalized, sorted.
 
-    Only what is certain before any write: an existing directory or special file at the path,
-    an existing file where a directory is needed, a name or path too long, a loop of links.
+    The paths :func:`check_config` asks the file system about (:mod:`agent.config.fschecks`).
     """
-    longest = max(len(os.fsencode(name)) for name in PurePath(path).parts)
-    if longest > _NAME_MAX:
-        return f"cannot be created: a name is {longest} bytes long (file systems allow {_NAME_MAX})"
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
-        for parent in PurePath(path).parents:
-            try:
-                if not stat.S_ISDIR(os.stat(parent).st_mode):  # noqa: PTH116 - str paths
-                    return f"cannot be created: {str(parent)!r} exists and is not a directory"
-            except OSError:
-                continue
-        return "cannot be created: a name on the way is not a directory"
-    except OSError as exc:  # ENAMETOOLONG, ELOOP, EACCES
-        return f"cannot be used: {exc.strerror or exc}"
-    if stat.S_ISDIR(info.st_mode):
-        return "is an existing directory"
-    if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
-        return "is a special file (a device, pipe or socket), not a regular file"
-    return None
+    found: set[str] = set()
+    for name in config.profiles:
+        lineage = profile_lineage(config.profiles, name)
+        connections = _connection_names(config, lineage)
+        for where, output, connection in _lineage_outputs(config, lineage, connections):
+            for _, target, _ in output.written_files(connection, where):
+                found.add(os.path.normcase(os.path.abspath(target)))  # noqa: PTH100
+    return sorted(found)
 
 
 def _pipeline_variable_problems(
