@@ -27,7 +27,8 @@ from agent.cli.options import (
 from agent.exceptions import ExitCode
 
 if TYPE_CHECKING:
-    from agent.config import LoadedConfig, ResolvedProfile
+    from agent.config import ResolvedProfile
+    from agent.config.compiled import CompiledProfile
     from agent.report import RunReport
     from agent.runner import Runner
 
@@ -90,11 +91,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     return {key: value for key, value in found.items() if value is not None}
 
 
-def _load(args: argparse.Namespace) -> tuple[LoadedConfig, ResolvedProfile]:
-    from agent.config import load_config  # noqa: PLC0415 - keep --help fast
+def _load(args: argparse.Namespace) -> tuple[CompiledProfile, ResolvedProfile]:
+    """The profile, from the profile cache when its inputs are unchanged (no pydantic then)."""
+    from agent.config.compiled import load_profile  # noqa: PLC0415 - keep --help fast
 
-    loaded = load_config(args.config, settings_overrides=_overrides(args))
-    return loaded, loaded.profile(args.profile)
+    compiled = load_profile(args.config, args.profile, _overrides(args))
+    return compiled, compiled.profile
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +140,7 @@ def _install_signals(stop: asyncio.Event, reload: asyncio.Event) -> None:
         signal.signal(signal.SIGINT, lambda *_: loop.call_soon_threadsafe(stop.set))
 
 
-async def _main(args: argparse.Namespace, loaded: LoadedConfig, profile: ResolvedProfile) -> int:
+async def _main(args: argparse.Namespace, loaded: CompiledProfile, profile: ResolvedProfile) -> int:
     from agent.logs import get_logger  # noqa: PLC0415
     from agent.runner import Runner  # noqa: PLC0415 - imports aiohttp
 
@@ -210,8 +212,8 @@ def competing_present(profile: ResolvedProfile, env: Mapping[str, str]) -> dict[
 
 
 def _reload(
-    args: argparse.Namespace, loaded: LoadedConfig, profile: ResolvedProfile, log: Any
-) -> tuple[LoadedConfig, ResolvedProfile]:
+    args: argparse.Namespace, loaded: CompiledProfile, profile: ResolvedProfile, log: Any
+) -> tuple[CompiledProfile, ResolvedProfile]:
     """Reload the file on SIGHUP; a broken file keeps the running profile."""
     from agent.exceptions import ConfigError  # noqa: PLC0415
 

@@ -11,9 +11,11 @@ from agent._pipelines import in_pipeline, pipeline_safe
 from agent.exceptions import ExitCode
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from agent.config import LoadedConfig
 
-__all__ = ["add_config_argument", "register", "run", "summarize"]
+__all__ = ["add_config_argument", "register", "run", "summarize", "verdict"]
 
 CONFIG_HELP = (
     "the profile file (default: $AZAUTH_CONFIG, else ./azauth.toml, ./azauth.yaml, ./azauth.yml, "
@@ -45,22 +47,38 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate, print a one-line summary on stderr, return 0 (errors raise ConfigError)."""
-    from agent.config import PROFILE_ENV, load_config  # noqa: PLC0415 - keep --help fast
+    """Validate, print a one-line summary on stderr, return 0 (errors raise ConfigError).
 
-    loaded = load_config(args.config)
+    A passing verdict is memoised by the profile cache (:mod:`agent.config.compiled`): the same
+    inputs print the same lines without validating again.
+    """
+    from agent.config.compiled import validated  # noqa: PLC0415 - keep --help fast
+
+    result = validated(args.config, args.profile, lambda loaded: verdict(loaded, args.profile))
+    for warning in result["warnings"]:
+        prefix = "##[warning]" if in_pipeline() else ""
+        print(f"{prefix}azauth: warning: {pipeline_safe(warning)}", file=sys.stderr)
+    print(f"azauth: OK: {pipeline_safe(result['line'])}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def verdict(loaded: LoadedConfig, profile_name: str | None) -> dict[str, Any]:
+    """What ``validate`` prints for ``loaded``: ``{"line": summary, "warnings": [...]}``.
+
+    Raises:
+        ConfigError: the profile named by ``profile_name`` (or ``AZAUTH_PROFILE``) cannot be
+            selected.
+    """
+    from agent.config import PROFILE_ENV  # noqa: PLC0415
+
     line = summarize(loaded)
-    if args.profile or os.environ.get(PROFILE_ENV):
-        profile = loaded.profile(args.profile)
+    if profile_name or os.environ.get(PROFILE_ENV):
+        profile = loaded.profile(profile_name)
         line += (
             f"; profile {profile.name!r}: {_count(len(profile.connections), 'connection')}, "
             f"{_count(len(profile.outputs), 'output')}"
         )
-    for warning in warnings(loaded):
-        prefix = "##[warning]" if in_pipeline() else ""
-        print(f"{prefix}azauth: warning: {pipeline_safe(warning)}", file=sys.stderr)
-    print(f"azauth: OK: {pipeline_safe(line)}", file=sys.stderr)
-    return ExitCode.OK
+    return {"line": line, "warnings": warnings(loaded)}
 
 
 def warnings(loaded: LoadedConfig) -> list[str]:
