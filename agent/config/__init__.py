@@ -1,4 +1,21 @@
-"""The profile file: models, loading (TOML/YAML, environment, precedence) and schema.
+"""The profile file: models, loading (TOML/YAML, environment, precedence), schema and cache.
+
+Modules::
+
+    models.py           the pydantic models: fields, validators, the JSON Schema's source
+    rules.py            what the models answer (one mixin per model), without pydantic
+    loading.py          load_config: TOML/YAML, AZAUTH_* overrides, precedence, selection
+    _yaml.py            the strict YAML parser (duplicate keys refused, bounded aliases)
+    discovery.py        which profile file, or the AZURESUBSCRIPTION_* variables (stdlib)
+    paths.py            ~ and ${VAR} in output paths
+    resolution.py       extends, ResolvedProfile and the checks that span a file
+    fschecks.py         what the file system says about an output path now (stdlib)
+    feeds.py            the checks of a profile's feeds
+    registry_checks.py  the checks of docker_config outputs against the registries table
+    problems.py         Problem, key paths and suggestions (no pydantic)
+    errors.py           ConfigError messages from pydantic's errors and Problems
+    schema.py           schemas/azauth.schema.json, generated from the models
+    compiled.py         the profile cache of run and validate: no pydantic when nothing changed
 
 Typical use::
 
