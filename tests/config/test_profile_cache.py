@@ -671,6 +671,16 @@ async def test_run_once_writes_the_same_outputs_warm_without_pydantic(
             "env_file", connection="other", path="out/id.sh", dialect="sh", preset="azure-identity"
         )
         + toml_output("pipeline_variables", connection="other", variables={"ID": "client_id"})
+        + toml_table('[profiles.ci.registries."contoso.azurecr.io"]', connection="prod")
+        + toml_output("docker_config", connection="prod", path="out/docker/config.json")
+        + toml_table(
+            "[[profiles.ci.feeds]]",
+            name="shared",
+            connection="prod",
+            url="https://pkgs.dev.azure.com/contoso/_packaging/shared",
+        )
+        + toml_output("npmrc", connection="prod", path="out/.npmrc")
+        + toml_output("feed_env_file", connection="prod", path="out/feeds.env")
     )
     (work / "azauth.toml").write_text(profile)
     env = _environment(tmp_path, **emu.pipeline_environment())
