@@ -3,6 +3,10 @@
 The class docstrings and field descriptions below are user-facing: they become the descriptions of
 ``schemas/azauth.schema.json`` and the "expected ..." part of error messages. No model holds a
 secret: the system access token is read from the environment when it is used.
+
+Fields, validators and schema live here; what a model answers (its properties and methods) lives
+in its mixin in :mod:`agent.config.rules` (``class Connection(ConnectionRules, _Model)``), which
+the profile cache (:mod:`agent.config.compiled`) uses without pydantic.
 """
 
 from __future__ import annotations
