@@ -758,3 +758,15 @@ async def test_sighup_reload_validates_a_changed_file(tmp_path: Path, start_emul
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
+
+
+def test_discovery_without_home_is_never_cached(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without HOME, discovery reads the password database for ~/.config: not an input we key."""
+    (work / "azauth.toml").write_text(PROD_CI)
+    monkeypatch.delenv("HOME")
+    monkeypatch.delenv("USERPROFILE", raising=False)
+    assert [c.cached for c in _twice(None, None)] == [False, False]
+    assert _entries(tmp_path) == []
+    assert _twice("azauth.toml", None)[1].cached  # --config: no search, no password database
