@@ -33,8 +33,8 @@ symbolic link); read only from a trusted directory, only a regular file of the u
 others cannot read (:func:`agent.credential_helpers.cache.read_private`); an entry embeds the
 key it answers, so one copied or renamed to another key's name is ignored. Any problem with the
 cache (an untrusted or unwritable directory, a corrupt, truncated or foreign entry) means full
-validation, logged at debug level, never an error. Entries written more than
-:data:`SWEEP_AGE` ago are removed, at most once per :data:`SWEEP_INTERVAL`.
+validation, logged at debug level, never an error. Entries unused for :data:`SWEEP_AGE` are
+removed, at most once per :data:`SWEEP_INTERVAL` (a hit updates its entry's modification time).
 
 ``AZAUTH_PROFILE_CACHE=0`` turns the cache off. Import-light: no pydantic, no pathlib, no
 aiohttp at import time; a hit imports :mod:`agent.config.rules` and
@@ -89,7 +89,7 @@ FORMAT = 1
 
 CACHE_ENV = envvars.AZAUTH_PROFILE_CACHE
 SWEEP_AGE = 7 * 24 * 3600.0
-"""Seconds after which an entry is removed (the next use validates and writes it again)."""
+"""Seconds an entry may stay unused before a sweep removes it."""
 SWEEP_INTERVAL = 24 * 3600.0
 """Seconds between two sweeps of the cache directory (a marker file records the last one)."""
 
@@ -468,7 +468,8 @@ def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:  # n
     """The entry of ``key`` if it is trusted, well formed and its recorded inputs still hold."""
     from agent.credential_helpers.cache import read_private  # noqa: PLC0415
 
-    data = read_private(os.path.join(_directory(env), key + _SUFFIX))
+    path = os.path.join(_directory(env), key + _SUFFIX)
+    data = read_private(path)
     if data is None:
         return None
     try:
@@ -485,9 +486,14 @@ def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:  # n
     for name, digest in recorded.items():
         if _digest(env.get(name)) != digest:
             return None
-    for path in paths:
-        if not isinstance(path, str) or filesystem_problem(path) is not None:
+    for written in paths:
+        if not isinstance(written, str) or filesystem_problem(written) is not None:
             return None
+    try:  # noqa: SIM105 - contextlib would cost the memoised validate its import
+        # Used now: the sweep keeps it (read from a trusted directory: no link on the way).
+        os.utime(path, follow_symlinks=False)
+    except OSError:
+        pass
     return entry
 
 

@@ -530,6 +530,8 @@ def test_entries_are_private_and_old_ones_are_swept(work: Path, tmp_path: Path) 
     os.utime(stranger, (past, past))
     assert compiled._sweep(str(directory)) == 0  # swept at the first write already
     os.utime(directory / ".swept", (past, past))
+    os.utime(entry, (past, past))
+    assert load_profile(None, None).cached  # a hit marks its entry as used
     assert compiled._sweep(str(directory)) == 1
     assert not old.exists()
     assert stranger.exists()
