@@ -19,7 +19,7 @@ import azure.core.exceptions
 import pytest
 
 import agent
-from agent import _http
+from agent import _http, _trust
 from agent._version import __version__
 from agent.cli.main import COMMAND_HELP, COMMANDS, build_parser
 from agent.testing.emulator import Emulator
@@ -307,10 +307,10 @@ def test_the_system_trust_store_is_aiohttps_default_context(
 
     for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    assert _http._system_context() is aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
+    assert _trust.system_context() is aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
     # Trust overridden in the process: a context of its own, never aiohttp's.
     monkeypatch.setenv("SSL_CERT_DIR", "/nonexistent")
-    assert _http._system_context() is not aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
+    assert _trust.system_context() is not aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("bundle", [True, False], ids=["SSL_CERT_FILE", "system store"])
@@ -328,7 +328,7 @@ def test_the_command_loads_the_trust_store_once(tmp_path: Path, bundle: bool) ->
         )  # fmt: skip
         return json.loads(result.stdout)
 
-    command, library = measure("command"), measure("library")
+    command, library, prewarm = measure("command"), measure("library"), measure("prewarm")
 
     assert command["loads"] == 1
     assert command["aiohttp_default"] == 0  # built empty: trusts nothing, so never lets through
@@ -336,6 +336,29 @@ def test_the_command_loads_the_trust_store_once(tmp_path: Path, bundle: bool) ->
     assert command["restored"] and library["restored"]  # ssl.SSLContext is left as it was
     assert library["aiohttp_default"] > 0  # programs using the library keep aiohttp's defaults
     assert library["loads"] >= 2
+    # `azauth run` loads it on a thread during aiohttp's import: once, and the same certificates.
+    assert prewarm["loads"] == prewarm["loads_off_main"] == 1
+    assert prewarm["ours_certs"] == command["ours_certs"] == library["ours_certs"]
+    assert prewarm["aiohttp_default"] == 0
+    assert prewarm["restored"]
+
+
+def test_the_deferred_trust_store_is_empty_only_in_the_importing_thread() -> None:
+    """aiohttp's import loads no store; a prewarm thread loading meanwhile gets the real one."""
+    import threading  # noqa: PLC0415
+
+    from agent import _standalone  # noqa: PLC0415
+
+    load = _standalone._load_nothing_here(ssl.SSLContext.load_default_certs, threading.get_ident())
+    here = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    load(here)
+    there = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    thread = threading.Thread(target=load, args=(there,))
+    thread.start()
+    thread.join()
+
+    assert here.cert_store_stats()["x509_ca"] == 0
+    assert there.cert_store_stats() == ssl.create_default_context().cert_store_stats()
 
 
 async def test_run_once_over_https_in_the_command(
