@@ -41,7 +41,7 @@ import sys
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO, get_args
 
 from agent import _secrets, envvars
 from agent._pipelines import in_pipeline, neutralize
@@ -316,6 +316,7 @@ class _StdlibBridge(logging.Handler):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string in a library must not crash us
             message = str(record.msg)
+        _install_pending()
         import structlog  # noqa: PLC0415 - installed by configure_logging only
 
         structlog.get_logger(record.name).log(record.levelno, message, exc_info=record.exc_info)
@@ -349,28 +350,62 @@ def configure_logging(
     Raises:
         ValueError: unknown ``fmt`` or ``level``.
     """
+    target = stream if stream is not None else sys.stderr
+    number = _resolve_level(level)
+    resolved = resolve_format(fmt, target)
+    if resolved not in ("console", "json", "azure-pipelines"):
+        raise ValueError(f"unknown log format {fmt!r} (expected {', '.join(LOG_FORMATS)})")
+    chosen = _Chosen(
+        fmt=resolved,
+        level=number,
+        stream=target,
+        colors=resolved == "console" and _isatty(target) and envvars.NO_COLOR not in os.environ,
+        # JSON or console lines in a job log: the agent would run a "##vso[" found in a value.
+        neutralized=resolved != "azure-pipelines" and in_pipeline(),
+    )
+    global _active_format, _our_level, _pending  # noqa: PLW0603 - one process-wide configuration
+    _active_format = resolved
+    _our_level = number
+    if is_command() and "structlog" not in sys.modules:
+        # The command: structlog (~8 ms of imports) is configured by the first event at or
+        # above the level; a healthy `run --once -q` logs nothing and never imports it. Only
+        # agent.logs imports structlog there, so nothing can configure it in between.
+        _pending = chosen
+    else:
+        _pending = None
+        _install(chosen)
+    _install_stdlib_bridge(number)
+
+
+class _Chosen(NamedTuple):
+    """What :func:`configure_logging` decided, installed into structlog by :func:`_install`."""
+
+    fmt: str
+    level: int
+    stream: TextIO
+    colors: bool
+    neutralized: bool
+
+
+_pending: _Chosen | None = None
+"""The command's configuration, until its first event at or above the level installs it."""
+
+
+def _install(chosen: _Chosen) -> None:
+    """Configure structlog as :func:`configure_logging` chose."""
     _import_structlog()
     import structlog  # noqa: PLC0415 - the CLI's configuration; library imports stay light
 
-    target = stream if stream is not None else sys.stderr
-    number = _resolve_level(level)
-    is_tty = _isatty(target)
-    resolved = resolve_format(fmt, target)
     renderer: Processor
-    if resolved == "console":
-        colors = is_tty and envvars.NO_COLOR not in os.environ
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
-    elif resolved == "json":
+    if chosen.fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=chosen.colors)
+    elif chosen.fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-    elif resolved == "azure-pipelines":
-        renderer = AzurePipelinesRenderer()
     else:
-        raise ValueError(f"unknown log format {fmt!r} (expected {', '.join(LOG_FORMATS)})")
-    if resolved != "azure-pipelines" and in_pipeline():
-        # JSON or console lines in a job log: the agent would run a "##vso[" found in a value.
+        renderer = AzurePipelinesRenderer()
+    if chosen.neutralized:
         renderer = _Neutralized(renderer)
-    global _active_format, _our_chain, _our_level  # noqa: PLW0603 - one process-wide configuration
-    _active_format = resolved
+    global _our_chain  # noqa: PLW0603 - one process-wide configuration
     _our_chain = [
         redact_secrets,
         merge_contextvars_redacted,
@@ -379,15 +414,21 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         renderer,
     ]
-    _our_level = number
     structlog.configure(
         processors=_our_chain,
-        wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=_NamedWriteLoggerFactory(target),
+        wrapper_class=structlog.make_filtering_bound_logger(chosen.level),
+        logger_factory=_NamedWriteLoggerFactory(chosen.stream),
         # Not cached: a reconfiguration (another stream or level) must reach every logger.
         cache_logger_on_first_use=False,
     )
-    _install_stdlib_bridge(number)
+
+
+def _install_pending() -> None:
+    """Install the command's pending configuration, if there is one (before an event)."""
+    global _pending
+    chosen, _pending = _pending, None
+    if chosen is not None:
+        _install(chosen)
 
 
 def _install_stdlib_bridge(level: int) -> None:
@@ -464,6 +505,10 @@ class Logger:
     ) -> None:
         if args:  # structlog's and logging's positional arguments, for foreign callers
             event = event % args
+        if _pending is not None:
+            if level < _our_level:
+                return  # below the command's level: structlog stays unimported
+            _install_pending()
         structlog = sys.modules.get("structlog")
         if structlog is not None and structlog.is_configured():
             chain = structlog.get_config()["processors"]

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -125,6 +126,38 @@ async def test_run_once_delivers_without_azure_core(
         emu.verify_access_token((cwd / "out" / "arm.token").read_text().strip())
     assert "aiohttp" in modules
     assert family(modules, "azure", "rich", "yaml") == []
+    assert family(modules, "structlog") == []  # nothing was logged: logging never installed
+
+
+@pytest.mark.parametrize("fmt", ["console", "json", "azure-pipelines"])
+async def test_run_once_quiet_still_logs_a_failure_in_each_format(
+    workspace: tuple[Path, dict[str, str]], fmt: str
+) -> None:
+    """The first event at the level installs the logging the quiet run never needed before."""
+    cwd, env = workspace
+    async with Emulator() as emu:  # the connection is not registered: Entra refuses it
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+        )
+        code, modules, err = await probe(cwd, env, "run", "--once", "-q", "--log-format", fmt)
+
+    assert code == 4, err
+    assert "structlog" in modules
+    lines = [line for line in err.splitlines() if "connection_failed" in line]
+    assert len(lines) == 1, err
+    if fmt == "json":
+        event = json.loads(lines[0])
+        assert (event["event"], event["level"], event["logger"]) == (
+            "connection_failed",
+            "error",
+            "agent.runner",
+        )
+    elif fmt == "azure-pipelines":
+        assert lines[0].startswith("##[error]azauth: connection_failed connection=prod ")
+    else:
+        assert re.fullmatch(r"\S+Z \[error +\] connection_failed +\[agent\.runner\] .*", lines[0])
 
 
 async def test_an_authentication_failure_in_the_command_is_still_one_line(
