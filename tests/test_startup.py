@@ -24,7 +24,16 @@ from agent import _http, _trust
 from agent._version import __version__
 from agent.cli.main import COMMAND_HELP, COMMANDS, build_parser
 from agent.testing.emulator import Emulator
-from tests.support import ARM, CLIENT, PROD_CI, SC, TENANT, python_program, toml_output
+from tests.support import (
+    ARM,
+    CLIENT,
+    PROD_CI,
+    SC,
+    TENANT,
+    feed_profile,
+    python_program,
+    toml_output,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,6 +136,37 @@ async def test_run_once_delivers_without_azure_core(
     assert "aiohttp" in modules
     assert family(modules, "azure", "rich", "yaml") == []
     assert family(modules, "structlog") == []  # nothing was logged: logging never installed
+    # No feed output: the feed writers (and the XML and http.client modules they bring) stay out.
+    assert family(modules, "agent.feeds.writer", "agent.feeds.outputs", "agent.feeds.render") == []
+
+
+async def test_run_once_with_an_npmrc_output_imports_the_feed_writer_then(
+    workspace: tuple[Path, dict[str, str]],
+) -> None:
+    cwd, env = workspace
+    feed = "https://pkgs.dev.azure.com/contoso/_packaging/shared/npm/registry/"
+    npmrc = cwd / "user.npmrc"
+    npmrc.write_text("save-exact=true\n")
+    (cwd / "azauth.toml").write_text(
+        feed_profile(feed, toml_output("npmrc", path=str(npmrc)))
+        + toml_output("token_file", connection="artifacts", scope=ARM, path="out/arm.token")
+    )
+    async with Emulator() as emu:
+        emu.add_connection(SC, TENANT, CLIENT)
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+        )
+        code, modules, err = await probe(cwd, env, "run", "--once", "-q")
+
+        assert code == 0, err
+        text = npmrc.read_text()
+        assert text.startswith("save-exact=true\n")  # the user's lines are kept
+        assert "//pkgs.dev.azure.com/contoso/_packaging/shared/npm/registry/:_authToken=" in text
+        token = text.split(":_authToken=")[1].split()[0]
+        emu.verify_access_token(token)
+    assert "agent.feeds.writer" in modules
 
 
 @pytest.mark.parametrize("fmt", ["console", "json", "azure-pipelines"])
