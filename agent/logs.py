@@ -41,7 +41,7 @@ import sys
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO, get_args
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from agent import _secrets, envvars
 from agent._pipelines import in_pipeline, neutralize
@@ -377,14 +377,19 @@ def configure_logging(
     _install_stdlib_bridge(number)
 
 
-class _Chosen(NamedTuple):
+class _Chosen:
     """What :func:`configure_logging` decided, installed into structlog by :func:`_install`."""
 
-    fmt: str
-    level: int
-    stream: TextIO
-    colors: bool
-    neutralized: bool
+    __slots__ = ("colors", "fmt", "level", "neutralized", "stream")
+
+    def __init__(
+        self, *, fmt: str, level: int, stream: TextIO, colors: bool, neutralized: bool
+    ) -> None:
+        self.fmt = fmt
+        self.level = level
+        self.stream = stream
+        self.colors = colors
+        self.neutralized = neutralized
 
 
 _pending: _Chosen | None = None
