@@ -14,7 +14,8 @@ them: every request it sends carries its own context (:func:`agent._http.ssl_con
 which honours ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_DIR``). So in the command
 those two contexts are built without loading any certificate: the store is loaded once, by
 azauth. They then trust nothing, so a request that used one by mistake would be refused, never
-let through.
+let through. Only the thread importing aiohttp loads nothing meanwhile: a trust store loaded on
+another thread at the same time (the prewarm of :mod:`agent._trust`) is loaded in full.
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ def _load_nothing_here(original: Any, importer: int) -> Any:
     """
     import _thread  # noqa: PLC0415 - built in
 
-    def load(self: object, *args: object) -> Any:
+    def load(self: object, *args: object, **kwargs: object) -> Any:
         if _thread.get_ident() == importer:
             return None
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
     return load
