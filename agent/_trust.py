@@ -170,12 +170,16 @@ _CONNECTOR = "aiohttp.connector"
 
 
 class _Prewarm:
-    """One context being built on a thread for one key; :meth:`result` waits for it."""
+    """One context being built on a thread for one key; :meth:`result` waits for it.
+
+    Not a daemon thread: a process ending before its first request waits for the load (a few
+    milliseconds) rather than exit while OpenSSL is still parsing certificates on it.
+    """
 
     def __init__(self, key: _Key) -> None:
         self.key = key
         self.context: ssl.SSLContext | None = None
-        self._thread = threading.Thread(target=self._load, name="azauth-trust", daemon=True)
+        self._thread = threading.Thread(target=self._load, name="azauth-trust")
         self._thread.start()
 
     def _load(self) -> None:
@@ -201,15 +205,25 @@ def prewarm(env: Mapping[str, str]) -> None:
     would be aiohttp's own context, or when a prewarm was already started. Never raises.
     """
     global _prewarm  # noqa: PLW0603 - one load ahead per process
-    _, cafile, capath = _locations(env)
-    if _location_problem(cafile, want_dir=False) or _location_problem(capath, want_dir=True):
+    try:
+        key = _prewarm_key(env)
+    except (OSError, ValueError):  # e.g. a directory it may not search: reported when called
         return
-    if cafile is None and capath is None and not _own_system_context_ahead():
-        return  # system_context() will reuse aiohttp's import-time context
-    key: _Key = (cafile, capath, _version(cafile), _version(capath))
+    if key is None:
+        return
     with _prewarm_lock:
         if _prewarm is None:
             _prewarm = _Prewarm(key)
+
+
+def _prewarm_key(env: Mapping[str, str]) -> _Key | None:
+    """The key :func:`ssl_context_from_env` will look up, or None when there is none to load."""
+    _, cafile, capath = _locations(env)
+    if _location_problem(cafile, want_dir=False) or _location_problem(capath, want_dir=True):
+        return None
+    if cafile is None and capath is None and not _own_system_context_ahead():
+        return None  # system_context() will reuse aiohttp's import-time context
+    return (cafile, capath, _version(cafile), _version(capath))
 
 
 def _take(key: _Key) -> ssl.SSLContext | None:
