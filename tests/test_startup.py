@@ -138,6 +138,8 @@ async def test_run_once_delivers_without_azure_core(
     assert family(modules, "structlog") == []  # nothing was logged: logging never installed
     # No feed output: the feed writers (and the XML and http.client modules they bring) stay out.
     assert family(modules, "agent.feeds.writer", "agent.feeds.outputs", "agent.feeds.render") == []
+    # No docker_config output: nor the Docker config and ACR exchange modules.
+    assert family(modules, "agent.registries.acr_client", "agent.outputs.docker_config") == []
 
 
 async def test_run_once_with_an_npmrc_output_imports_the_feed_writer_then(
@@ -167,6 +169,36 @@ async def test_run_once_with_an_npmrc_output_imports_the_feed_writer_then(
         token = text.split(":_authToken=")[1].split()[0]
         emu.verify_access_token(token)
     assert "agent.feeds.writer" in modules
+
+
+async def test_run_once_with_a_docker_config_output_exchanges_at_the_registry(
+    workspace: tuple[Path, dict[str, str]],
+) -> None:
+    cwd, env = workspace
+    emu = await Emulator().start(tls=True)
+    try:
+        emu.add_connection(SC, TENANT, CLIENT)
+        registry = emu.url.removeprefix("https://")
+        (cwd / "azauth.toml").write_text(
+            PROD_CI
+            + f'[profiles.ci.registries."{registry}"]\nconnection = "prod"\n'
+            + toml_output("docker_config", path="docker/config.json", mode="auths")
+        )
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+            SSL_CERT_FILE=str(emu.ca_file),
+        )
+        code, modules, err = await probe(cwd, env, "run", "--once", "-q")
+
+        assert code == 0, err
+        config = json.loads((cwd / "docker" / "config.json").read_text())
+        emu.registry.key.verify(config["auths"][registry]["identitytoken"])
+        assert emu.registry.counts["exchange"] == 1
+    finally:
+        await emu.close()
+    assert "agent.registries.acr_client" in modules
 
 
 @pytest.mark.parametrize("fmt", ["console", "json", "azure-pipelines"])
