@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
@@ -316,7 +317,8 @@ class _StdlibBridge(logging.Handler):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string in a library must not crash us
             message = str(record.msg)
-        _install_pending()
+        if _pending is not None:
+            _install_pending()
         import structlog  # noqa: PLC0415 - installed by configure_logging only
 
         structlog.get_logger(record.name).log(record.levelno, message, exc_info=record.exc_info)
@@ -429,11 +431,29 @@ def _install(chosen: _Chosen) -> None:
 
 
 def _install_pending() -> None:
-    """Install the command's pending configuration, if there is one (before an event)."""
-    global _pending
-    chosen, _pending = _pending, None
-    if chosen is not None:
-        _install(chosen)
+    """Install the command's pending configuration, if there is one (before an event).
+
+    A thread logging meanwhile waits for the installation: ``_pending`` is cleared only once
+    structlog is configured, so no event reaches a half-configured structlog.
+    """
+    global _pending, _installer  # noqa: PLW0603 - one process-wide configuration
+    if _installer == threading.get_ident():
+        return
+    with _install_lock:
+        chosen = _pending
+        if chosen is None:
+            return
+        _installer = threading.get_ident()
+        try:
+            _install(chosen)
+        finally:
+            _installer = None
+        _pending = None
+
+
+_install_lock = threading.Lock()
+_installer: int | None = None
+"""The thread installing the pending configuration (an event it logs meanwhile goes on)."""
 
 
 def _install_stdlib_bridge(level: int) -> None:

@@ -557,3 +557,34 @@ class TestLazyInTheCommand:
         assert "eyJhbGciOiJub25lIn0" not in lazy  # still redacted
         assert lazy_seen == {"after_configure": False, "after_suppressed": False}
         assert eager_seen == {"after_configure": True, "after_suppressed": True}
+
+    def test_threads_logging_first_at_once_all_get_the_configuration(self):
+        """Whichever thread installs it, no event reaches a half-configured structlog."""
+        code = (
+            "import logging, sys, threading\n"
+            "from agent import logs\n"
+            "from agent._standalone import mark_command\n"
+            "mark_command()\n"
+            "logs.configure_logging(fmt='json', level='warning')\n"
+            "barrier = threading.Barrier(8)\n"
+            "def work(i):\n"
+            "    barrier.wait()\n"
+            "    if i % 2:\n"
+            "        logs.get_logger('agent.t').warning('first', thread=i)\n"
+            "    else:\n"
+            "        logging.getLogger('lib').warning('first %s', i)\n"
+            "threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]\n"
+            "[t.start() for t in threads]\n"
+            "[t.join() for t in threads]\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "TF_BUILD"}
+        env["PYTHONPATH"] = os.pathsep.join(sys.path)
+        for _ in range(5):
+            result = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                timeout=60,
+            )  # fmt: skip
+            assert result.stdout == ""  # structlog's unconfigured default would print there
+            events = [json.loads(line) for line in result.stderr.splitlines()]
+            assert len(events) == 8
+            assert all(e["level"] == "warning" and "timestamp" in e for e in events)
