@@ -12,7 +12,9 @@ goes is decided when it is logged, never on import:
   ``record.azauth_fields`` carry the event and its redacted fields. Nothing is configured:
   without handlers, Python's last-resort handler shows warnings and errors on stderr.
 
-Importing this module (or any library module) configures nothing and imports no structlog.
+Importing this module (or any library module) configures nothing and imports no structlog; in
+the ``azauth`` command, :func:`configure_logging` leaves structlog's import to the first event
+it lets through.
 
 Redaction (:func:`redact_secrets`, always the first processor) replaces with ``***``:
 
@@ -338,6 +340,11 @@ def configure_logging(
     stream: TextIO | None = None,
 ) -> None:
     """Configure structlog (and the standard ``logging`` module) for azauth.
+
+    In the ``azauth`` command (:func:`agent._standalone.mark_command`), while structlog is not
+    imported yet, everything is decided here but structlog is imported and configured by the
+    first event at or above ``level`` (from azauth or the standard ``logging`` module): the
+    lines are the same, and a run that logs nothing never imports it.
 
     Args:
         fmt: ``console`` (human-readable, colours on a terminal), ``json`` (one JSON object per
