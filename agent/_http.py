@@ -30,16 +30,15 @@ import ssl
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from agent import envvars
 from agent._secrets import redact_text, register_secret, strip_userinfo
-from agent._standalone import client_trust_deferred
+from agent._trust import ssl_context_from_env
 from agent.clock import Clock, SystemClock
-from agent.exceptions import ConfigError, ProxyAuthenticationError, TransportError
+from agent.exceptions import ProxyAuthenticationError, TransportError
 from agent.exchange import HttpRequest, HttpResponse
 from agent.logs import get_logger
 from agent.retry import RetryPolicy
@@ -64,105 +63,6 @@ _AGENT_PROXY_URL = envvars.AGENT_PROXYURL
 _AGENT_PROXY_USERNAME = envvars.AGENT_PROXYUSERNAME
 _AGENT_PROXY_PASSWORD = envvars.AGENT_PROXYPASSWORD
 _AGENT_PROXY_BYPASS = envvars.AGENT_PROXYBYPASSLIST
-
-
-def ssl_context_from_env(env: Mapping[str, str]) -> ssl.SSLContext:
-    """The TLS context: the CA bundle named by the environment, else the system store.
-
-    Contexts are shared per (file, directory) as they are on disk now: loading a trust store
-    costs milliseconds, and a profile with twenty connections would otherwise load it twenty
-    times; a bundle rewritten in place (new size or modification time) is loaded again.
-    """
-    file_variable = (
-        envvars.SSL_CERT_FILE if env.get(envvars.SSL_CERT_FILE) else envvars.REQUESTS_CA_BUNDLE
-    )
-    cafile = env.get(file_variable) or None
-    capath = env.get(envvars.SSL_CERT_DIR) or None
-    _check_ca_location(file_variable, cafile, want_dir=False)
-    _check_ca_location(envvars.SSL_CERT_DIR, capath, want_dir=True)
-    try:
-        return _ssl_context(cafile, capath, _version(cafile), _version(capath))
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        named = f"{file_variable}={cafile!r}" if cafile else f"SSL_CERT_DIR={capath!r}"
-        raise ConfigError(
-            f"environment variable {named}: the CA bundle cannot be loaded "
-            f"({getattr(exc, 'reason', None) or exc.__class__.__name__})",
-            expected=_CA_EXPECTED,
-        ) from None
-
-
-_CA_EXPECTED = (
-    "a PEM file of CA certificates (SSL_CERT_FILE / REQUESTS_CA_BUNDLE) or a directory of hashed "
-    "certificates (SSL_CERT_DIR); unset the variable to use the system trust store (a stopped "
-    "`azauth emulator --tls` deletes its CA)"
-)
-
-
-def _check_ca_location(variable: str, path: str | None, *, want_dir: bool) -> None:
-    """Name the variable when its CA file or directory is missing or of the wrong kind."""
-    if path is None:
-        return
-    problem = None
-    location = Path(path)
-    if not location.exists():
-        problem = "does not exist"
-    elif want_dir and not location.is_dir():
-        problem = "is not a directory"
-    elif not want_dir and location.is_dir():
-        problem = "is a directory, not a file (a directory belongs in SSL_CERT_DIR)"
-    if problem is not None:
-        raise ConfigError(
-            f"environment variable {variable}={path!r}: {problem}", expected=_CA_EXPECTED
-        )
-
-
-def _version(path: str | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        info = Path(path).stat()
-    except OSError:
-        return None  # let create_default_context report the missing file
-    return (info.st_mtime_ns, info.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _ssl_context(
-    cafile: str | None,
-    capath: str | None,
-    _file_version: tuple[int, int] | None,
-    _dir_version: tuple[int, int] | None,
-) -> ssl.SSLContext:
-    if cafile is None and capath is None:
-        return _system_context()
-    return ssl.create_default_context(cafile=cafile, capath=capath)
-
-
-def _system_context() -> ssl.SSLContext:
-    """The system trust store, loaded once per process.
-
-    ``import aiohttp`` already built a default context (``ssl.create_default_context()`` plus
-    ALPN ``http/1.1``): when the process sets neither ``SSL_CERT_FILE`` nor ``SSL_CERT_DIR``
-    (which OpenSSL reads there), that context trusts exactly what a new one would, so it is
-    reused rather than loading the store a third time (about 20 ms with a full store). Any
-    other case, or an aiohttp without that context, gets a new one; so does the ``azauth``
-    command, where aiohttp's contexts were built empty (:mod:`agent._standalone`).
-    """
-    if not (
-        os.environ.get(envvars.SSL_CERT_FILE)
-        or os.environ.get(envvars.SSL_CERT_DIR)
-        or client_trust_deferred()
-    ):
-        import aiohttp.connector  # noqa: PLC0415 - imported with aiohttp already
-
-        context = getattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", None)
-        if (
-            isinstance(context, ssl.SSLContext)
-            and context.verify_mode == ssl.CERT_REQUIRED
-            and context.check_hostname
-        ):
-            return context
-    return ssl.create_default_context()
 
 
 class _SharedSession:

@@ -14,7 +14,8 @@ them: every request it sends carries its own context (:func:`agent._http.ssl_con
 which honours ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_DIR``). So in the command
 those two contexts are built without loading any certificate: the store is loaded once, by
 azauth. They then trust nothing, so a request that used one by mistake would be refused, never
-let through.
+let through. Only the thread importing aiohttp loads nothing meanwhile: a trust store loaded on
+another thread at the same time (the prewarm of :mod:`agent._trust`) is loaded in full.
 """
 
 from __future__ import annotations
@@ -89,13 +90,15 @@ class _NoTrustStoreLoader:
 
     def exec_module(self, module: ModuleType) -> None:
         global _deferred  # noqa: PLW0603 - one fact about the whole process
+        import _thread  # noqa: PLC0415 - built in
         import ssl  # noqa: PLC0415 - aiohttp imports it next anyway
 
         context = ssl.SSLContext
         names = ("load_default_certs", "set_default_verify_paths")
         own = {name: context.__dict__[name] for name in names if name in context.__dict__}
+        importer = _thread.get_ident()
         for name in names:
-            setattr(context, name, _load_nothing)
+            setattr(context, name, _load_nothing_here(getattr(context, name), importer))
         try:
             self._loader.exec_module(module)
         finally:
@@ -107,5 +110,17 @@ class _NoTrustStoreLoader:
         _deferred = True
 
 
-def _load_nothing(self: object, *args: object) -> None:
-    """Stands in for loading the default trust store while aiohttp builds its contexts."""
+def _load_nothing_here(original: Any, importer: int) -> Any:
+    """Stands in for ``original`` (a trust-store load) while aiohttp builds its contexts.
+
+    Only in the thread importing aiohttp: another thread loading a trust store meanwhile (the
+    prewarm of :mod:`agent._trust`) gets the real load.
+    """
+    import _thread  # noqa: PLC0415 - built in
+
+    def load(self: object, *args: object, **kwargs: object) -> Any:
+        if _thread.get_ident() == importer:
+            return None
+        return original(self, *args, **kwargs)
+
+    return load

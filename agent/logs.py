@@ -12,7 +12,9 @@ goes is decided when it is logged, never on import:
   ``record.azauth_fields`` carry the event and its redacted fields. Nothing is configured:
   without handlers, Python's last-resort handler shows warnings and errors on stderr.
 
-Importing this module (or any library module) configures nothing and imports no structlog.
+Importing this module (or any library module) configures nothing and imports no structlog; in
+the ``azauth`` command, :func:`configure_logging` leaves structlog's import to the first event
+it lets through.
 
 Redaction (:func:`redact_secrets`, always the first processor) replaces with ``***``:
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Mapping
 from types import TracebackType
@@ -316,6 +319,8 @@ class _StdlibBridge(logging.Handler):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string in a library must not crash us
             message = str(record.msg)
+        if _pending is not None:
+            _install_pending()
         import structlog  # noqa: PLC0415 - installed by configure_logging only
 
         structlog.get_logger(record.name).log(record.levelno, message, exc_info=record.exc_info)
@@ -336,6 +341,11 @@ def configure_logging(
 ) -> None:
     """Configure structlog (and the standard ``logging`` module) for azauth.
 
+    In the ``azauth`` command (:func:`agent._standalone.mark_command`), while structlog is not
+    imported yet, everything is decided here but structlog is imported and configured by the
+    first event at or above ``level`` (from azauth or the standard ``logging`` module): the
+    lines are the same, and a run that logs nothing never imports it.
+
     Args:
         fmt: ``console`` (human-readable, colours on a terminal), ``json`` (one JSON object per
             line), ``azure-pipelines`` (plain lines; warnings and errors as ``##[warning]`` /
@@ -349,28 +359,67 @@ def configure_logging(
     Raises:
         ValueError: unknown ``fmt`` or ``level``.
     """
+    target = stream if stream is not None else sys.stderr
+    number = _resolve_level(level)
+    resolved = resolve_format(fmt, target)
+    if resolved not in ("console", "json", "azure-pipelines"):
+        raise ValueError(f"unknown log format {fmt!r} (expected {', '.join(LOG_FORMATS)})")
+    chosen = _Chosen(
+        fmt=resolved,
+        level=number,
+        stream=target,
+        colors=resolved == "console" and _isatty(target) and envvars.NO_COLOR not in os.environ,
+        # JSON or console lines in a job log: the agent would run a "##vso[" found in a value.
+        neutralized=resolved != "azure-pipelines" and in_pipeline(),
+    )
+    global _active_format, _our_level, _pending  # noqa: PLW0603 - one process-wide configuration
+    _active_format = resolved
+    _our_level = number
+    if is_command() and "structlog" not in sys.modules:
+        # The command: structlog (~8 ms of imports) is configured by the first event at or
+        # above the level; a healthy `run --once -q` logs nothing and never imports it. Only
+        # agent.logs imports structlog there, so nothing can configure it in between.
+        _pending = chosen
+    else:
+        _pending = None
+        _install(chosen)
+    _install_stdlib_bridge(number)
+
+
+class _Chosen:
+    """What :func:`configure_logging` decided, installed into structlog by :func:`_install`."""
+
+    __slots__ = ("colors", "fmt", "level", "neutralized", "stream")
+
+    def __init__(
+        self, *, fmt: str, level: int, stream: TextIO, colors: bool, neutralized: bool
+    ) -> None:
+        self.fmt = fmt
+        self.level = level
+        self.stream = stream
+        self.colors = colors
+        self.neutralized = neutralized
+
+
+_pending: _Chosen | None = None
+"""The command's configuration, until its first event at or above the level installs it."""
+
+
+def _install(chosen: _Chosen) -> None:
+    """Configure structlog as :func:`configure_logging` chose."""
     _import_structlog()
     import structlog  # noqa: PLC0415 - the CLI's configuration; library imports stay light
 
-    target = stream if stream is not None else sys.stderr
-    number = _resolve_level(level)
-    is_tty = _isatty(target)
-    resolved = resolve_format(fmt, target)
     renderer: Processor
-    if resolved == "console":
-        colors = is_tty and envvars.NO_COLOR not in os.environ
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
-    elif resolved == "json":
+    if chosen.fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=chosen.colors)
+    elif chosen.fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-    elif resolved == "azure-pipelines":
-        renderer = AzurePipelinesRenderer()
     else:
-        raise ValueError(f"unknown log format {fmt!r} (expected {', '.join(LOG_FORMATS)})")
-    if resolved != "azure-pipelines" and in_pipeline():
-        # JSON or console lines in a job log: the agent would run a "##vso[" found in a value.
+        renderer = AzurePipelinesRenderer()
+    if chosen.neutralized:
         renderer = _Neutralized(renderer)
-    global _active_format, _our_chain, _our_level  # noqa: PLW0603 - one process-wide configuration
-    _active_format = resolved
+    global _our_chain  # noqa: PLW0603 - one process-wide configuration
     _our_chain = [
         redact_secrets,
         merge_contextvars_redacted,
@@ -379,15 +428,39 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         renderer,
     ]
-    _our_level = number
     structlog.configure(
         processors=_our_chain,
-        wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=_NamedWriteLoggerFactory(target),
+        wrapper_class=structlog.make_filtering_bound_logger(chosen.level),
+        logger_factory=_NamedWriteLoggerFactory(chosen.stream),
         # Not cached: a reconfiguration (another stream or level) must reach every logger.
         cache_logger_on_first_use=False,
     )
-    _install_stdlib_bridge(number)
+
+
+def _install_pending() -> None:
+    """Install the command's pending configuration, if there is one (before an event).
+
+    A thread logging meanwhile waits for the installation: ``_pending`` is cleared only once
+    structlog is configured, so no event reaches a half-configured structlog.
+    """
+    global _pending, _installer  # noqa: PLW0603 - one process-wide configuration
+    if _installer == threading.get_ident():
+        return
+    with _install_lock:
+        chosen = _pending
+        if chosen is None:
+            return
+        _installer = threading.get_ident()
+        try:
+            _install(chosen)
+        finally:
+            _installer = None
+        _pending = None
+
+
+_install_lock = threading.Lock()
+_installer: int | None = None
+"""The thread installing the pending configuration (an event it logs meanwhile goes on)."""
 
 
 def _install_stdlib_bridge(level: int) -> None:
@@ -464,6 +537,10 @@ class Logger:
     ) -> None:
         if args:  # structlog's and logging's positional arguments, for foreign callers
             event = event % args
+        if _pending is not None:
+            if level < _our_level:
+                return  # below the command's level: structlog stays unimported
+            _install_pending()
         structlog = sys.modules.get("structlog")
         if structlog is not None and structlog.is_configured():
             chain = structlog.get_config()["processors"]

@@ -32,7 +32,6 @@ from agent.exceptions import (
     ExitCode,
     OutputError,
 )
-from agent.feeds.writer import MergedNpmrc
 from agent.logs import get_logger
 from agent.outputs._atomic import StaleTempSweeps, atomic_write, remove_output
 from agent.outputs.fields import TokenFields
@@ -55,6 +54,7 @@ if TYPE_CHECKING:
 
     from agent.config import Connection, Output, ResolvedProfile
     from agent.config.models import DockerConfigOutput
+    from agent.feeds.writer import MergedNpmrc
 
 __all__ = ["ConnectionReport", "RunReport", "Runner", "plan_connection"]
 
@@ -210,7 +210,7 @@ class Runner:
             path
             for path in self._written
             if (
-                MergedNpmrc.remove(path, self._merged[path])
+                _unmerge_npmrc(path, self._merged[path])
                 if path in self._merged
                 else not self._registries.restore(path) and remove_output(path)
             )
@@ -489,7 +489,7 @@ class Runner:
                 raise
         for path, data in files:
             self._written[path] = None
-            if isinstance(data, MergedNpmrc):
+            if not isinstance(data, bytes):  # a MergedNpmrc
                 self._merged[path] = data.owner
         self._record(plan, output, label)
         _log.debug("output_written", connection=plan.name, path=label)
@@ -531,10 +531,18 @@ class Runner:
 
 def _write_files(files: list[tuple[str, bytes | MergedNpmrc]], sweeps: StaleTempSweeps) -> None:
     for path, data in files:
-        if isinstance(data, MergedNpmrc):
-            data.write()
-        else:
+        if isinstance(data, bytes):
             atomic_write(path, data, sweeps=sweeps)
+        else:  # a MergedNpmrc: azauth's lines merged into the user's npmrc
+            data.write()
+
+
+def _unmerge_npmrc(path: str, owner: str) -> bool:
+    """Remove this runner's lines from a merged npmrc (:meth:`MergedNpmrc.remove`)."""
+    # Imported here: agent.feeds.writer (and the XML code with it) only for feed outputs.
+    from agent.feeds.writer import MergedNpmrc  # noqa: PLC0415
+
+    return MergedNpmrc.remove(path, owner)
 
 
 def _item_keys(output: Output, profile: ResolvedProfile) -> list[str]:

@@ -516,3 +516,75 @@ class TestOneFront:
         with capture_logs() as logs:
             get_logger("agent.runner").warning("upstream_failed", detail=f"x {SYSTEM_TOKEN}")
         assert logs == [{"event": "upstream_failed", "detail": "x ***", "log_level": "warning"}]
+
+
+class TestLazyInTheCommand:
+    """The command installs structlog at its first event at or above the level, not before."""
+
+    @staticmethod
+    def _lines(
+        mode: str, fmt: str, level: str, first: str, env: dict[str, str]
+    ) -> tuple[str, dict]:
+        from tests.support import python_program  # noqa: PLC0415
+
+        result = subprocess.run(
+            python_program("log_lines.py", mode, fmt, level, first),
+            capture_output=True, text=True, check=True, env=env, timeout=60,
+        )  # fmt: skip
+        stamps = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z"
+        import re  # noqa: PLC0415
+
+        return re.sub(stamps, "<time>", result.stderr), json.loads(result.stdout)
+
+    @pytest.mark.parametrize("first", ["azauth", "stdlib"])
+    @pytest.mark.parametrize(
+        ("fmt", "pipeline"),
+        [("console", False), ("json", False), ("json", True), ("azure-pipelines", True)],
+    )
+    def test_the_lines_are_those_of_an_eager_configuration(self, fmt, pipeline, first):
+        env = {k: v for k, v in os.environ.items() if k not in ("TF_BUILD", "NO_COLOR")}
+        env["PYTHONPATH"] = os.pathsep.join(sys.path)
+        if pipeline:
+            env["TF_BUILD"] = "True"
+
+        lazy, lazy_seen = self._lines("lazy", fmt, "warning", first, env)
+        eager, eager_seen = self._lines("eager", fmt, "warning", first, env)
+
+        assert lazy == eager
+        assert "output_failed" in lazy and "connection_failed" in lazy
+        assert "below_the_level" not in lazy and "below the bridge" not in lazy
+        assert ("library says" in lazy) == (first == "stdlib")
+        assert "eyJhbGciOiJub25lIn0" not in lazy  # still redacted
+        assert lazy_seen == {"after_configure": False, "after_suppressed": False}
+        assert eager_seen == {"after_configure": True, "after_suppressed": True}
+
+    def test_threads_logging_first_at_once_all_get_the_configuration(self):
+        """Whichever thread installs it, no event reaches a half-configured structlog."""
+        code = (
+            "import logging, sys, threading\n"
+            "from agent import logs\n"
+            "from agent._standalone import mark_command\n"
+            "mark_command()\n"
+            "logs.configure_logging(fmt='json', level='warning')\n"
+            "barrier = threading.Barrier(8)\n"
+            "def work(i):\n"
+            "    barrier.wait()\n"
+            "    if i % 2:\n"
+            "        logs.get_logger('agent.t').warning('first', thread=i)\n"
+            "    else:\n"
+            "        logging.getLogger('lib').warning('first %s', i)\n"
+            "threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]\n"
+            "[t.start() for t in threads]\n"
+            "[t.join() for t in threads]\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "TF_BUILD"}
+        env["PYTHONPATH"] = os.pathsep.join(sys.path)
+        for _ in range(5):
+            result = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                timeout=60,
+            )  # fmt: skip
+            assert result.stdout == ""  # structlog's unconfigured default would print there
+            events = [json.loads(line) for line in result.stderr.splitlines()]
+            assert len(events) == 8
+            assert all(e["level"] == "warning" and "timestamp" in e for e in events)

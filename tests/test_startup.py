@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -19,11 +20,20 @@ import azure.core.exceptions
 import pytest
 
 import agent
-from agent import _http
+from agent import _http, _trust
 from agent._version import __version__
 from agent.cli.main import COMMAND_HELP, COMMANDS, build_parser
 from agent.testing.emulator import Emulator
-from tests.support import ARM, CLIENT, PROD_CI, SC, TENANT, python_program, toml_output
+from tests.support import (
+    ARM,
+    CLIENT,
+    PROD_CI,
+    SC,
+    TENANT,
+    feed_profile,
+    python_program,
+    toml_output,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,6 +135,101 @@ async def test_run_once_delivers_without_azure_core(
         emu.verify_access_token((cwd / "out" / "arm.token").read_text().strip())
     assert "aiohttp" in modules
     assert family(modules, "azure", "rich", "yaml") == []
+    assert family(modules, "structlog") == []  # nothing was logged: logging never installed
+    # No feed output: the feed writers (and the XML and http.client modules they bring) stay out.
+    assert family(modules, "agent.feeds.writer", "agent.feeds.outputs", "agent.feeds.render") == []
+    # No docker_config output: nor the Docker config and ACR exchange modules.
+    assert family(modules, "agent.registries.acr_client", "agent.outputs.docker_config") == []
+
+
+async def test_run_once_with_an_npmrc_output_imports_the_feed_writer_then(
+    workspace: tuple[Path, dict[str, str]],
+) -> None:
+    cwd, env = workspace
+    feed = "https://pkgs.dev.azure.com/contoso/_packaging/shared/npm/registry/"
+    npmrc = cwd / "user.npmrc"
+    npmrc.write_text("save-exact=true\n")
+    (cwd / "azauth.toml").write_text(
+        feed_profile(feed, toml_output("npmrc", path=str(npmrc)))
+        + toml_output("token_file", connection="artifacts", scope=ARM, path="out/arm.token")
+    )
+    async with Emulator() as emu:
+        emu.add_connection(SC, TENANT, CLIENT)
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+        )
+        code, modules, err = await probe(cwd, env, "run", "--once", "-q")
+
+        assert code == 0, err
+        text = npmrc.read_text()
+        assert text.startswith("save-exact=true\n")  # the user's lines are kept
+        assert "//pkgs.dev.azure.com/contoso/_packaging/shared/npm/registry/:_authToken=" in text
+        token = text.split(":_authToken=")[1].split()[0]
+        emu.verify_access_token(token)
+    assert "agent.feeds.writer" in modules
+
+
+async def test_run_once_with_a_docker_config_output_exchanges_at_the_registry(
+    workspace: tuple[Path, dict[str, str]],
+) -> None:
+    cwd, env = workspace
+    emu = await Emulator().start(tls=True)
+    try:
+        emu.add_connection(SC, TENANT, CLIENT)
+        registry = emu.url.removeprefix("https://")
+        (cwd / "azauth.toml").write_text(
+            PROD_CI
+            + f'[profiles.ci.registries."{registry}"]\nconnection = "prod"\n'
+            + toml_output("docker_config", path="docker/config.json", mode="auths")
+        )
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+            SSL_CERT_FILE=str(emu.ca_file),
+        )
+        code, modules, err = await probe(cwd, env, "run", "--once", "-q")
+
+        assert code == 0, err
+        config = json.loads((cwd / "docker" / "config.json").read_text())
+        emu.registry.key.verify(config["auths"][registry]["identitytoken"])
+        assert emu.registry.counts["exchange"] == 1
+    finally:
+        await emu.close()
+    assert "agent.registries.acr_client" in modules
+
+
+@pytest.mark.parametrize("fmt", ["console", "json", "azure-pipelines"])
+async def test_run_once_quiet_still_logs_a_failure_in_each_format(
+    workspace: tuple[Path, dict[str, str]], fmt: str
+) -> None:
+    """The first event at the level installs the logging the quiet run never needed before."""
+    cwd, env = workspace
+    async with Emulator() as emu:  # the connection is not registered: Entra refuses it
+        env.update(
+            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
+            SYSTEM_ACCESSTOKEN=emu.system_access_token,
+            AZURE_AUTHORITY_HOST=emu.authority,
+        )
+        code, modules, err = await probe(cwd, env, "run", "--once", "-q", "--log-format", fmt)
+
+    assert code == 4, err
+    assert "structlog" in modules
+    lines = [line for line in err.splitlines() if "connection_failed" in line]
+    assert len(lines) == 1, err
+    if fmt == "json":
+        event = json.loads(lines[0])
+        assert (event["event"], event["level"], event["logger"]) == (
+            "connection_failed",
+            "error",
+            "agent.runner",
+        )
+    elif fmt == "azure-pipelines":
+        assert lines[0].startswith("##[error]azauth: connection_failed connection=prod ")
+    else:
+        assert re.fullmatch(r"\S+Z \[error +\] connection_failed +\[agent\.runner\] .*", lines[0])
 
 
 async def test_an_authentication_failure_in_the_command_is_still_one_line(
@@ -307,10 +412,10 @@ def test_the_system_trust_store_is_aiohttps_default_context(
 
     for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    assert _http._system_context() is aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
+    assert _trust.system_context() is aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
     # Trust overridden in the process: a context of its own, never aiohttp's.
     monkeypatch.setenv("SSL_CERT_DIR", "/nonexistent")
-    assert _http._system_context() is not aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
+    assert _trust.system_context() is not aiohttp.connector._SSL_CONTEXT_VERIFIED  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("bundle", [True, False], ids=["SSL_CERT_FILE", "system store"])
@@ -328,7 +433,7 @@ def test_the_command_loads_the_trust_store_once(tmp_path: Path, bundle: bool) ->
         )  # fmt: skip
         return json.loads(result.stdout)
 
-    command, library = measure("command"), measure("library")
+    command, library, prewarm = measure("command"), measure("library"), measure("prewarm")
 
     assert command["loads"] == 1
     assert command["aiohttp_default"] == 0  # built empty: trusts nothing, so never lets through
@@ -336,6 +441,29 @@ def test_the_command_loads_the_trust_store_once(tmp_path: Path, bundle: bool) ->
     assert command["restored"] and library["restored"]  # ssl.SSLContext is left as it was
     assert library["aiohttp_default"] > 0  # programs using the library keep aiohttp's defaults
     assert library["loads"] >= 2
+    # `azauth run` loads it on a thread during aiohttp's import: once, and the same certificates.
+    assert prewarm["loads"] == prewarm["loads_off_main"] == 1
+    assert prewarm["ours_certs"] == command["ours_certs"] == library["ours_certs"]
+    assert prewarm["aiohttp_default"] == 0
+    assert prewarm["restored"]
+
+
+def test_the_deferred_trust_store_is_empty_only_in_the_importing_thread() -> None:
+    """aiohttp's import loads no store; a prewarm thread loading meanwhile gets the real one."""
+    import threading  # noqa: PLC0415
+
+    from agent import _standalone  # noqa: PLC0415
+
+    load = _standalone._load_nothing_here(ssl.SSLContext.load_default_certs, threading.get_ident())
+    here = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    load(here)
+    there = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    thread = threading.Thread(target=load, args=(there,))
+    thread.start()
+    thread.join()
+
+    assert here.cert_store_stats()["x509_ca"] == 0
+    assert there.cert_store_stats() == ssl.create_default_context().cert_store_stats()
 
 
 async def test_run_once_over_https_in_the_command(

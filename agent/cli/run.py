@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(pipeline_safe(render_plan(profile, os.environ)))
         return int(ExitCode.OK)
     _check_stdout(profile)
+    from agent._trust import prewarm  # noqa: PLC0415
+
+    prewarm(os.environ)  # the trust store loads on a thread while the runner imports aiohttp
     configure_logging_from_args(args, profile.settings)
     return asyncio.run(_main(args, loaded, profile))
 

@@ -21,16 +21,9 @@ from agent.exceptions import AzauthError, OutputError
 from agent.jwt import unverified_claims
 from agent.logs import get_logger
 from agent.outputs._atomic import atomic_write
-from agent.outputs.docker_config import (
-    Entries,
-    remove_registries,
-    render_docker_config,
-    users_entries,
-)
-from agent.registries.acr import RefreshToken
-from agent.registries.acr_client import exchange_refresh_token
-from agent.registries.tokens import refresh_on
 
+# The Docker config and ACR modules are imported by the methods that use them: a profile
+# without docker_config outputs never needs them.
 if TYPE_CHECKING:
     import aiohttp
     from azure.core.credentials import AccessTokenInfo
@@ -38,6 +31,8 @@ if TYPE_CHECKING:
     from agent.clock import Clock
     from agent.config import Output, ResolvedProfile
     from agent.config.models import DockerConfigOutput
+    from agent.outputs.docker_config import Entries
+    from agent.registries.acr import RefreshToken
     from agent.retry import RetryPolicy
 
 __all__ = ["RegistryDelivery"]
@@ -89,6 +84,9 @@ class RegistryDelivery:
             info = tokens.get(scope) if scope is not None else None
             if scope is None or info is None:
                 continue
+            from agent.registries.acr_client import exchange_refresh_token  # noqa: PLC0415
+            from agent.registries.tokens import refresh_on  # noqa: PLC0415
+
             http = HttpClient(session=session, env=self._env, clock=self._clock, retry=self._retry)
             tid = unverified_claims(info.token).get("tid")
             for registry in output.registries_for(self._profile):
@@ -119,6 +117,8 @@ class RegistryDelivery:
             ValueError: the existing file is not a Docker config, or a registry has no token.
             OutputError: the existing file cannot be read.
         """
+        from agent.outputs.docker_config import render_docker_config, users_entries  # noqa: PLC0415
+
         registries = output.registries_for(self._profile)
         existing = _read_existing(output.path)
         if output.path not in self._originals:
@@ -148,6 +148,8 @@ class RegistryDelivery:
         ]
         if not registries:
             return False
+        from agent.outputs.docker_config import remove_registries  # noqa: PLC0415
+
         try:
             existing = _read_existing(path)
             originals = self._originals.get(path)

@@ -148,6 +148,24 @@ def test_a_bad_ca_bundle_is_a_config_error_naming_the_variable(
     assert problem in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(
+    "value", ["{tmp}/gone/ca.pem", "{tmp}", "{tmp}/azauth.toml"], ids=["missing", "dir", "not PEM"]
+)
+def test_run_loading_the_ca_bundle_ahead_reports_it_as_token_does(work, value):
+    """`run` loads the trust store on a thread during start-up; `token` does not: same answer."""
+    cwd, env = work
+    env["SSL_CERT_FILE"] = value.format(tmp=cwd)
+
+    run = azauth("run", "--once", cwd=cwd, env=env, timeout=30)
+    token = azauth("token", "--no-cache", cwd=cwd, env=env, timeout=30)
+
+    no_traceback(run)
+    assert run.returncode == token.returncode == 3
+    message = token.stderr.splitlines()[-1].removeprefix("azauth: error: ")
+    assert message.startswith("environment variable SSL_CERT_FILE=")
+    assert f"FAILED: connections.prod: {message}\n" in run.stderr  # the summary line
+
+
 def test_a_bad_ca_bundle_with_emulate_is_a_config_error_too(work):
     cwd, env = work
     env["SSL_CERT_FILE"] = str(cwd / "deleted-ca.pem")  # a stopped `emulator --tls` left this
