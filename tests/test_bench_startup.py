@@ -29,7 +29,11 @@ def test_one_round_reports_every_series_and_the_start_up(tmp_path: Path) -> None
         "azauth --help",
         "azauth validate",
         "azauth run --once",
+        "validate, cache off",
+        "run --once, cache off",
     }
     # The first request arrives after the process started and before it ended.
     assert 0 < result["run_once_startup_s"] < result["median_s"]["azauth run --once"]
+    cold = result["run_once_cold_startup_s"]
+    assert 0 < cold < result["median_s"]["run --once, cache off"]
     assert "start-up (spawn -> first request)" in done.stdout
