@@ -486,7 +486,9 @@ def test_an_untrusted_cache_directory_is_not_used(
     assert done.stderr == ""
 
 
-@pytest.mark.parametrize("damage", ["readable by others", "renamed", "truncated", "garbage"])
+@pytest.mark.parametrize(
+    "damage", ["readable by others", "renamed", "truncated", "garbage", "edited", "a field lost"]
+)
 def test_a_damaged_entry_is_ignored_and_rewritten(damage: str, work: Path, tmp_path: Path) -> None:
     (work / "azauth.toml").write_text(PROD_CI + toml_output("token_file", path="out/a.token"))
     load_profile(None, None)
@@ -506,6 +508,12 @@ def test_a_damaged_entry_is_ignored_and_rewritten(damage: str, work: Path, tmp_p
         return
     elif damage == "truncated":
         entry.write_bytes(good[: len(good) // 2])
+    elif damage == "edited":  # still JSON, still its key: a flipped byte in a value
+        entry.write_bytes(good.replace(b'"path":"out/a.token"', b'"path":"out/b.token"'))
+        assert entry.read_bytes() != good
+    elif damage == "a field lost":  # still JSON, still its key, a field gone
+        entry.write_bytes(good.replace(b'"concurrency":64,', b""))
+        assert entry.read_bytes() != good
     else:
         entry.write_bytes(b"\x00\xffnot json")
     assert not load_profile(None, None).cached
@@ -633,6 +641,28 @@ def test_validate_prints_the_same_from_the_cache(
     for done in (cold, warm):
         assert done.stdout == off.stdout
         assert done.stderr.split("LOADED=")[0] == off.stderr
+
+
+def test_validate_ignores_a_damaged_entry_that_is_still_json(tmp_path: Path) -> None:
+    """A parseable entry under its own key with its verdict damaged: full validation, no error."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (work / "azauth.toml").write_text(VALIDATE_PROFILE)
+    env = _environment(tmp_path)
+    cold = azauth("validate", cwd=work, env=env)
+    assert cold.returncode == 0, cold.stderr
+    [entry] = _entries(tmp_path)
+    good = entry.read_bytes()
+    for damaged in (
+        good.replace(b'"warnings":[', b'"warning":['),
+        good.replace(b'"line":"', b'"line":"forged '),
+    ):
+        assert damaged != good
+        entry.write_bytes(damaged)
+        done = azauth("validate", cwd=work, env=env)
+        assert (done.returncode, done.stdout, done.stderr) == (0, cold.stdout, cold.stderr)
+        assert entry.read_bytes() == good  # rewritten by the full validation
 
 
 def test_an_invalid_file_is_never_cached(tmp_path: Path) -> None:
