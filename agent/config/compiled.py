@@ -75,6 +75,7 @@ except ImportError:  # pragma: no cover - other Pythons (3.12+ name it _sha2)
 __all__ = [
     "CACHE_ENV",
     "FORMAT",
+    "MAX_ENTRY_BYTES",
     "SWEEP_AGE",
     "SWEEP_INTERVAL",
     "CompiledProfile",
@@ -90,6 +91,9 @@ FORMAT = 2
 """Part of every key and entry: a new format never reads an old one."""
 
 CACHE_ENV = envvars.AZAUTH_PROFILE_CACHE
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+"""The largest entry written and read: a profile file may hold 16 MiB, and thousands of outputs
+make an entry larger than a token cache entry may be (256 KiB)."""
 SWEEP_AGE = 7 * 24 * 3600.0
 """Seconds an entry may stay unused before a sweep removes it."""
 SWEEP_INTERVAL = 24 * 3600.0
@@ -471,7 +475,7 @@ def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:
     from agent.credential_helpers.cache import read_private  # noqa: PLC0415
 
     path = os.path.join(_directory(env), key + _SUFFIX)
-    data = read_private(path)
+    data = read_private(path, max_bytes=MAX_ENTRY_BYTES)
     if data is None:
         return None
     entry = _parse(data)
@@ -548,6 +552,9 @@ def _remember(
         _debug("profile_cache_not_stored", reason="it would hold something shaped like a secret")
         return
     body = text.encode()
+    if len(body) + 65 > MAX_ENTRY_BYTES:  # it would never be read back
+        _debug("profile_cache_not_stored", reason="larger than MAX_ENTRY_BYTES")
+        return
     _write(env, key, sha256(body).hexdigest().encode() + b"\n" + body)
 
 

@@ -522,6 +522,31 @@ def test_a_damaged_entry_is_ignored_and_rewritten(damage: str, work: Path, tmp_p
     assert load_profile(None, None).cached
 
 
+def test_a_profile_with_thousands_of_outputs_is_cached_too(work: Path, tmp_path: Path) -> None:
+    """Its entry is larger than a token cache entry may be (256 KiB): still read back."""
+    outputs = "".join(
+        toml_output("token_file", path=f"out/{index:04}/a-long-enough-name.token", scope=KV)
+        for index in range(2500)
+    )
+    (work / "azauth.toml").write_text(PROD_CI + outputs)
+    first, second = _twice(None, None)
+    [entry] = _entries(tmp_path)
+    assert entry.stat().st_size > 256 * 1024
+    assert (first.cached, second.cached) == (False, True)
+    assert len(second.profile.outputs) == 2500
+    assert _answers(second.profile, {}) == _answers(first.profile, {})
+
+
+def test_an_entry_too_large_to_be_read_back_is_not_written(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compiled, "MAX_ENTRY_BYTES", 4096)
+    outputs = "".join(toml_output("token_file", path=f"out/{i}.token") for i in range(100))
+    (work / "azauth.toml").write_text(PROD_CI + outputs)
+    assert [c.cached for c in _twice(None, None)] == [False, False]
+    assert _entries(tmp_path) == []
+
+
 def test_entries_are_private_and_old_ones_are_swept(work: Path, tmp_path: Path) -> None:
     (work / "azauth.toml").write_text(PROD_CI)
     load_profile(None, None)
