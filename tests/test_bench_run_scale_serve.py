@@ -26,8 +26,9 @@ def run_bench(script: str, *args: str, timeout: int = 240) -> subprocess.Complet
 
 
 def test_run_once_and_the_reference_make_the_same_80_requests(tmp_path):
-    """bench_run.py: azauth and the stdlib reference each make 20 OIDC + 60 Entra requests
-    and write the 60 files (checked by the script) over https with the full CA bundle."""
+    """bench_run.py: azauth (profile cache warm, and off) and the stdlib reference each make
+    20 OIDC + 60 Entra requests and write the 60 files (checked by the script) over https with
+    the full CA bundle."""
     out = tmp_path / "run.json"
     done = run_bench(
         "bench_run.py", "--quick", "--runs", "1", "--sides", "azauth,reference", "--no-watch",
@@ -36,7 +37,11 @@ def test_run_once_and_the_reference_make_the_same_80_requests(tmp_path):
 
     assert done.returncode == 0, done.stderr[-3000:]
     sides = json.loads(out.read_text())["sides"]
-    assert set(sides) == {"azauth run --once", "stdlib reference (asyncio + ssl)"}
+    assert set(sides) == {
+        "azauth run --once",
+        "azauth run --once, profile cache off",  # --sides names parts: "azauth" picks both
+        "stdlib reference (asyncio + ssl)",
+    }
     for figures in sides.values():
         assert (figures["oidc"], figures["token"]) == (20, 60)
         assert figures["startup_s"] is not None and figures["startup_s"] > 0

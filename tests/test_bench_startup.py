@@ -29,7 +29,10 @@ def test_one_round_reports_every_series_and_the_start_up(tmp_path: Path) -> None
         "azauth --help",
         "azauth validate",
         "azauth run --once",
+        "validate, cache off",  # AZAUTH_PROFILE_CACHE=0: a job's first call
+        "run --once, cache off",
     }
     # The first request arrives after the process started and before it ended.
     assert 0 < result["run_once_startup_s"] < result["median_s"]["azauth run --once"]
+    assert 0 < result["run_once_cold_startup_s"] < result["median_s"]["run --once, cache off"]
     assert "start-up (spawn -> first request)" in done.stdout
