@@ -31,10 +31,12 @@ Where: ``<cache_dir>/profiles/<key>.json``, ``cache_dir`` as the token cache's
 :func:`agent.outputs._atomic.atomic_write` (``0600`` files, ``0700`` directories, never through a
 symbolic link); read only from a trusted directory, only a regular file of the user's that
 others cannot read (:func:`agent.credential_helpers.cache.read_private`); an entry embeds the
-key it answers, so one copied or renamed to another key's name is ignored. Any problem with the
-cache (an untrusted or unwritable directory, a corrupt, truncated or foreign entry) means full
-validation, logged at debug level, never an error. Entries unused for :data:`SWEEP_AGE` are
-removed, at most once per :data:`SWEEP_INTERVAL` (a hit updates its entry's modification time).
+key it answers, so one copied or renamed to another key's name is ignored, and starts with the
+SHA-256 of the rest, so one damaged in any way (even into other valid JSON) is ignored too. Any
+problem with the cache (an untrusted or unwritable directory, a corrupt, truncated or foreign
+entry) means full validation, logged at debug level, never an error. Entries unused for
+:data:`SWEEP_AGE` are removed, at most once per :data:`SWEEP_INTERVAL` (a hit updates its
+entry's modification time).
 
 ``AZAUTH_PROFILE_CACHE=0`` turns the cache off. Import-light: no pydantic, no pathlib, no
 aiohttp at import time; a hit imports :mod:`agent.config.rules` and
@@ -73,6 +75,7 @@ except ImportError:  # pragma: no cover - other Pythons (3.12+ name it _sha2)
 __all__ = [
     "CACHE_ENV",
     "FORMAT",
+    "MAX_ENTRY_BYTES",
     "SWEEP_AGE",
     "SWEEP_INTERVAL",
     "CompiledProfile",
@@ -84,10 +87,13 @@ __all__ = [
     "validated",
 ]
 
-FORMAT = 1
+FORMAT = 2
 """Part of every key and entry: a new format never reads an old one."""
 
 CACHE_ENV = envvars.AZAUTH_PROFILE_CACHE
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+"""The largest entry written and read: a profile file may hold 16 MiB, and thousands of outputs
+make an entry larger than a token cache entry may be (256 KiB)."""
 SWEEP_AGE = 7 * 24 * 3600.0
 """Seconds an entry may stay unused before a sweep removes it."""
 SWEEP_INTERVAL = 24 * 3600.0
@@ -464,19 +470,15 @@ def _directory(env: Mapping[str, str]) -> str:
     return os.path.join(cache_dir(env), _SUBDIRECTORY)
 
 
-def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:  # noqa: PLR0911
+def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:
     """The entry of ``key`` if it is trusted, well formed and its recorded inputs still hold."""
     from agent.credential_helpers.cache import read_private  # noqa: PLC0415
 
     path = os.path.join(_directory(env), key + _SUFFIX)
-    data = read_private(path)
+    data = read_private(path, max_bytes=MAX_ENTRY_BYTES)
     if data is None:
         return None
-    try:
-        entry = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        _debug("profile_cache_entry_unreadable")
-        return None
+    entry = _parse(data)
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
         _debug("profile_cache_entry_foreign")
         return None
@@ -495,6 +497,19 @@ def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:  # n
     except OSError:
         pass
     return entry
+
+
+def _parse(data: bytes) -> object:
+    """The JSON of an entry, or ``None`` when its first line is not the SHA-256 of the rest."""
+    check, _, text = data.partition(b"\n")
+    if sha256(text).hexdigest().encode() != check:  # damaged in any way, even into valid JSON
+        _debug("profile_cache_entry_damaged")
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        _debug("profile_cache_entry_unreadable")
+        return None
 
 
 def _remember(
@@ -536,7 +551,11 @@ def _remember(
     if redact_text(text) != text:
         _debug("profile_cache_not_stored", reason="it would hold something shaped like a secret")
         return
-    _write(env, key, text.encode())
+    body = text.encode()
+    if len(body) + 65 > MAX_ENTRY_BYTES:  # it would never be read back
+        _debug("profile_cache_not_stored", reason="larger than MAX_ENTRY_BYTES")
+        return
+    _write(env, key, sha256(body).hexdigest().encode() + b"\n" + body)
 
 
 def _write(env: Mapping[str, str], key: str, data: bytes) -> None:

@@ -752,11 +752,11 @@ def _owned(info: os.stat_result) -> bool:
     return not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
 
 
-def read_private(path: str) -> bytes | None:
+def read_private(path: str, *, max_bytes: int = _MAX_ENTRY_BYTES) -> bytes | None:
     """The bytes of ``path`` if the cache may trust it (:func:`_read_private_at`), else ``None``.
 
     Its directory must be trusted (:mod:`agent._dirtrust`). Other stores of azauth's private
-    files (the feeds' routing records) use the same rule.
+    files (the feeds' routing records, the profile cache) use the same rule.
     """
     directory, name = os.path.split(os.path.abspath(path))
     try:
@@ -764,13 +764,16 @@ def read_private(path: str) -> bytes | None:
     except (OSError, UntrustedDirectoryError):
         return None
     with folder:
-        return _read_private_at(folder, name)
+        return _read_private_at(folder, name, max_bytes=max_bytes)
 
 
-def _read_private_at(folder: TrustedDirectory, name: str) -> bytes | None:
+def _read_private_at(
+    folder: TrustedDirectory, name: str, *, max_bytes: int = _MAX_ENTRY_BYTES
+) -> bytes | None:
     """Read ``name`` in ``folder`` if it is a regular file of ours others cannot read.
 
-    Non-blocking open: a FIFO is refused at once instead of waiting for a writer.
+    Non-blocking open: a FIFO is refused at once instead of waiting for a writer. A file
+    larger than ``max_bytes`` is refused too.
     """
     try:
         fd = folder.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
@@ -782,11 +785,12 @@ def _read_private_at(folder: TrustedDirectory, name: str) -> bytes | None:
             not stat.S_ISREG(info.st_mode)
             or not _owned(info)
             or (_POSIX and info.st_mode & 0o077)
-            or info.st_size > _MAX_ENTRY_BYTES
+            or info.st_size > max_bytes
         ):
             return None
         chunks: list[bytes] = []
-        while chunk := os.read(fd, _MAX_ENTRY_BYTES + 1):
+        size = min(info.st_size, max_bytes) + 1  # no 64 MiB buffer for a 1 KiB file
+        while chunk := os.read(fd, size):
             chunks.append(chunk)
         return b"".join(chunks)
     except OSError:

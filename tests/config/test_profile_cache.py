@@ -486,7 +486,9 @@ def test_an_untrusted_cache_directory_is_not_used(
     assert done.stderr == ""
 
 
-@pytest.mark.parametrize("damage", ["readable by others", "renamed", "truncated", "garbage"])
+@pytest.mark.parametrize(
+    "damage", ["readable by others", "renamed", "truncated", "garbage", "edited", "a field lost"]
+)
 def test_a_damaged_entry_is_ignored_and_rewritten(damage: str, work: Path, tmp_path: Path) -> None:
     (work / "azauth.toml").write_text(PROD_CI + toml_output("token_file", path="out/a.token"))
     load_profile(None, None)
@@ -506,12 +508,43 @@ def test_a_damaged_entry_is_ignored_and_rewritten(damage: str, work: Path, tmp_p
         return
     elif damage == "truncated":
         entry.write_bytes(good[: len(good) // 2])
+    elif damage == "edited":  # still JSON, still its key: a flipped byte in a value
+        entry.write_bytes(good.replace(b'"path":"out/a.token"', b'"path":"out/b.token"'))
+        assert entry.read_bytes() != good
+    elif damage == "a field lost":  # still JSON, still its key, a field gone
+        entry.write_bytes(good.replace(b'"concurrency":64,', b""))
+        assert entry.read_bytes() != good
     else:
         entry.write_bytes(b"\x00\xffnot json")
     assert not load_profile(None, None).cached
     assert entry.stat().st_mode & 0o777 == 0o600
     assert entry.read_bytes() == good
     assert load_profile(None, None).cached
+
+
+def test_a_profile_with_thousands_of_outputs_is_cached_too(work: Path, tmp_path: Path) -> None:
+    """Its entry is larger than a token cache entry may be (256 KiB): still read back."""
+    outputs = "".join(
+        toml_output("token_file", path=f"out/{index:04}/a-long-enough-name.token", scope=KV)
+        for index in range(2500)
+    )
+    (work / "azauth.toml").write_text(PROD_CI + outputs)
+    first, second = _twice(None, None)
+    [entry] = _entries(tmp_path)
+    assert entry.stat().st_size > 256 * 1024
+    assert (first.cached, second.cached) == (False, True)
+    assert len(second.profile.outputs) == 2500
+    assert _answers(second.profile, {}) == _answers(first.profile, {})
+
+
+def test_an_entry_too_large_to_be_read_back_is_not_written(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compiled, "MAX_ENTRY_BYTES", 4096)
+    outputs = "".join(toml_output("token_file", path=f"out/{i}.token") for i in range(100))
+    (work / "azauth.toml").write_text(PROD_CI + outputs)
+    assert [c.cached for c in _twice(None, None)] == [False, False]
+    assert _entries(tmp_path) == []
 
 
 def test_entries_are_private_and_old_ones_are_swept(work: Path, tmp_path: Path) -> None:
@@ -633,6 +666,28 @@ def test_validate_prints_the_same_from_the_cache(
     for done in (cold, warm):
         assert done.stdout == off.stdout
         assert done.stderr.split("LOADED=")[0] == off.stderr
+
+
+def test_validate_ignores_a_damaged_entry_that_is_still_json(tmp_path: Path) -> None:
+    """A parseable entry under its own key with its verdict damaged: full validation, no error."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (work / "azauth.toml").write_text(VALIDATE_PROFILE)
+    env = _environment(tmp_path)
+    cold = azauth("validate", cwd=work, env=env)
+    assert cold.returncode == 0, cold.stderr
+    [entry] = _entries(tmp_path)
+    good = entry.read_bytes()
+    for damaged in (
+        good.replace(b'"warnings":[', b'"warning":['),
+        good.replace(b'"line":"', b'"line":"forged '),
+    ):
+        assert damaged != good
+        entry.write_bytes(damaged)
+        done = azauth("validate", cwd=work, env=env)
+        assert (done.returncode, done.stdout, done.stderr) == (0, cold.stdout, cold.stderr)
+        assert entry.read_bytes() == good  # rewritten by the full validation
 
 
 def test_an_invalid_file_is_never_cached(tmp_path: Path) -> None:
