@@ -124,11 +124,7 @@ async def test_run_once_delivers_without_azure_core(
     cwd, env = workspace
     async with Emulator() as emu:
         emu.add_connection(SC, TENANT, CLIENT)
-        env.update(
-            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
-            SYSTEM_ACCESSTOKEN=emu.system_access_token,
-            AZURE_AUTHORITY_HOST=emu.authority,
-        )
+        env.update(emu.pipeline_environment())
         code, modules, err = await probe(cwd, env, "run", "--once", "-q")
 
         assert code == 0, err
@@ -155,11 +151,7 @@ async def test_run_once_with_an_npmrc_output_imports_the_feed_writer_then(
     )
     async with Emulator() as emu:
         emu.add_connection(SC, TENANT, CLIENT)
-        env.update(
-            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
-            SYSTEM_ACCESSTOKEN=emu.system_access_token,
-            AZURE_AUTHORITY_HOST=emu.authority,
-        )
+        env.update(emu.pipeline_environment())
         code, modules, err = await probe(cwd, env, "run", "--once", "-q")
 
         assert code == 0, err
@@ -184,12 +176,7 @@ async def test_run_once_with_a_docker_config_output_exchanges_at_the_registry(
             + f'[profiles.ci.registries."{registry}"]\nconnection = "prod"\n'
             + toml_output("docker_config", path="docker/config.json", mode="auths")
         )
-        env.update(
-            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
-            SYSTEM_ACCESSTOKEN=emu.system_access_token,
-            AZURE_AUTHORITY_HOST=emu.authority,
-            SSL_CERT_FILE=str(emu.ca_file),
-        )
+        env.update(emu.pipeline_environment(), SSL_CERT_FILE=str(emu.ca_file))
         code, modules, err = await probe(cwd, env, "run", "--once", "-q")
 
         assert code == 0, err
@@ -208,11 +195,7 @@ async def test_run_once_quiet_still_logs_a_failure_in_each_format(
     """The first event at the level installs the logging the quiet run never needed before."""
     cwd, env = workspace
     async with Emulator() as emu:  # the connection is not registered: Entra refuses it
-        env.update(
-            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
-            SYSTEM_ACCESSTOKEN=emu.system_access_token,
-            AZURE_AUTHORITY_HOST=emu.authority,
-        )
+        env.update(emu.pipeline_environment())
         code, modules, err = await probe(cwd, env, "run", "--once", "-q", "--log-format", fmt)
 
     assert code == 4, err
@@ -238,11 +221,7 @@ async def test_an_authentication_failure_in_the_command_is_still_one_line(
     """The stand-in base class carries the message: exit 4, the service's words, no traceback."""
     cwd, env = workspace
     async with Emulator() as emu:  # the connection is not registered: Entra refuses it
-        env.update(
-            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
-            SYSTEM_ACCESSTOKEN=emu.system_access_token,
-            AZURE_AUTHORITY_HOST=emu.authority,
-        )
+        env.update(emu.pipeline_environment())
         code, modules, err = await probe(cwd, env, "run", "--once", "-q")
 
     assert code == 4, err
@@ -474,12 +453,7 @@ async def test_run_once_over_https_in_the_command(
     emu = await Emulator().start(tls=True)
     try:
         emu.add_connection(SC, TENANT, CLIENT)
-        env.update(
-            SYSTEM_OIDCREQUESTURI=emu.oidc_request_uri,
-            SYSTEM_ACCESSTOKEN=emu.system_access_token,
-            AZURE_AUTHORITY_HOST=emu.authority,
-            SSL_CERT_FILE=str(emu.ca_file),
-        )
+        env.update(emu.pipeline_environment(), SSL_CERT_FILE=str(emu.ca_file))
         code, _, err = await probe(cwd, env, "run", "--once", "-q")
 
         assert code == 0, err
