@@ -11,8 +11,10 @@ The key (SHA-256) covers everything that decides the result:
 
 - the configuration discovery finds now (discovery runs every time): the file's absolute path
   and the SHA-256 of its bytes, or the ``AZURESUBSCRIPTION_*`` values without a file;
-- every ``AZAUTH_*`` variable, case-insensitively (``AZAUTH_CACHE_DIR`` and
-  ``AZAUTH_PROFILE_CACHE`` aside): pydantic-settings reads them all;
+- every ``AZAUTH_*`` variable, case-insensitively: pydantic-settings reads them all; aside are
+  the cache's own (``AZAUTH_CACHE_DIR``, ``AZAUTH_PROFILE_CACHE``) and those azauth writes for
+  the programs it starts (``AZAUTH_EXEC_PROFILE``, ``AZAUTH_FEEDS_DIR``,
+  ``AZAUTH_OIDC_REQUEST_URL``, ``AZAUTH_OIDC_REQUEST_TOKEN``), which configure nothing;
 - the command-line inputs (``--config``, ``--profile``, the settings flags), the command and the
   working directory;
 - the code: azauth's version, the size and modification time of every ``agent/**/*.py``, those
@@ -100,7 +102,19 @@ SWEEP_INTERVAL = 24 * 3600.0
 """Seconds between two sweeps of the cache directory (a marker file records the last one)."""
 
 _OFF = frozenset({"0", "false", "no", "off"})
-_NOT_KEYED = frozenset({envvars.AZAUTH_CACHE_DIR, envvars.AZAUTH_PROFILE_CACHE})
+# Not configuration: the cache's own variables, and those azauth writes for the programs it
+# starts (pydantic-settings reads only AZAUTH_<field of the file>; none of these names one). One
+# is a secret, and they change with every `exec`/`serve`: keyed, a nested `run` would always miss.
+_NOT_KEYED = frozenset(
+    {
+        envvars.AZAUTH_CACHE_DIR,
+        envvars.AZAUTH_PROFILE_CACHE,
+        envvars.AZAUTH_EXEC_PROFILE,
+        envvars.AZAUTH_FEEDS_DIR,
+        envvars.AZAUTH_OIDC_REQUEST_URL,
+        envvars.AZAUTH_OIDC_REQUEST_TOKEN,
+    }
+)
 _SECRET_VARIABLES = frozenset(
     {envvars.SYSTEM_ACCESSTOKEN, envvars.AZAUTH_OIDC_REQUEST_TOKEN, envvars.AGENT_PROXYPASSWORD}
 )
@@ -400,7 +414,7 @@ def _digest(value: str | None) -> str | None:
 
 
 def _keyed_variables(env: Mapping[str, str]) -> dict[str, str | None]:
-    """Every ``AZAUTH_*`` variable (any case) but the cache's own, as SHA-256 of its value."""
+    """Every ``AZAUTH_*`` variable (any case) but :data:`_NOT_KEYED`, as SHA-256 of its value."""
     return {
         name: _digest(env[name])
         for name in sorted(env)

@@ -4,6 +4,7 @@ secret is stored, and a warm ``run`` or ``validate`` never imports pydantic."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -332,6 +333,31 @@ def test_an_azauth_override_is_in_the_key(
     after = load_profile(None, None)
     assert not after.cached
     assert after.profile.settings.concurrency == expected
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "AZAUTH_EXEC_PROFILE",
+        "AZAUTH_FEEDS_DIR",
+        "AZAUTH_OIDC_REQUEST_URL",
+        "AZAUTH_OIDC_REQUEST_TOKEN",
+    ],
+)
+def test_what_azauth_writes_for_its_children_is_not_in_the_key(
+    variable: str, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `run` started by `azauth exec`/`serve` (new values each time) still hits; the bearer of
+    the OIDC request endpoint, a secret, is not even hashed into an entry."""
+    (work / "azauth.toml").write_text(PROD_CI)
+    monkeypatch.setenv(variable, "first-value-4f1c")
+    assert _twice(None, None)[1].cached
+    monkeypatch.setenv(variable, "second-value-9a7e")
+    assert load_profile(None, None).cached
+    digest = hashlib.sha256(b"second-value-9a7e").hexdigest()
+    entries = _entries(work.parent)
+    assert entries
+    assert all(digest not in entry.read_text() for entry in entries)
 
 
 def test_a_variable_in_an_output_path_is_in_the_key(
