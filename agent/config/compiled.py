@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Mapping
 
@@ -59,6 +60,14 @@ from agent import envvars
 from agent._version import __version__
 from agent.config.discovery import find_config_path
 from agent.config.fschecks import filesystem_problem
+from agent.credential_helpers.cache import (
+    SWEEP_AGE,
+    cache_dir,
+    is_key,
+    owned_by_user,
+    read_private,
+    sha256_hex,
+)
 
 TYPE_CHECKING = False  # not from typing: see agent/__init__.py
 if TYPE_CHECKING:
@@ -67,12 +76,6 @@ if TYPE_CHECKING:
 
     from agent.config.loading import LoadedConfig
     from agent.config.resolution import ResolvedProfile
-
-try:
-    # CPython's built-in SHA-256: hashlib would load OpenSSL first.
-    from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover - other Pythons (3.12+ name it _sha2)
-    from hashlib import sha256
 
 __all__ = [
     "CACHE_ENV",
@@ -96,8 +99,6 @@ CACHE_ENV = envvars.AZAUTH_PROFILE_CACHE
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
 """The largest entry written and read: a profile file may hold 16 MiB, and thousands of outputs
 make an entry larger than a token cache entry may be (256 KiB)."""
-SWEEP_AGE = 7 * 24 * 3600.0
-"""Seconds an entry may stay unused before a sweep removes it."""
 SWEEP_INTERVAL = 24 * 3600.0
 """Seconds between two sweeps of the cache directory (a marker file records the last one)."""
 
@@ -121,7 +122,6 @@ _SECRET_VARIABLES = frozenset(
 _SUBDIRECTORY = "profiles"
 _SUFFIX = ".json"
 _SWEPT = ".swept"
-_HEX = frozenset("0123456789abcdef")
 _PACKAGES = ("pydantic", "pydantic_core", "pydantic_settings", "yaml")
 _AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -410,7 +410,7 @@ def _source_files(root: str) -> list[tuple[str, int, int]]:
 
 
 def _digest(value: str | None) -> str | None:
-    return None if value is None else sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return None if value is None else sha256_hex(value.encode("utf-8", "surrogatepass"))
 
 
 def _keyed_variables(env: Mapping[str, str]) -> dict[str, str | None]:
@@ -436,8 +436,8 @@ def _source(config: str | None, env: Mapping[str, str], cwd: str) -> list[Any] |
         if path is None:
             implicit = implicit_config_data(env, [])
             canonical = json.dumps(implicit, sort_keys=True, separators=(",", ":"))
-            return [None, sha256(canonical.encode()).hexdigest()]
-        return [os.path.join(cwd, path), sha256(read_regular_file(path)).hexdigest()]
+            return [None, sha256_hex(canonical.encode())]
+        return [os.path.join(cwd, path), sha256_hex(read_regular_file(path))]
     except (ConfigError, OSError, ValueError):
         return None
 
@@ -471,7 +471,7 @@ def _key(
         code_identity(),
     ]
     text = json.dumps(inputs, separators=(",", ":"), default=repr)
-    return sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), source[1]
+    return sha256_hex(text.encode("utf-8", "surrogatepass")), source[1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -479,15 +479,11 @@ def _key(
 
 
 def _directory(env: Mapping[str, str]) -> str:
-    from agent.credential_helpers.cache import cache_dir  # noqa: PLC0415
-
     return os.path.join(cache_dir(env), _SUBDIRECTORY)
 
 
 def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:
     """The entry of ``key`` if it is trusted, well formed and its recorded inputs still hold."""
-    from agent.credential_helpers.cache import read_private  # noqa: PLC0415
-
     path = os.path.join(_directory(env), key + _SUFFIX)
     data = read_private(path, max_bytes=MAX_ENTRY_BYTES)
     if data is None:
@@ -516,7 +512,7 @@ def _read_entry(env: Mapping[str, str], key: str) -> dict[str, Any] | None:
 def _parse(data: bytes) -> object:
     """The JSON of an entry, or ``None`` when its first line is not the SHA-256 of the rest."""
     check, _, text = data.partition(b"\n")
-    if sha256(text).hexdigest().encode() != check:  # damaged in any way, even into valid JSON
+    if sha256_hex(text).encode() != check:  # damaged in any way, even into valid JSON
         _debug("profile_cache_entry_damaged")
         return None
     try:
@@ -569,7 +565,7 @@ def _remember(
     if len(body) + 65 > MAX_ENTRY_BYTES:  # it would never be read back
         _debug("profile_cache_not_stored", reason="larger than MAX_ENTRY_BYTES")
         return
-    _write(env, key, sha256(body).hexdigest().encode() + b"\n" + body)
+    _write(env, key, sha256_hex(body).encode() + b"\n" + body)
 
 
 def _write(env: Mapping[str, str], key: str, data: bytes) -> None:
@@ -615,9 +611,11 @@ def _sweep(directory: str, now: float | None = None) -> int:
                 continue
             try:
                 info = folder.lstat(name)
-                ours = not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
-                regular = (info.st_mode & 0o170000) == 0o100000
-                if ours and regular and now - info.st_mtime > SWEEP_AGE:
+                if (
+                    owned_by_user(info)
+                    and stat.S_ISREG(info.st_mode)
+                    and now - info.st_mtime > SWEEP_AGE
+                ):
                     folder.unlink(name)
                     removed += 1
             except OSError:
@@ -636,8 +634,7 @@ def _write_marker(directory: str) -> None:
 
 
 def _is_entry_name(name: str) -> bool:
-    key = name[: -len(_SUFFIX)]
-    return name.endswith(_SUFFIX) and len(key) == 64 and set(key) <= _HEX
+    return name.endswith(_SUFFIX) and is_key(name[: -len(_SUFFIX)])
 
 
 def _debug(event: str, **details: str) -> None:

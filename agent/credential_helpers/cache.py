@@ -88,10 +88,13 @@ __all__ = [
     "find_config_file",
     "identify_config",
     "is_fresh",
+    "is_key",
     "is_usable",
+    "owned_by_user",
     "read_private",
     "refresh_margin",
     "selector_for",
+    "sha256_hex",
 ]
 
 CACHE_DIR_ENV = envvars.AZAUTH_CACHE_DIR
@@ -206,7 +209,7 @@ def identify_config(config: str | None, env: Mapping[str, str], cwd: str) -> Con
         if not all(env.get(name) for name in _IMPLICIT_REQUIRED):
             raise LookupError("no profile file and no AZURESUBSCRIPTION_* connection")
         return ConfigIdentity(None, _sha256_json(values))
-    return ConfigIdentity(path, _sha256_hex(read_regular_file(path)))
+    return ConfigIdentity(path, sha256_hex(read_regular_file(path)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -265,20 +268,22 @@ def selector_for(request: TokenRequest, identity: ConfigIdentity, env: Mapping[s
 
 def entry_key(selector: str, variable: str, system_access_token: str) -> str:
     """The entry key: the selector, the variable's name and a hash of System.AccessToken."""
-    token_hash = _sha256_hex(b"azauth system access token\0" + system_access_token.encode())
+    token_hash = sha256_hex(b"azauth system access token\0" + system_access_token.encode())
     return _sha256_json([selector, variable, token_hash])
 
 
 def _sha256_json(value: object) -> str:
-    return _sha256_hex(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+    return sha256_hex(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
 
 
-def _sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 of ``data`` in hex, with CPython's built-in hash (no OpenSSL load)."""
     digest: str = sha256(data).hexdigest()
     return digest
 
 
-def _is_key(text: str) -> bool:
+def is_key(text: str) -> bool:
+    """Whether ``text`` is a key: 64 lower-case hex digits (a file name's stem)."""
     return len(text) == _KEY_LENGTH and _HEX.issuperset(text)
 
 
@@ -480,7 +485,7 @@ class TokenCache:
         return self._path(selector, ".var")
 
     def _path(self, key: str, suffix: str) -> str:
-        if not _is_key(key):
+        if not is_key(key):
             raise ValueError("a cache key is 64 lowercase hex digits")
         return os.path.join(self.directory, f"{key}{suffix}")
 
@@ -580,7 +585,7 @@ class TokenCache:
         found = []
         for name in names:
             key, _, suffix = name.partition(".")
-            if suffix != "token" or not _is_key(key):
+            if suffix != "token" or not is_key(key):
                 continue
             entry = self.load(key)
             if entry is not None:
@@ -607,11 +612,11 @@ class TokenCache:
         removed = 0
         for name in names:
             stem, dot, suffix = name.partition(".")
-            if not dot or not _is_key(stem) or suffix not in {"token", "lock", "var"}:
+            if not dot or not is_key(stem) or suffix not in {"token", "lock", "var"}:
                 continue
             try:
                 info = folder.lstat(name)
-                if not stat.S_ISREG(info.st_mode) or not _owned(info):
+                if not stat.S_ISREG(info.st_mode) or not owned_by_user(info):
                     continue
                 if suffix == "token":
                     data = _read_private_at(folder, name)
@@ -748,7 +753,8 @@ class CacheLock:
         os.close(fd)
 
 
-def _owned(info: os.stat_result) -> bool:
+def owned_by_user(info: os.stat_result) -> bool:
+    """Whether the file of ``info`` belongs to the current user (always true without uids)."""
     return not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
 
 
@@ -783,7 +789,7 @@ def _read_private_at(
         info = os.fstat(fd)
         if (
             not stat.S_ISREG(info.st_mode)
-            or not _owned(info)
+            or not owned_by_user(info)
             or (_POSIX and info.st_mode & 0o077)
             or info.st_size > max_bytes
         ):

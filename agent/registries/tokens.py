@@ -61,7 +61,7 @@ class RegistryNotServedError(LookupError):
 def registry_selector(config_selector: str, registry: str) -> str:
     """The selector of ``registry``'s refresh token under a configuration's selector."""
     data = json.dumps(["acr-refresh-token", registry, config_selector], separators=(",", ":"))
-    return tokencache._sha256_hex(data.encode())  # noqa: SLF001 - the cache's own hash
+    return tokencache.sha256_hex(data.encode())
 
 
 def refresh_on(obtained_at: float, expires_on: int) -> int:
